@@ -1,0 +1,160 @@
+"""create_app(settings): the routes and the lifespan that builds and owns every service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .auth import Principal, Role, TokenVerifier, bearer
+from .config import Settings
+from .db import Database
+from .errors import ConfigError, ServiceUnavailable, WallboardError
+from .responses import JSON, failure, success
+
+log = logging.getLogger("wallboard.app")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+@dataclass
+class Services:
+    """What the lifespan builds from Settings and hands to every request as ``request.state.services``."""
+
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    verifier: TokenVerifier
+
+
+def services(request: Request) -> Services:
+    return request.state.services  # type: ignore[no-any-return]
+
+
+def principal(request: Request, allowed: frozenset[Role]) -> Principal:
+    """The verified caller of this request, checked against the roles the route allows."""
+    token = bearer(request.headers.get("authorization"))
+    return services(request).verifier.verify(token).require(allowed)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A redis-py asyncio client; ``valkey://`` URLs are accepted as ``redis://``."""
+    if url.startswith("valkey"):
+        url = "redis" + url[len("valkey"):]
+    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+
+
+async def open_services(settings: Settings) -> Services:
+    """Connect to PostgreSQL and Redis; a ConfigError names the setting when either is unreachable."""
+    verifier = TokenVerifier(settings)
+    if settings.database_url is None or settings.redis_url is None:
+        missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
+        raise ConfigError(f"{missing} is not set: set both DATABASE_URL and REDIS_URL, or neither for the embedded default")
+    db = await Database.connect(settings.database_url, min_size=settings.db_pool_min,
+                                max_size=settings.db_pool_max, app_role=settings.app_role)
+    client = redis_client(settings.redis_url)
+    try:
+        await asyncio.wait_for(client.ping(), 5)
+    except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        await client.aclose()
+        await db.close()
+        raise ConfigError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {exc}): check the URL and that the server runs") from None
+    return Services(settings=settings, db=db, redis=client, verifier=verifier)
+
+
+async def close_services(svc: Services) -> None:
+    await svc.redis.aclose()
+    await svc.db.close()
+
+
+async def health(request: Request) -> Response:
+    """PostgreSQL and Redis, each ``ok`` or ``down``; 200 when both answer, else 503 (no token needed)."""
+    svc = services(request)
+
+    async def check(probe: Any) -> str:
+        try:
+            await asyncio.wait_for(probe(), 2)
+            return "ok"
+        except Exception:  # noqa: BLE001 - any failure of the probe means "down"
+            return "down"
+
+    pg, rd = await asyncio.gather(check(svc.db.ping), check(svc.redis.ping))
+    ok = pg == "ok" and rd == "ok"
+    body = {"status": "ok" if ok else "degraded", "postgres": pg, "redis": rd}
+    return JSON(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+
+async def whoami(request: Request) -> Response:
+    """The verified identity of the caller's token: tenant, role, sub, expiry (any role)."""
+    who = principal(request, frozenset(Role))
+    return success({"client_id": who.tenant, "role": who.role.value, "sub": who.sub,
+                    "expires_at": _iso(who.exp)})
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def on_wallboard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WallboardError)
+    headers = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="wallboard"'
+    if exc.status >= 500:
+        log.warning("request.unavailable", extra={"path": request.url.path, "code": exc.code, "error": exc.message})
+    return JSON(exc.envelope(), status_code=exc.status, headers=headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {404: f"no such path: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+    return failure(exc.status_code, codes.get(exc.status_code, "http_error"),
+                   message.get(exc.status_code, str(exc.detail)), headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("request.failed", exc_info=exc, extra={"path": request.url.path})
+    return failure(500, "internal_error", "the server failed on this request; it has been logged")
+
+
+def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> Starlette:
+    """The ASGI app: API routes, static pages, error handlers; the lifespan owns every service."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        svc = await open_services(settings)
+        log.info("app.started", extra={"embedded": settings.embedded})
+        try:
+            yield {"services": svc}
+        finally:
+            await close_services(svc)
+            log.info("app.stopped")
+
+    api: list[BaseRoute] = [
+        Route("/api/metrics/health", health, methods=["GET"]),
+        Route("/api/auth/whoami", whoami, methods=["GET"]),
+    ]
+    api += routes or []
+    if STATIC_DIR.is_dir():
+        api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))
+    return Starlette(
+        routes=api,
+        lifespan=lifespan,
+        exception_handlers={WallboardError: on_wallboard_error, HTTPException: on_http_error, Exception: on_unexpected},
+    )

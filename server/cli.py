@@ -1,0 +1,174 @@
+"""``wallboard …``: the command line. Nothing else parses argv.
+
+Every command reads Settings once; a ConfigError (or any WallboardError)
+ends the command with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .auth import TokenVerifier, mint, parse_ttl
+from .config import Settings
+from .embedded import EmbeddedServices, signing_secret
+from .errors import WallboardError
+
+DEMO_TENANT = "demo"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``wallboard`` console script and ``python -m server``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # uvicorn re-raises the signal it caught once it has shut down; turning SIGTERM into
+    # SystemExit lets every `finally` (the embedded servers' stop above all) run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        code = args.func(args)
+    except WallboardError as exc:
+        print(f"wallboard: error: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wallboard", description="Real-time contact-center wallboard server.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the HTTP + WebSocket server")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
+    p.add_argument("--demo", action="store_true", help="feed tenant 'demo' with a simulated contact center")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply the sql/ migrations to DATABASE_URL")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("token", help="print a signed JWT")
+    p.add_argument("--tenant", required=True, help="client_id claim")
+    p.add_argument("--role", required=True, choices=["agent", "supervisor", "admin", "ingest"])
+    p.add_argument("--sub", default=None, help="sub claim (an agent token's agent_id)")
+    p.add_argument("--ttl", default="8h", help="lifetime: 900, 15m, 8h, 30d (default 8h)")
+    p.set_defaults(func=cmd_token)
+    return parser
+
+
+def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = True,
+                 progress: Callable[[str], None] | None = None) -> tuple[Settings, EmbeddedServices | None]:
+    """Settings completed with the embedded servers where DATABASE_URL / REDIS_URL are unset.
+
+    The caller owns the returned EmbeddedServices and must ``stop()`` it.
+    """
+    say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    need_pg = postgres and settings.database_url is None
+    need_valkey = valkey and settings.redis_url is None
+    use_own_secret = settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+    embedded = None
+    if need_pg or need_valkey:
+        embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
+        embedded.start(progress=say)
+        settings = settings.replace(
+            database_url=settings.database_url or embedded.database_url,
+            redis_url=settings.redis_url or embedded.redis_url,
+        )
+    if use_own_secret:
+        settings = settings.replace(jwt_secret=signing_secret(settings.data_dir))
+    return settings, embedded
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from . import logs
+    from .app import create_app
+
+    settings = Settings.from_env()
+    log_config = logs.setup(settings.log_level, settings.log_format)
+    port = args.port if args.port is not None else settings.port
+    settings, embedded = with_runtime(settings)
+    try:
+        asyncio.run(preflight(settings))
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=args.host, port=port, log_config=log_config, ws="websockets-sansio",
+                                ws_per_message_deflate=False, proxy_headers=True, server_header=False,
+                                timeout_graceful_shutdown=10, lifespan="on")
+        server = uvicorn.Server(config)
+
+        async def run() -> None:
+            announce = asyncio.create_task(_announce(server, settings, args.host, port))
+            try:
+                await server.serve()
+            finally:
+                announce.cancel()
+                await asyncio.gather(announce, return_exceptions=True)
+
+        asyncio.run(run())
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def preflight(settings: Settings) -> None:
+    """Fail fast, with one line, on a bad key, an unreachable PostgreSQL or Redis; then migrate."""
+    from .app import close_services, open_services
+    from .db import migrate
+
+    assert settings.database_url is not None
+    TokenVerifier(settings)
+    await migrate(settings.database_url, app_role=settings.app_role)
+    await close_services(await open_services(settings))
+
+
+async def _announce(server: Any, settings: Settings, host: str, port: int) -> None:
+    """Print the URL a person can open, once the server listens, with a token in the fragment."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    lines = [f"wallboard server listening on {base}"]
+    if settings.jwt_secret is not None or settings.jwt_private_key is not None:
+        token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
+        lines.append(f"open {base}/#token={token}")
+        lines.append("(the token is in the URL fragment, which browsers never send to the server)")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .db import migrate
+
+    settings = Settings.from_env()
+    settings, embedded = with_runtime(settings, valkey=False)
+    try:
+        assert settings.database_url is not None
+        applied = asyncio.run(migrate(settings.database_url, app_role=settings.app_role))
+        print(f"applied {len(applied)} migration(s): {applied}" if applied else "database is up to date")
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
+        settings = settings.replace(jwt_secret=signing_secret(settings.data_dir))
+    try:
+        ttl = parse_ttl(args.ttl)
+        token = mint(settings, tenant=args.tenant, role=args.role, sub=args.sub, ttl_s=ttl)
+    except ValueError as exc:
+        print(f"wallboard: error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
