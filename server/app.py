@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,46 +18,30 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .auth import Principal, Role, TokenVerifier, bearer
+from . import ingest, tenant_settings
+from .auth import Role, TokenVerifier
 from .config import Settings
 from .db import Database
 from .errors import ConfigError, ServiceUnavailable, WallboardError
+from .ingest import Ingestor
+from .live import routes as live_routes
+from .live.keys import Keys
+from .live.state import LiveState
 from .responses import JSON, failure, success
+from .services import Services, principal, redis_client, services
+from .tenant_settings import SettingsStore
 
 log = logging.getLogger("wallboard.app")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
-@dataclass
-class Services:
-    """What the lifespan builds from Settings and hands to every request as ``request.state.services``."""
+async def open_services(settings: Settings, *, background: bool = True) -> Services:
+    """Connect to PostgreSQL and Redis and build every service; a ConfigError names the bad setting.
 
-    settings: Settings
-    db: Database
-    redis: aioredis.Redis
-    verifier: TokenVerifier
-
-
-def services(request: Request) -> Services:
-    return request.state.services  # type: ignore[no-any-return]
-
-
-def principal(request: Request, allowed: frozenset[Role]) -> Principal:
-    """The verified caller of this request, checked against the roles the route allows."""
-    token = bearer(request.headers.get("authorization"))
-    return services(request).verifier.verify(token).require(allowed)
-
-
-def redis_client(url: str) -> aioredis.Redis:
-    """A redis-py asyncio client; ``valkey://`` URLs are accepted as ``redis://``."""
-    if url.startswith("valkey"):
-        url = "redis" + url[len("valkey"):]
-    return aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
-
-
-async def open_services(settings: Settings) -> Services:
-    """Connect to PostgreSQL and Redis; a ConfigError names the setting when either is unreachable."""
+    With ``background`` the owned background tasks (live-state repair) are started;
+    ``close_services`` cancels and awaits them.
+    """
     verifier = TokenVerifier(settings)
     if settings.database_url is None or settings.redis_url is None:
         missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
@@ -71,11 +54,19 @@ async def open_services(settings: Settings) -> Services:
     except (aioredis.RedisError, OSError, TimeoutError) as exc:
         await client.aclose()
         await db.close()
-        raise ConfigError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {exc}): check the URL and that the server runs") from None
-    return Services(settings=settings, db=db, redis=client, verifier=verifier)
+        raise ConfigError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {exc}): "
+                          "check the URL and that the server runs") from None
+    keys = Keys(settings.key_prefix)
+    store = SettingsStore(db)
+    live = LiveState(client, db, keys, store)
+    if background:
+        live.start()
+    return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
+                    settings_store=store, live=live, ingestor=Ingestor(db, live, store))
 
 
 async def close_services(svc: Services) -> None:
+    await svc.live.close()
     await svc.redis.aclose()
     await svc.db.close()
 
@@ -150,6 +141,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         Route("/api/metrics/health", health, methods=["GET"]),
         Route("/api/auth/whoami", whoami, methods=["GET"]),
     ]
+    api += ingest.routes + tenant_settings.routes + live_routes.routes
     api += routes or []
     if STATIC_DIR.is_dir():
         api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))

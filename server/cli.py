@@ -128,7 +128,7 @@ async def preflight(settings: Settings) -> None:
     assert settings.database_url is not None
     TokenVerifier(settings)
     await migrate(settings.database_url, app_role=settings.app_role)
-    await close_services(await open_services(settings))
+    await close_services(await open_services(settings, background=False))
 
 
 async def _announce(server: Any, settings: Settings, host: str, port: int) -> None:

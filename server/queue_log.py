@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +150,7 @@ def parse_lines(
 def _iso_ms(epoch: str) -> str:
     ms = int((Decimal(epoch) * 1000).to_integral_value(rounding=ROUND_FLOOR))
     seconds, millis = divmod(ms, 1000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 

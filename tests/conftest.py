@@ -154,7 +154,7 @@ def free_socket() -> socket.socket:
 
 
 @pytest.fixture(scope="session")
-async def server_factory() -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
+async def server_factory(database_factory: Callable[..., Awaitable[str]]) -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
     """Start real uvicorn servers (in this event loop) on free ports; all stop at the end."""
     running: list[RunningServer] = []
 

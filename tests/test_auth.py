@@ -167,9 +167,9 @@ async def test_rs256_token_accepted_when_configured(rsa_server: tuple[RunningSer
 async def test_hs256_refused_when_rs256_configured(rsa_server: tuple[RunningServer, str, str]) -> None:
     """The key-confusion attack: an HS256 token signed with the public key as secret is refused."""
     server, _, public_pem = rsa_server
+    import base64
     import hashlib
     import hmac
-    import base64
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -1,0 +1,149 @@
+"""Accept a batch of events: validate, commit to PostgreSQL, apply to the live state.
+
+The order is the durability promise of API.md: an event is answered as
+accepted (or duplicate) only after its row is committed. Live state is
+applied afterwards; when Redis is away the reply is still 2xx and the live
+state is rebuilt from PostgreSQL once Redis is back. When PostgreSQL is away
+the reply is 503 with ``Retry-After`` and nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import asyncpg
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .auth import INGEST
+from .db import UNAVAILABLE, Database, query
+from .errors import PayloadTooLarge, ServiceUnavailable
+from .events import Event, parse_body
+from .live.state import LiveState
+from .responses import success
+from .services import principal, services
+from .tenant_settings import SettingsStore
+
+log = logging.getLogger("wallboard.ingest")
+
+# Conflicts between concurrent transactions that a retry resolves.
+TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+@dataclass
+class Outcome:
+    """What became of a batch: the reply's ``data``."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        """200 when every event was taken, 207 when some were rejected, 422 when none was taken."""
+        if not self.rejected:
+            return 200
+        return 207 if self.accepted + self.duplicates else 422
+
+    def data(self) -> dict[str, object]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+class Ingestor:
+    """Stores events and applies them to the live state; shared by every ingest route."""
+
+    def __init__(self, db: Database, live: LiveState, store: SettingsStore) -> None:
+        self.db = db
+        self.live = live
+        self.store = store
+        self._partitions: set[date] = set()
+
+    async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
+        """Commit the valid events (deduplicated by event_id), then apply the new ones to live state."""
+        outcome = Outcome(rejected=rejected)
+        unique: dict[str, Event] = {}
+        for _, event in valid:
+            unique.setdefault(event.event_id, event)
+        outcome.duplicates = len(valid) - len(unique)
+        if not unique:
+            return outcome
+        # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
+        events = sorted(unique.values(), key=lambda e: e.event_id)
+        fresh = await self.store_events(tenant, events)
+        outcome.accepted = len(fresh)
+        outcome.duplicates += len(events) - len(fresh)
+        if fresh:
+            settings = await self.store.get(tenant)
+            new = [e for e in events if e.event_id in fresh]
+            await self.live.apply(tenant, new, settings)
+        return outcome
+
+    async def store_events(self, tenant: str, events: Sequence[Event]) -> set[str]:
+        """Insert in one statement; return the ids that were new. 503 when PostgreSQL is away."""
+        days = {datetime.fromtimestamp(e.ts_ms / 1000, UTC).date() for e in events}
+        missing = days - self._partitions
+        columns: tuple[list[object], ...] = ([], [], [], [], [], [], [])
+        for e in events:
+            columns[0].append(e.event_id)
+            columns[1].append(e.type)
+            columns[2].append(datetime.fromtimestamp(e.ts_ms / 1000, UTC))
+            columns[3].append(e.queue_id)
+            columns[4].append(e.agent_id)
+            columns[5].append(e.call_id)
+            columns[6].append(orjson.dumps(e.body).decode())
+        for attempt in range(5):
+            try:
+                async with self.db.tenant(tenant) as conn:
+                    if missing:
+                        await conn.execute("SELECT ensure_event_partitions($1, $2)", min(missing), max(missing))
+                    rows = await conn.fetch(query("events_insert"), tenant, *columns)
+                break
+            except UNAVAILABLE as exc:
+                raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
+                                         code="database_unavailable") from None
+            except TRANSIENT:
+                if attempt == 4:
+                    raise ServiceUnavailable("PostgreSQL is too busy to store the batch now; nothing was stored: retry",
+                                             code="database_busy") from None
+                await asyncio.sleep(0.01 * 2 ** attempt)
+        self._partitions |= missing
+        return {row["event_id"] for row in rows}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes: at most {limit} bytes per request; split the batch",
+                              code="body_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes per request; split the batch", code="body_too_large")
+    return bytes(body)
+
+
+async def post_events(request: Request) -> Response:
+    """``POST /api/events`` (roles ingest, admin): a JSON array or NDJSON of events."""
+    who = principal(request, INGEST)
+    svc = services(request)
+    started = time.perf_counter()
+    body = await read_body(request, svc.settings.max_body_bytes)
+    valid, rejected = parse_body(body, request.headers.get("content-type"), max_events=svc.settings.max_events)
+    outcome = await svc.ingestor.ingest(who.tenant, valid, rejected)
+    log.info("ingest.batch", extra={"tenant": who.tenant, "events": len(valid) + len(rejected),
+                                    "accepted": outcome.accepted, "duplicates": outcome.duplicates,
+                                    "rejected": len(outcome.rejected),
+                                    "ms": round((time.perf_counter() - started) * 1000, 1)})
+    return success(outcome.data(), status=outcome.status)
+
+
+routes = [Route("/api/events", post_events, methods=["POST"])]

@@ -1,0 +1,1 @@
+"""Live state in Redis: per-tenant agents, queues and today's counters."""

@@ -1,0 +1,312 @@
+"""Apply events to the live state in Redis, read it back, rebuild it from PostgreSQL.
+
+Trade-offs, stated plainly:
+
+- PostgreSQL is the system of record. Live state is derived: an event is
+  applied only after it is committed, so a Redis failure never loses one.
+  When Redis is unreachable the tenant is marked for rebuild and ingest goes
+  on; the repair loop rebuilds it once Redis answers again.
+- The apply script is idempotent and order-free (see ``apply.lua``), so a
+  rebuild can run while ingest goes on: it marks the state ready first, then
+  replays PostgreSQL; anything applied twice counts once.
+- A tenant whose ``ready`` key is gone (Redis restarted without persistence,
+  flushed, a new Redis) is rebuilt on first touch, by one process at a time
+  (a Redis lock), and by one task per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..db import Database, query
+from ..errors import ServiceUnavailable
+from ..events import Event
+from ..tenant_settings import SettingsStore, TenantSettings
+from .keys import Keys
+
+log = logging.getLogger("wallboard.live")
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+KEY_TTL_S = 3 * 86400
+REPLAY_PAGE = 5000
+REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+def compact(event: Event, settings: TenantSettings) -> dict[str, Any]:
+    """The event in the short form apply.lua reads, with its day, interval and thresholds resolved."""
+    body = event.body
+    ts = event.ts_ms
+    out: dict[str, Any] = {"ts": ts, "d": settings.local_day(ts), "i": settings.interval_start(ts)}
+    kind = event.type
+    if kind == "agent.state":
+        out.update(k="s", id=event.event_id, a=event.agent_id, st=body["state"])
+        if body.get("reason"):
+            out["rn"] = body["reason"]
+        if body.get("name"):
+            out["nm"] = body["name"]
+        if body.get("team"):
+            out["tm"] = body["team"]
+        if body.get("queues") is not None:
+            out["qs"] = orjson.dumps(body["queues"]).decode()
+        if event.call_id and event.queue_id:
+            out.update(c=event.call_id, q=event.queue_id)
+        return out
+    if kind in ("call.queued", "call.answered", "call.abandoned"):
+        assert event.queue_id is not None
+        qs = settings.for_queue(event.queue_id)
+        out.update(k={"call.queued": "q", "call.answered": "a", "call.abandoned": "b"}[kind],
+                   q=event.queue_id, c=event.call_id,
+                   sl=round(qs.sl_threshold_s * 1000), sa=round(qs.short_abandon_s * 1000))
+        if event.agent_id:
+            out["a"] = event.agent_id
+        return out
+    if kind == "call.completed":
+        talk, hold, wrap = (round(float(body[f]) * 1000) for f in ("talk_s", "hold_s", "wrap_s"))
+        out.update(k="c", q=event.queue_id, c=event.call_id, a=event.agent_id,
+                   h=talk + hold + wrap, tk=talk, hd=hold, wr=wrap, tr=1 if body.get("transferred") else 0)
+        if isinstance(body.get("resolved"), bool):
+            out["rs"] = 1 if body["resolved"] else 0
+        return out
+    if kind == "csat.response":
+        out.update(k="y", id=event.event_id)
+        if event.agent_id:
+            out["a"] = event.agent_id
+        if body.get("csat") is not None:
+            out["cs"] = int(body["csat"])
+        if body.get("nps") is not None:
+            out["np"] = int(body["nps"])
+        return out
+    if kind == "quality.scored":
+        out.update(k="r", id=event.event_id, a=event.agent_id, sc=round(float(body["score"]) * 1000))
+        return out
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+class LiveState:
+    """The live state of every tenant in one Redis; owns the repair loop."""
+
+    def __init__(self, redis: aioredis.Redis, db: Database, keys: Keys, store: SettingsStore) -> None:
+        self.redis = redis
+        self.db = db
+        self.keys = keys
+        self.store = store
+        self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
+        self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
+        self.needs_rebuild: set[str] = set()
+        self.redis_ok = True
+        self._rebuilds: dict[str, asyncio.Task[int]] = {}
+        self._repair: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the repair loop (rebuilds tenants whose apply failed, once Redis answers)."""
+        self._repair = asyncio.create_task(self._repair_loop(), name="live-repair")
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._repair, *self._rebuilds.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def stale(self) -> bool:
+        """True while Redis is unreachable or some tenant waits for a rebuild."""
+        return not self.redis_ok or bool(self.needs_rebuild)
+
+    # -- apply -----------------------------------------------------------
+
+    async def apply(self, tenant: str, events: Sequence[Event], settings: TenantSettings) -> bool:
+        """Apply committed events; never raises for Redis trouble (the tenant is rebuilt later).
+
+        Returns True when the events are in the live state now.
+        """
+        if not events:
+            return True
+        ordered = sorted(events, key=lambda e: e.ts_ms)
+        payload = orjson.dumps([compact(e, settings) for e in ordered])
+        try:
+            result = await self._run_apply(tenant, payload, force=False)
+        except REDIS_DOWN as exc:
+            self._redis_failed(tenant, exc)
+            return False
+        self.redis_ok = True
+        if result[0] == -1:
+            self.schedule_rebuild(tenant)
+            return False
+        return True
+
+    async def _run_apply(self, tenant: str, payload: bytes, *, force: bool) -> list[int]:
+        return await self._apply(  # type: ignore[no-any-return]
+            keys=[self.keys.ready(tenant)],
+            args=[self.keys.tenant_prefix(tenant), payload, KEY_TTL_S, self.keys.changes, tenant,
+                  "force" if force else ""],
+        )
+
+    def _redis_failed(self, tenant: str | None, exc: BaseException) -> None:
+        if self.redis_ok:
+            log.warning("live.redis_down", extra={"error": f"{type(exc).__name__}: {exc}"})
+        self.redis_ok = False
+        if tenant is not None:
+            self.needs_rebuild.add(tenant)
+
+    # -- rebuild ---------------------------------------------------------
+
+    def schedule_rebuild(self, tenant: str) -> asyncio.Task[int]:
+        """Start (or join) this process's rebuild of the tenant."""
+        task = self._rebuilds.get(tenant)
+        if task is None or task.done():
+            task = asyncio.create_task(self.rebuild(tenant), name=f"rebuild-{tenant}")
+            task.add_done_callback(self._rebuild_done)
+            self._rebuilds[tenant] = task
+        return task
+
+    def _rebuild_done(self, task: asyncio.Task[int]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("live.rebuild_failed", extra={"task": task.get_name(), "error": f"{type(exc).__name__}: {exc}"})
+
+    async def rebuild(self, tenant: str, *, reset: bool = False) -> int:
+        """Replay the tenant's events of yesterday and today from PostgreSQL; return how many.
+
+        With ``reset`` the tenant's live keys are deleted first (after a change of
+        thresholds, or on demand). Another process's rebuild in progress makes
+        this one wait for it instead.
+        """
+        lock = self.keys.rebuild_lock(tenant)
+        token = secrets.token_hex(8)
+        for _ in range(600):
+            if await self.redis.set(lock, token, nx=True, ex=120):
+                break
+            await asyncio.sleep(0.1)
+            if not reset and await self.redis.get(self.keys.ready(tenant)) == b"1":
+                return 0
+        else:
+            raise ServiceUnavailable(f"the live state of {tenant!r} is being rebuilt elsewhere; retry shortly")
+        started = time.monotonic()
+        try:
+            if reset:
+                await self._delete_tenant_keys(tenant)
+            # Applies go on while the replay runs ("rebuilding" lets them in); reads wait for "1".
+            await self.redis.set(self.keys.ready(tenant), "rebuilding")
+            settings = await self.store.get(tenant)
+            count = await self._replay(tenant, settings)
+            await self.redis.set(self.keys.ready(tenant), "1")
+            self.needs_rebuild.discard(tenant)
+        except BaseException:
+            self.needs_rebuild.add(tenant)  # the repair loop tries again
+            raise
+        finally:
+            if await self.redis.get(lock) == token.encode():
+                await self.redis.delete(lock)
+        await self.redis.publish(self.keys.changes, tenant)
+        log.info("live.rebuilt", extra={"tenant": tenant, "events": count,
+                                        "seconds": round(time.monotonic() - started, 3)})
+        return count
+
+    async def _replay(self, tenant: str, settings: TenantSettings) -> int:
+        now = int(time.time() * 1000)
+        window_start = settings.day_bounds(settings.local_day(now - 86_400_000))[0]
+        since = _dt(window_start)
+        count = 0
+        async with self.db.tenant(tenant) as conn:
+            rows = await conn.fetch(query("agents_last_state"), tenant, since, _dt(window_start - 30 * 86_400_000))
+        await self._apply_rows(tenant, rows, settings)
+        last_ts, last_id = _dt(0), ""
+        while True:
+            async with self.db.tenant(tenant) as conn:
+                rows = await conn.fetch(query("events_replay"), tenant, since, last_ts, last_id, REPLAY_PAGE)
+            if not rows:
+                return count
+            await self._apply_rows(tenant, rows, settings)
+            count += len(rows)
+            last_ts, last_id = rows[-1]["ts"], rows[-1]["event_id"]
+
+    async def _apply_rows(self, tenant: str, rows: Iterable[Any], settings: TenantSettings) -> None:
+        events = [_event_from_row(row) for row in rows]
+        if events:
+            payload = orjson.dumps([compact(e, settings) for e in events])
+            await self._run_apply(tenant, payload, force=True)
+
+    async def _delete_tenant_keys(self, tenant: str) -> None:
+        await self.redis.delete(self.keys.ready(tenant))
+        batch = []
+        async for key in self.redis.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000):
+            if key.decode() != self.keys.rebuild_lock(tenant):
+                batch.append(key)
+            if len(batch) >= 500:
+                await self.redis.delete(*batch)
+                batch = []
+        if batch:
+            await self.redis.delete(*batch)
+
+    async def _repair_loop(self) -> None:
+        """Every second: when Redis answers again, rebuild the tenants whose events it missed."""
+        while True:
+            await asyncio.sleep(1)
+            if not self.stale:
+                continue
+            try:
+                await self.redis.ping()
+            except REDIS_DOWN:
+                continue
+            if not self.redis_ok:
+                log.info("live.redis_back", extra={"tenants": len(self.needs_rebuild)})
+            self.redis_ok = True
+            for tenant in list(self.needs_rebuild):
+                try:
+                    await self.schedule_rebuild(tenant)
+                except REDIS_DOWN as exc:
+                    self._redis_failed(tenant, exc)
+                    break
+                except Exception:  # noqa: BLE001 - one tenant's failure must not stop the loop
+                    log.exception("live.rebuild_failed", extra={"tenant": tenant})
+
+    # -- read ------------------------------------------------------------
+
+    async def read(self, tenant: str, settings: TenantSettings, now_ms: int, *, agent_changes: bool) -> list[Any]:
+        """The raw state of the tenant's current day (see read.lua); rebuilds it first when missing."""
+        day = settings.local_day(now_ms)
+        day_start = settings.day_bounds(day)[0]
+        args = [self.keys.tenant_prefix(tenant), day, settings.interval_start(now_ms), day_start,
+                "1" if agent_changes else "0", now_ms - 86_400_000]
+        for attempt in range(2):
+            try:
+                raw = await self._read(keys=[self.keys.ready(tenant)], args=args)
+            except REDIS_DOWN as exc:
+                self._redis_failed(None, exc)
+                raise ServiceUnavailable("the live state is unavailable: Redis is unreachable; retry shortly",
+                                         code="live_unavailable") from None
+            self.redis_ok = True
+            if raw[0] == b"1":
+                return raw  # type: ignore[no-any-return]
+            if attempt == 1:
+                raise ServiceUnavailable("the live state is being rebuilt; retry shortly", code="live_rebuilding")
+            try:
+                await asyncio.wait_for(asyncio.shield(self.schedule_rebuild(tenant)), 10)
+            except TimeoutError:
+                raise ServiceUnavailable("the live state is being rebuilt; retry shortly",
+                                         code="live_rebuilding") from None
+        raise AssertionError("unreachable")
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _event_from_row(row: Any) -> Event:
+    body = orjson.loads(row["body"])
+    return Event(event_id=row["event_id"], type=row["type"], ts_ms=round(row["ts"].timestamp() * 1000),
+                 queue_id=body.get("queue_id"), agent_id=body.get("agent_id"), call_id=body.get("call_id"),
+                 body=body)

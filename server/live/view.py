@@ -1,0 +1,172 @@
+"""The live documents of API.md (overview, queues, agents) from the raw state read.lua returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .. import metrics
+from ..tenant_settings import TenantSettings
+
+AGENT_STATES = ("available", "on_call", "wrap_up", "break", "other")
+
+
+def iso_ms(ms: float) -> str:
+    """Epoch ms → ISO-8601 UTC with milliseconds and Z."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _strings(flat: list[Any] | None) -> dict[str, str]:
+    if not flat:
+        return {}
+    it = iter(flat)
+    return {_text(k): _text(v) for k, v in zip(it, it, strict=True)}
+
+
+def _counters(flat: list[Any] | None) -> dict[str, int]:
+    if not flat:
+        return {}
+    it = iter(flat)
+    return {_text(k): int(v) for k, v in zip(it, it, strict=True)}
+
+
+class Snapshot:
+    """One read of a tenant's live state, turned into API documents."""
+
+    def __init__(self, raw: list[Any], settings: TenantSettings, now_ms: int) -> None:
+        _, queues, tenant_day, agents = raw
+        self.settings = settings
+        self.now_ms = now_ms
+        self.day = settings.local_day(now_ms)
+        self.interval_start = settings.interval_start(now_ms)
+        self.tenant_day = _counters(tenant_day)
+        self.queues = sorted(
+            ((_text(q), _counters(day), _counters(iv), int(waiting), float(oldest) if oldest else None)
+             for q, day, iv, waiting, oldest in queues),
+            key=lambda row: row[0],
+        )
+        self.agents = sorted(
+            ((_text(a), _strings(hash_), _counters(day), [_text(m) for m in changes] if changes else [])
+             for a, hash_, day, changes in agents),
+            key=lambda row: row[0],
+        )
+
+    # -- overview --------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        """The tenant overview document (REST ``/api/metrics/live`` and the WebSocket ``overview`` view)."""
+        by_state = dict.fromkeys(AGENT_STATES, 0)
+        available_in: dict[str, int] = {}
+        for _, agent, _, _ in self.agents:
+            state = agent.get("state", "logged_out")
+            if state in by_state:
+                by_state[state] += 1
+            if state == "available":
+                for q in orjson.loads(agent.get("queues", "[]")):
+                    available_in[q] = available_in.get(q, 0) + 1
+        queues = []
+        for q, day, iv, waiting, oldest in self.queues:
+            formula = self.settings.for_queue(q).sl_formula
+            queues.append({
+                "queue_id": q,
+                "waiting": waiting,
+                "longest_wait_s": round(max(0.0, (self.now_ms - oldest) / 1000), 3) if waiting and oldest else 0,
+                "oldest_queued_at": iso_ms(oldest) if waiting and oldest else None,
+                "agents_available": available_in.get(q, 0),
+                "today": metrics.queue_figures(day, formula),
+                "interval": metrics.queue_figures(iv, formula),
+            })
+        today = metrics.queue_figures(metrics.total(day for _, day, _, _, _ in self.queues), self.settings.sl_formula)
+        today.update(metrics.feedback_figures(self.tenant_day))
+        today["waiting"] = sum(row["waiting"] for row in queues)
+        today["longest_wait_s"] = max((row["longest_wait_s"] for row in queues), default=0)
+        return {
+            "as_of": iso_ms(self.now_ms),
+            "day": self.day,
+            "interval_start": iso_ms(self.interval_start),
+            "agents": {"logged_in": sum(by_state.values()), "by_state": by_state},
+            "queues": queues,
+            "today": today,
+        }
+
+    # -- agents ----------------------------------------------------------
+
+    def agents_list(self) -> list[dict[str, Any]]:
+        """Every known agent with state, time in state and today's figures."""
+        day_start = self.settings.day_bounds(self.day)[0]
+        return [self._agent(a, hash_, day, changes, day_start) for a, hash_, day, changes in self.agents]
+
+    def _agent(self, agent_id: str, h: dict[str, str], day: dict[str, int], changes: list[str],
+               day_start: int) -> dict[str, Any]:
+        since = int(h["since"]) if "since" in h else None
+        seconds = time_in_states(changes, day_start, self.now_ms)
+        state = h.get("state", "logged_out")
+        on_call = state in ("on_call", "wrap_up")
+        return {
+            "agent_id": agent_id,
+            "name": h.get("name"),
+            "team": h.get("team"),
+            "state": state,
+            "reason": h.get("reason"),
+            "since": iso_ms(since) if since is not None else None,
+            "state_duration_s": round(max(0, self.now_ms - since) / 1000, 3) if since is not None else None,
+            "call_id": h.get("call_id") if on_call else None,
+            "queue_id": h.get("queue_id") if on_call else None,
+            "queues": orjson.loads(h.get("queues", "[]")),
+            "today": {
+                "handled": day.get("handled", 0),
+                "aht_s": metrics.aht_s(day),
+                "occupancy": metrics.occupancy(seconds),
+                "utilization": metrics.utilization(seconds),
+                "time_in_state_s": {k: round(v, 3) for k, v in seconds.items()},
+                **metrics.feedback_figures(day),
+            },
+        }
+
+
+def time_in_states(changes: list[str], start_ms: int, end_ms: int) -> dict[str, float]:
+    """Seconds in each state between start and end, from "ts|state|reason" changes in ts order.
+
+    The first change may be before ``start_ms`` (where the agent stood when the day began).
+    """
+    seconds: dict[str, float] = {}
+    points = []
+    for member in changes:
+        ts, state, _ = member.split("|", 2)
+        points.append((int(ts), state))
+    points.sort()
+    for index, (ts, state) in enumerate(points):
+        begin = max(ts, start_ms)
+        finish = points[index + 1][0] if index + 1 < len(points) else end_ms
+        finish = min(finish, end_ms)
+        if finish > begin:
+            seconds[state] = seconds.get(state, 0.0) + (finish - begin) / 1000
+    return seconds
+
+
+def etag(document: Any) -> str:
+    """A weak ETag over the document's state, ignoring the fields that only move with the clock.
+
+    ``as_of``, ``state_duration_s`` and ``longest_wait_s`` change every instant while
+    nothing happens; clients derive them from ``since`` / ``oldest_queued_at``. So a
+    304 means "nothing happened since your copy".
+    """
+    import hashlib
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("as_of", "state_duration_s", "longest_wait_s", "time_in_state_s", "occupancy",
+                                 "utilization")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    digest = hashlib.blake2b(orjson.dumps(strip(document), option=orjson.OPT_SORT_KEYS), digest_size=12).hexdigest()
+    return f'W/"{digest}"'

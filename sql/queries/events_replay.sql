@@ -1,0 +1,7 @@
+-- Events of a tenant from $2 on, in ts order, for rebuilding live state.
+-- Keyset pagination on (ts, event_id): $3/$4 are the last row of the previous page.
+SELECT event_id, type, ts, body::text AS body
+FROM events
+WHERE client_id = $1 AND ts >= $2 AND (ts, event_id) > ($3, $4)
+ORDER BY ts, event_id
+LIMIT $5
