@@ -80,7 +80,7 @@ def _show(value: object) -> str:
         return orjson.dumps(value).decode()
     if isinstance(value, (int, float)):
         return repr(value)
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
 
 
 # Checkers take (field, value) and return the value to store, or raise EventError.
