@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -130,6 +131,8 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         svc = await open_services(settings)
+        # What start-up allocated lives as long as the process: keep it out of every GC pass.
+        gc.freeze()
         log.info("app.started", extra={"embedded": settings.embedded})
         try:
             yield {"services": svc}

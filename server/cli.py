@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="feed tenant 'demo' with a simulated contact center")
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("simulate", help="drive a running server with a simulated contact center")
+    p.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    p.add_argument("--token", required=True, help="an ingest (or admin) token of the tenant to feed")
+    p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--queues", type=int, default=3)
+    p.add_argument("--calls-per-hour", type=float, default=600)
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much virtual time")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("rebuild-live", help="rebuild a tenant's live state in Redis from PostgreSQL")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(func=cmd_rebuild_live)
+
     p = sub.add_parser("migrate", help="apply the sql/ migrations to DATABASE_URL")
     p.set_defaults(func=cmd_migrate)
 
@@ -61,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sub", default=None, help="sub claim (an agent token's agent_id)")
     p.add_argument("--ttl", default="8h", help="lifetime: 900, 15m, 8h, 30d (default 8h)")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("bench", help="measure performance and print the figures")
+    bench = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bench.add_parser("ingest", help="POST /api/events throughput against the raw storage work (baseline)")
+    b.add_argument("--events", type=int, default=200_000, help="events per phase (default 200000)")
+    b.add_argument("--batch", type=int, default=500, help="events per request (default 500)")
+    b.add_argument("--concurrency", type=int, default=4, help="concurrent connections / workers (default 4)")
+    b.add_argument("--seconds", type=float, default=None, help="stop each phase after this long (default: all events)")
+    b.set_defaults(func=cmd_bench_ingest)
     return parser
 
 
@@ -106,18 +131,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = uvicorn.Server(config)
 
         async def run() -> None:
-            announce = asyncio.create_task(_announce(server, settings, args.host, port))
+            tasks = [asyncio.create_task(_announce(server, settings, args.host, port))]
+            if args.demo:
+                tasks.append(asyncio.create_task(_demo(server, settings, args.host, port)))
             try:
                 await server.serve()
             finally:
-                announce.cancel()
-                await asyncio.gather(announce, return_exceptions=True)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run())
         return 0 if server.started else 1
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def preflight(settings: Settings) -> None:
@@ -143,6 +181,77 @@ async def _announce(server: Any, settings: Settings, host: str, port: int) -> No
         lines.append(f"open {base}/#token={token}")
         lines.append("(the token is in the URL fragment, which browsers never send to the server)")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import random
+    from datetime import timedelta
+
+    from . import logs
+    from .simulate import PostStats, SimulationConfig, run_simulation
+
+    settings = Settings.from_env()
+    logs.setup(settings.log_level, "text" if sys.stderr.isatty() else settings.log_format)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
+    config = SimulationConfig(agents=args.agents, queues=args.queues, calls_per_hour=args.calls_per_hour, seed=seed)
+    duration = timedelta(minutes=args.minutes) if args.minutes else None
+    started = time.monotonic()
+
+    def progress(stats: PostStats) -> None:
+        rate = stats.accepted / max(time.monotonic() - started, 1e-3)
+        print(f"\rsimulate: {stats.batches} batches, {stats.accepted} accepted, {stats.duplicates} duplicates, "
+              f"{stats.rejected} rejected, {stats.retries} retries ({rate:.0f} events/s)", end="", file=sys.stderr,
+              flush=True)
+
+    print(f"simulate: seed {seed}, {args.agents} agents, {args.queues} queues, {args.calls_per_hour:g} calls/h, "
+          f"speed {args.speed:g} -> {args.url} (Ctrl-C stops)", file=sys.stderr)
+    try:
+        stats = asyncio.run(run_simulation(args.url, args.token, config, speed=args.speed, duration=duration,
+                                           on_progress=progress))
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    print(file=sys.stderr)
+    return 0 if stats.rejected == 0 and stats.skipped == 0 else 1
+
+
+def cmd_rebuild_live(args: argparse.Namespace) -> int:
+    from .app import close_services, open_services
+
+    settings, embedded = with_runtime(Settings.from_env())
+
+    async def run() -> int:
+        svc = await open_services(settings, background=False)
+        try:
+            return await svc.live.rebuild(args.tenant, reset=True)
+        finally:
+            await close_services(svc)
+
+    try:
+        started = time.monotonic()
+        count = asyncio.run(run())
+        print(f"rebuilt the live state of {args.tenant!r} from {count} events in {time.monotonic() - started:.1f}s")
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _demo(server: Any, settings: Settings, host: str, port: int) -> None:
+    """Feed tenant 'demo' with a simulated contact center: today so far at once, then live."""
+    from datetime import UTC, datetime, timedelta
+
+    from .simulate import SimulationConfig, run_simulation
+
+    while not server.started:
+        await asyncio.sleep(0.05)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    token = mint(settings, tenant=DEMO_TENANT, role="ingest", sub="demo-simulator", ttl_s=365 * 86400)
+    now = datetime.now(UTC)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    backfill = max(day_start, now - timedelta(hours=8))
+    config = SimulationConfig(agents=90, queues=3, calls_per_hour=600, seed=int(day_start.timestamp()))
+    await run_simulation(f"http://{shown}:{port}", token, config, backfill_from=backfill)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -172,3 +281,9 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 2
     print(token)
     return 0
+
+
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from .bench import cmd_bench_ingest
+
+    return cmd_bench_ingest(args)

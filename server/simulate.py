@@ -154,21 +154,24 @@ async def run_simulation(url: str, token: str, config: SimulationConfig, speed: 
                          stop_event: asyncio.Event | None = None, *, start: datetime | None = None,
                          duration: timedelta | None = None, tick_s: float = 1.0,
                          batch_size: int = 500, client: httpx.AsyncClient | None = None,
-                         on_progress: Callable[[PostStats], None] | None = None) -> PostStats:
+                         on_progress: Callable[[PostStats], None] | None = None,
+                         backfill_from: datetime | None = None) -> PostStats:
     """Feed a server live: every ``tick_s`` advance the virtual clock and post what happened.
 
     The virtual clock starts at ``start`` (default: now, UTC) and runs at
     ``speed`` times real time. It keeps running while a post is retried, so the
     events of an outage arrive in one burst afterwards rather than being lost.
     Stops when ``stop_event`` is set (after posting what is due) or after
-    ``duration`` of virtual time; returns the poster's totals.
+    ``duration`` of virtual time; returns the poster's totals. With
+    ``backfill_from`` the model starts at that earlier instant and its first
+    tick posts everything from then to ``start`` (a demo day that already has history).
     """
     if speed <= 0:
         raise ValueError(f"Expected speed > 0, got {speed}.")
     loop = asyncio.get_running_loop()
     virtual_start = start or datetime.now(UTC)
     virtual_end = virtual_start + duration if duration is not None else None
-    model = ContactCenter(config, virtual_start)
+    model = ContactCenter(config, backfill_from or virtual_start)
     stats = PostStats()
     real_start = loop.time()
     logger.info("simulation started", extra={

@@ -367,6 +367,8 @@ async def get_settings(request: Request) -> Response:
 
 async def put_settings(request: Request) -> Response:
     """``PUT /api/settings`` (admin): a partial update; replies with every setting after it."""
+    from .services import services
+
     tenant, store = _admin(request)
     body = bytearray()
     async for chunk in request.stream():
@@ -380,7 +382,19 @@ async def put_settings(request: Request) -> Response:
                          code="invalid_json") from None
     if not isinstance(patch, dict):
         raise BadRequest(f"expected a JSON object of settings, got {type(patch).__name__}", code="expected_object")
-    return success((await store.put(tenant, patch)).to_json())
+    before = await store.get(tenant)
+    after = await store.put(tenant, patch)
+    if _counting_rules(before) != _counting_rules(after):
+        # Today's counters were counted with the old day boundaries or thresholds: count them again.
+        services(request).live.schedule_rebuild(tenant, reset=True)
+    return success(after.to_json())
+
+
+def _counting_rules(s: TenantSettings) -> tuple[Any, ...]:
+    """The settings that decide how live counters are counted."""
+    return (s.timezone, s.day_starts_at, s.sl_threshold_s, s.short_abandon_s,
+            {q: {k: v for k, v in over.items() if k in ("sl_threshold_s", "short_abandon_s")}
+             for q, over in sorted(s.queues.items())})
 
 
 routes = [

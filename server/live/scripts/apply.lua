@@ -25,10 +25,17 @@ local events = cjson.decode(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local applied, skipped = 0, 0
 
+-- Counter increments and key lifetimes are gathered over the batch and written
+-- once at the end: events of a batch mostly hit the same day and interval hashes.
+local acc, touched, members = {}, {}, {queues = {}, agents = {}}
+
 local function bump(key, field, by)
-  redis.call("HINCRBY", key, field, by)
-  redis.call("EXPIRE", key, ttl)
+  local h = acc[key]
+  if not h then h = {}; acc[key] = h end
+  h[field] = (h[field] or 0) + by
 end
+
+local function keep(key, seconds) touched[key] = seconds end
 
 -- Count one field on the queue's day and interval hashes.
 local function count(day, iv, q, field, by)
@@ -52,64 +59,83 @@ end
 
 local function leg(e) return P .. "call:" .. e.q .. ":" .. e.c end
 
+-- Agent records are read once per batch, changed in Lua, written once at the end.
+local agents = {}
+local function agent(a)
+  local r = agents[a]
+  if not r then
+    local f = redis.call("HMGET", P .. "ag:" .. a, "since", "since_id", "call_ts", "call_id", "queue_id")
+    r = {since = tonumber(f[1] or "-1"), since_id = f[2] or "", call_ts = tonumber(f[3] or "0"),
+         call_id = f[4] or false, queue_id = f[5] or false, set = {}, del = {}}
+    agents[a] = r
+    members.agents[a] = true
+  end
+  return r
+end
+local function aset(r, field, value) r.set[field] = value; r.del[field] = nil end
+local function adel(r, field) r.set[field] = nil; r.del[field] = true end
+local function set_call(r, c, q, ts)
+  r.call_id, r.queue_id, r.call_ts = c, q, ts
+  aset(r, "call_id", c); aset(r, "queue_id", q); aset(r, "call_ts", ts)
+end
+local function clear_call(r)
+  r.call_id, r.queue_id = false, false
+  adel(r, "call_id"); adel(r, "queue_id")
+end
+
 local handlers = {}
 
 handlers.q = function(e)  -- call.queued
   local k = leg(e)
-  if redis.call("HSETNX", k, "qts", e.ts) == 0 then return false end
-  redis.call("EXPIRE", k, ttl)
-  redis.call("SADD", P .. "queues", e.q)
+  local f = redis.call("HMGET", k, "qts", "ats", "aday", "aiv", "bts", "bday", "biv")
+  if f[1] then return false end
+  redis.call("HSET", k, "qts", e.ts)
+  keep(k, ttl)
+  members.queues[e.q] = true
   count(e.d, e.i, e.q, "offered", 1)
-  local f = redis.call("HMGET", k, "ats", "aday", "aiv", "bts", "bday", "biv")
-  if f[1] then
-    answered_wait(f[2], f[3], e.q, tonumber(f[1]) - e.ts, e.sl)
-  end
-  if f[4] then
-    abandoned_wait(f[5], f[6], e.q, tonumber(f[4]) - e.ts, e.sl, e.sa)
-  end
-  if not f[1] and not f[4] then
-    redis.call("ZADD", P .. "wait:" .. e.q, e.ts, e.c)
-  end
+  if f[2] then answered_wait(f[3], f[4], e.q, tonumber(f[2]) - e.ts, e.sl) end
+  if f[5] then abandoned_wait(f[6], f[7], e.q, tonumber(f[5]) - e.ts, e.sl, e.sa) end
+  if not f[2] and not f[5] then redis.call("ZADD", P .. "wait:" .. e.q, e.ts, e.c) end
   return true
 end
 
 handlers.a = function(e)  -- call.answered
   local k = leg(e)
-  if redis.call("HSETNX", k, "ats", e.ts) == 0 then return false end
-  redis.call("HSET", k, "aday", e.d, "aiv", e.i, "agent", e.a)
-  redis.call("EXPIRE", k, ttl)
-  redis.call("SADD", P .. "queues", e.q)
+  local f = redis.call("HMGET", k, "ats", "qts")
+  if f[1] then return false end
+  redis.call("HSET", k, "ats", e.ts, "aday", e.d, "aiv", e.i, "agent", e.a)
+  keep(k, ttl)
+  members.queues[e.q] = true
   count(e.d, e.i, e.q, "answered", 1)
-  redis.call("ZREM", P .. "wait:" .. e.q, e.c)
-  local qts = redis.call("HGET", k, "qts")
-  if qts then answered_wait(e.d, e.i, e.q, e.ts - tonumber(qts), e.sl) end
-  local ag = P .. "ag:" .. e.a
-  local call_ts = tonumber(redis.call("HGET", ag, "call_ts") or "0")
-  if e.ts >= call_ts then
-    redis.call("HSET", ag, "call_id", e.c, "queue_id", e.q, "call_ts", e.ts)
+  if f[2] then
+    redis.call("ZREM", P .. "wait:" .. e.q, e.c)
+    answered_wait(e.d, e.i, e.q, e.ts - tonumber(f[2]), e.sl)
   end
-  redis.call("SADD", P .. "agents", e.a)
+  local r = agent(e.a)
+  if e.ts >= r.call_ts then set_call(r, e.c, e.q, e.ts) end
   return true
 end
 
 handlers.b = function(e)  -- call.abandoned
   local k = leg(e)
-  if redis.call("HSETNX", k, "bts", e.ts) == 0 then return false end
-  redis.call("HSET", k, "bday", e.d, "biv", e.i)
-  redis.call("EXPIRE", k, ttl)
-  redis.call("SADD", P .. "queues", e.q)
+  local f = redis.call("HMGET", k, "bts", "qts")
+  if f[1] then return false end
+  redis.call("HSET", k, "bts", e.ts, "bday", e.d, "biv", e.i)
+  keep(k, ttl)
+  members.queues[e.q] = true
   count(e.d, e.i, e.q, "abandoned", 1)
-  redis.call("ZREM", P .. "wait:" .. e.q, e.c)
-  local qts = redis.call("HGET", k, "qts")
-  if qts then abandoned_wait(e.d, e.i, e.q, e.ts - tonumber(qts), e.sl, e.sa) end
+  if f[2] then
+    redis.call("ZREM", P .. "wait:" .. e.q, e.c)
+    abandoned_wait(e.d, e.i, e.q, e.ts - tonumber(f[2]), e.sl, e.sa)
+  end
   return true
 end
 
 handlers.c = function(e)  -- call.completed
   local k = leg(e)
   if redis.call("HSETNX", k, "cts", e.ts) == 0 then return false end
-  redis.call("EXPIRE", k, ttl)
-  redis.call("SADD", P .. "queues", e.q)
+  keep(k, ttl)
+  members.queues[e.q] = true
   count(e.d, e.i, e.q, "handled", 1)
   count(e.d, e.i, e.q, "handle_ms", e.h)
   count(e.d, e.i, e.q, "talk_ms", e.tk)
@@ -123,53 +149,48 @@ handlers.c = function(e)  -- call.completed
   local ad = P .. "ad:" .. e.d .. ":" .. e.a
   bump(ad, "handled", 1)
   bump(ad, "handle_ms", e.h)
-  local ag = P .. "ag:" .. e.a
-  if redis.call("HGET", ag, "call_id") == e.c and redis.call("HGET", ag, "queue_id") == e.q then
-    redis.call("HDEL", ag, "call_id", "queue_id")
-  end
-  redis.call("SADD", P .. "agents", e.a)
+  local r = agent(e.a)
+  if r.call_id == e.c and r.queue_id == e.q then clear_call(r) end
   return true
 end
 
 handlers.s = function(e)  -- agent.state
-  local ag = P .. "ag:" .. e.a
   local tr = P .. "agt:" .. e.a
-  local member = e.ts .. "|" .. e.st .. "|" .. (e.rn or "")
-  local added = redis.call("ZADD", tr, e.ts, member)
-  -- Keep two days of changes, and always the newest change before that.
-  local cutoff = e.ts - 2 * 86400000
-  local old = redis.call("ZRANGEBYSCORE", tr, "-inf", "(" .. cutoff)
-  if #old > 1 then redis.call("ZREMRANGEBYRANK", tr, 0, #old - 2) end
-  redis.call("EXPIRE", tr, ttl * 3)
-  redis.call("SADD", P .. "agents", e.a)
-  local cur = redis.call("HMGET", ag, "since", "since_id")
-  local since = tonumber(cur[1] or "-1")
+  local added = redis.call("ZADD", tr, e.ts, e.ts .. "|" .. e.st .. "|" .. (e.rn or ""))
+  -- Keep two days of changes, and always the newest change before that (trimmed now and then).
+  if added == 1 and redis.call("ZCARD", tr) > 128 then
+    local old = redis.call("ZRANGEBYSCORE", tr, "-inf", "(" .. (e.ts - 2 * 86400000))
+    if #old > 1 then redis.call("ZREMRANGEBYRANK", tr, 0, #old - 2) end
+  end
+  keep(tr, ttl * 3)
+  local r = agent(e.a)
   -- Newest ts wins; equal ts are ordered by event id, so arrival order never matters.
-  if e.ts > since or (e.ts == since and e.id > (cur[2] or "")) then
-    redis.call("HSET", ag, "state", e.st, "since", e.ts, "since_id", e.id)
-    if e.rn then redis.call("HSET", ag, "reason", e.rn) else redis.call("HDEL", ag, "reason") end
-    if e.nm then redis.call("HSET", ag, "name", e.nm) end
-    if e.tm then redis.call("HSET", ag, "team", e.tm) end
-    if e.qs then redis.call("HSET", ag, "queues", e.qs) end
+  if e.ts > r.since or (e.ts == r.since and e.id > r.since_id) then
+    r.since, r.since_id = e.ts, e.id
+    aset(r, "state", e.st); aset(r, "since", e.ts); aset(r, "since_id", e.id)
+    if e.rn then aset(r, "reason", e.rn) else adel(r, "reason") end
+    if e.nm then aset(r, "name", e.nm) end
+    if e.tm then aset(r, "team", e.tm) end
+    if e.qs then aset(r, "queues", e.qs) end
     if e.c and e.q then
-      redis.call("HSET", ag, "call_id", e.c, "queue_id", e.q, "call_ts", e.ts)
+      set_call(r, e.c, e.q, e.ts)
     elseif e.st ~= "on_call" and e.st ~= "wrap_up" then
-      redis.call("HDEL", ag, "call_id", "queue_id")
+      clear_call(r)
     end
   else
-    -- An older change: it fills in what the agent record lacks, never overwrites.
-    if e.nm then redis.call("HSETNX", ag, "name", e.nm) end
-    if e.tm then redis.call("HSETNX", ag, "team", e.tm) end
-    if e.qs then redis.call("HSETNX", ag, "queues", e.qs) end
+    -- An older change fills in what the record lacks and never overwrites.
+    local ag = P .. "ag:" .. e.a
+    if e.nm and not r.set.name then redis.call("HSETNX", ag, "name", e.nm) end
+    if e.tm and not r.set.team then redis.call("HSETNX", ag, "team", e.tm) end
+    if e.qs and not r.set.queues then redis.call("HSETNX", ag, "queues", e.qs) end
   end
-  redis.call("EXPIRE", ag, ttl * 3)
   return added == 1
 end
 
 local function once(e)  -- CSAT and quality have no natural key: remember their event ids
   local seen = P .. "seen:" .. e.d
   local fresh = redis.call("HSETNX", seen, e.id, 1) == 1
-  redis.call("EXPIRE", seen, ttl)
+  keep(seen, ttl)
   return fresh
 end
 
@@ -203,6 +224,25 @@ end
 
 for _, e in ipairs(events) do
   if handlers[e.k](e) then applied = applied + 1 else skipped = skipped + 1 end
+end
+for key, fields in pairs(acc) do
+  for field, by in pairs(fields) do redis.call("HINCRBY", key, field, by) end
+  touched[key] = ttl
+end
+for a, r in pairs(agents) do
+  local key = P .. "ag:" .. a
+  local set, del = {}, {}
+  for field, value in pairs(r.set) do set[#set + 1] = field; set[#set + 1] = value end
+  for field in pairs(r.del) do del[#del + 1] = field end
+  if #set > 0 then redis.call("HSET", key, unpack(set)) end
+  if #del > 0 then redis.call("HDEL", key, unpack(del)) end
+  touched[key] = ttl * 3
+end
+for key, seconds in pairs(touched) do redis.call("EXPIRE", key, seconds) end
+for set, ids in pairs(members) do
+  local list = {}
+  for id in pairs(ids) do list[#list + 1] = id end
+  if #list > 0 then redis.call("SADD", P .. set, unpack(list)) end
 end
 if applied > 0 then
   redis.call("PUBLISH", ARGV[4], ARGV[5])
