@@ -73,7 +73,13 @@ async def close_services(svc: Services) -> None:
 
 
 async def health(request: Request) -> Response:
-    """PostgreSQL and Redis, each ``ok`` or ``down``; 200 when both answer, else 503 (no token needed)."""
+    """PostgreSQL and Redis, each ``ok`` or ``down`` (Redis also ``rebuilding``); no token needed.
+
+    503 when PostgreSQL, the system of record, is down: nothing can be accepted.
+    200 ``degraded`` when only the live view suffers (Redis down or live state
+    being rebuilt): ingest still commits, so a load balancer should keep the
+    process. 200 ``ok`` when all is well.
+    """
     svc = services(request)
 
     async def check(probe: Any) -> str:
@@ -84,9 +90,11 @@ async def health(request: Request) -> Response:
             return "down"
 
     pg, rd = await asyncio.gather(check(svc.db.ping), check(svc.redis.ping))
-    ok = pg == "ok" and rd == "ok"
-    body = {"status": "ok" if ok else "degraded", "postgres": pg, "redis": rd}
-    return JSON(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+    if rd == "ok" and svc.live.stale:
+        rd = "rebuilding"
+    body = {"status": "ok" if pg == rd == "ok" else "degraded", "postgres": pg, "redis": rd,
+            "live": "stale" if rd != "ok" else "ok"}
+    return JSON(body, status_code=503 if pg == "down" else 200, headers={"Cache-Control": "no-store"})
 
 
 async def whoami(request: Request) -> Response:
