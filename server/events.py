@@ -98,6 +98,8 @@ def _text(limit: int, *, min_len: int = 0, controls: bool = True) -> _Check:
             raise EventError(field, f"longer than {limit} characters")
         if not controls and not v.isprintable() and _CONTROL.search(v):
             raise EventError(field, "contains control characters")
+        if "\x00" in v:
+            raise EventError(field, "contains a NUL character, which cannot be stored")
         return v
 
     return check
@@ -336,6 +338,8 @@ def parse_body(
                 reason = f"invalid JSON on line {lineno} column {exc.colno}: {exc.msg}"
                 bad_lines[i] = EventError("event", reason)
     now_ms = int(time.time() * 1000)
+    # PostgreSQL cannot store NUL in text; only when one is in the body, look for it everywhere.
+    nul_check = b"\\u0000" in body
     valid: list[tuple[int, Event]] = []
     rejected: list[dict[str, Any]] = []
     for i, obj in enumerate(items):
@@ -344,12 +348,30 @@ def parse_body(
                 raise bad_lines[i]
             if type(obj) is not dict:
                 raise EventError("event", f"expected a JSON object, got {_show(obj)}")
+            if nul_check:
+                _refuse_nul("event", obj)
             valid.append((i, _build(obj, now_ms)))  # obj is ours, fresh from orjson: no copy
         except EventError as exc:
             eid = obj.get("event_id") if type(obj) is dict else None
             eid = eid if type(eid) is str else None
             rejected.append({"index": i, "event_id": eid, "error": str(exc), "field": exc.field})
     return valid, rejected
+
+
+def _refuse_nul(path: str, value: Any) -> None:
+    """Raise EventError naming the first key or string (at any depth) that holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise EventError(path, "contains a NUL character, which cannot be stored")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = key if path == "event" else f"{path}.{key}"
+            if "\x00" in key:
+                raise EventError(path, "a key contains a NUL character, which cannot be stored")
+            _refuse_nul(name, item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(f"{path}[{index}]", item)
 
 
 def _check_count(count: int, max_events: int) -> None:

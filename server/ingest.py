@@ -27,7 +27,7 @@ from .db import UNAVAILABLE, Database, query
 from .errors import PayloadTooLarge, ServiceUnavailable
 from .events import Event, parse_body
 from .live.state import LiveState
-from .responses import success
+from .responses import failure, success
 from .services import principal, services
 from .tenant_settings import SettingsStore
 
@@ -102,7 +102,7 @@ class Ingestor:
             try:
                 async with self.db.tenant(tenant) as conn:
                     if missing:
-                        await conn.execute("SELECT ensure_event_partitions($1, $2)", min(missing), max(missing))
+                        await conn.execute("SELECT ensure_event_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_insert"), tenant, *columns)
                 break
             except UNAVAILABLE as exc:
@@ -143,6 +143,12 @@ async def post_events(request: Request) -> Response:
                                     "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                     "rejected": len(outcome.rejected),
                                     "ms": round((time.perf_counter() - started) * 1000, 1)})
+    if outcome.status == 422:
+        first = outcome.rejected[0]
+        return failure(422, "all_events_rejected",
+                       f"no event was accepted: {len(outcome.rejected)} rejected, the first (index {first['index']}) "
+                       f"for {first['error']}", details={"rejected": outcome.rejected},
+                       data=outcome.data())
     return success(outcome.data(), status=outcome.status)
 
 

@@ -29,9 +29,12 @@ def success(data: Any, *, statistics: dict[str, Any] | None = None, status: int 
 
 
 def failure(status: int, code: str, message: str, details: Any = None,
-            headers: dict[str, str] | None = None) -> JSON:
-    """``{"success": false, "error": {"code", "message", "details"}}``."""
+            headers: dict[str, str] | None = None, data: Any = None) -> JSON:
+    """``{"success": false, "error": {"code", "message", "details"}}`` (and ``data`` when given)."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
-    return JSON({"success": False, "error": error}, status_code=status, headers=headers)
+    body: dict[str, Any] = {"success": False, "error": error}
+    if data is not None:
+        body["data"] = data
+    return JSON(body, status_code=status, headers=headers)

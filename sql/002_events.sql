@@ -41,23 +41,19 @@ CREATE POLICY tenant_isolation ON events
 
 GRANT SELECT, INSERT ON event_ids, events TO :app_role;
 
--- Daily partitions covering [from_day, to_day] (UTC days), made if missing.
+-- Daily partitions for the given UTC days, made if missing.
 -- SECURITY DEFINER: runs as the owner, so the application role can extend
 -- the table without owning it. Serialised by an advisory transaction lock so
 -- that processes racing on the same new day do not collide.
-CREATE FUNCTION ensure_event_partitions(from_day date, to_day date) RETURNS integer
+CREATE FUNCTION ensure_event_partitions(days date[]) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     d date;
     made integer := 0;
     name text;
 BEGIN
-    IF to_day - from_day > 400 THEN
-        RAISE EXCEPTION 'refusing to create % partitions at once', to_day - from_day;
-    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('wallboard.event_partitions'));
-    d := from_day;
-    WHILE d <= to_day LOOP
+    FOREACH d IN ARRAY days LOOP
         name := 'events_' || to_char(d, 'YYYYMMDD');
         IF to_regclass(name) IS NULL THEN
             EXECUTE format(
@@ -65,12 +61,11 @@ BEGIN
                 name, d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
             made := made + 1;
         END IF;
-        d := d + 1;
     END LOOP;
     RETURN made;
 END
 $$;
-REVOKE ALL ON FUNCTION ensure_event_partitions(date, date) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ensure_event_partitions(date, date) TO :app_role;
+REVOKE ALL ON FUNCTION ensure_event_partitions(date[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ensure_event_partitions(date[]) TO :app_role;
 
-SELECT ensure_event_partitions(current_date - 7, current_date + 7);
+SELECT ensure_event_partitions(ARRAY(SELECT generate_series(current_date - 7, current_date + 7, '1 day')::date));
