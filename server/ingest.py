@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 import asyncpg
 import orjson
@@ -33,6 +33,9 @@ from .tenant_settings import SettingsStore
 
 log = logging.getLogger("wallboard.ingest")
 
+# Fields stored as columns of `events`, left out of its `body`.
+COLUMNS = frozenset({"event_id", "type", "ts", "queue_id", "agent_id", "call_id"})
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Conflicts between concurrent transactions that a retry resolves.
 TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
@@ -87,17 +90,18 @@ class Ingestor:
 
     async def store_events(self, tenant: str, events: Sequence[Event]) -> set[str]:
         """Insert in one statement; return the ids that were new. 503 when PostgreSQL is away."""
-        days = {datetime.fromtimestamp(e.ts_ms / 1000, UTC).date() for e in events}
+        days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
-        columns: tuple[list[object], ...] = ([], [], [], [], [], [], [])
+        ids, types, stamps, queues, agents, calls, bodies = columns = ([], [], [], [], [], [], [])
         for e in events:
-            columns[0].append(e.event_id)
-            columns[1].append(e.type)
-            columns[2].append(datetime.fromtimestamp(e.ts_ms / 1000, UTC))
-            columns[3].append(e.queue_id)
-            columns[4].append(e.agent_id)
-            columns[5].append(e.call_id)
-            columns[6].append(orjson.dumps(e.body).decode())
+            ids.append(e.event_id)
+            types.append(e.type)
+            stamps.append(e.ts_ms)
+            queues.append(e.queue_id)
+            agents.append(e.agent_id)
+            calls.append(e.call_id)
+            # The columns are not repeated in the stored body.
+            bodies.append(orjson.dumps({k: v for k, v in e.body.items() if k not in COLUMNS}).decode())
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:

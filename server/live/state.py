@@ -340,7 +340,7 @@ def _dt(ms: int) -> datetime:
 
 
 def _event_from_row(row: Any) -> Event:
+    """An Event from an `events` row (whose body leaves out what the columns hold)."""
     body = orjson.loads(row["body"])
     return Event(event_id=row["event_id"], type=row["type"], ts_ms=round(row["ts"].timestamp() * 1000),
-                 queue_id=body.get("queue_id"), agent_id=body.get("agent_id"), call_id=body.get("call_id"),
-                 body=body)
+                 queue_id=row["queue_id"], agent_id=row["agent_id"], call_id=row["call_id"], body=body)

@@ -104,7 +104,7 @@ handlers.a = function(e)  -- call.answered
   local f = redis.call("HMGET", k, "ats", "qts")
   if f[1] then return false end
   redis.call("HSET", k, "ats", e.ts, "aday", e.d, "aiv", e.i, "agent", e.a)
-  keep(k, ttl)
+  if not f[2] then keep(k, ttl) end  -- a leg made by its queued event has its lifetime already
   members.queues[e.q] = true
   count(e.d, e.i, e.q, "answered", 1)
   if f[2] then
@@ -121,7 +121,7 @@ handlers.b = function(e)  -- call.abandoned
   local f = redis.call("HMGET", k, "bts", "qts")
   if f[1] then return false end
   redis.call("HSET", k, "bts", e.ts, "bday", e.d, "biv", e.i)
-  keep(k, ttl)
+  if not f[2] then keep(k, ttl) end
   members.queues[e.q] = true
   count(e.d, e.i, e.q, "abandoned", 1)
   if f[2] then
@@ -133,8 +133,10 @@ end
 
 handlers.c = function(e)  -- call.completed
   local k = leg(e)
-  if redis.call("HSETNX", k, "cts", e.ts) == 0 then return false end
-  keep(k, ttl)
+  local f = redis.call("HMGET", k, "cts", "qts", "ats")
+  if f[1] then return false end
+  redis.call("HSET", k, "cts", e.ts)
+  if not f[2] and not f[3] then keep(k, ttl) end
   members.queues[e.q] = true
   count(e.d, e.i, e.q, "handled", 1)
   count(e.d, e.i, e.q, "handle_ms", e.h)
