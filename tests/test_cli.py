@@ -85,3 +85,43 @@ def test_token_command_refuses_bad_tenant() -> None:
     result = run(["token", "--tenant", "a b", "--role", "admin"], {"WALLBOARD_JWT_SECRET": TEST_SECRET})
     assert result.returncode == 2
     assert "tenant" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_demo_feeds_a_moving_wallboard(database: str, backends, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`wallboard serve --demo` fills tenant 'demo' with today's simulated traffic, visible in the live view."""
+    import time
+
+    import httpx
+
+    from server.auth import mint
+    from server.config import Settings
+
+    from .conftest import free_socket
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WALLBOARD_", "DATABASE_URL", "REDIS_URL"))}
+    env.update({"DATABASE_URL": database, "REDIS_URL": backends.redis_url, "WALLBOARD_JWT_SECRET": TEST_SECRET,
+                "WALLBOARD_KEY_PREFIX": f"wbdemo{os.getpid()}", "WALLBOARD_LOG_LEVEL": "WARNING"})
+    proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    token = mint(Settings(jwt_secret=TEST_SECRET), tenant="demo", role="supervisor")
+    try:
+        deadline = time.monotonic() + 60
+        offered = agents = 0
+        while time.monotonic() < deadline and not (offered and agents):
+            time.sleep(0.5)
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/metrics/live",
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200:
+                data = response.json()["data"]
+                offered, agents = data["today"]["offered"], data["agents"]["logged_in"]
+        assert offered > 0 and agents > 0, (offered, agents)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
