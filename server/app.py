@@ -19,11 +19,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import ingest, tenant_settings
+from . import ingest, queue_log_api, tenant_settings, ws
 from .auth import Role, TokenVerifier
 from .config import Settings
 from .db import Database
 from .errors import ConfigError, ServiceUnavailable, WallboardError
+from .hub import Hub
 from .ingest import Ingestor
 from .live import routes as live_routes
 from .live.keys import Keys
@@ -60,13 +61,16 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     keys = Keys(settings.key_prefix)
     store = SettingsStore(db)
     live = LiveState(client, db, keys, store)
+    hub = Hub(client, live, store, keys, settings)
     if background:
         live.start()
+        hub.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=Ingestor(db, live, store))
+                    settings_store=store, live=live, ingestor=Ingestor(db, live, store), hub=hub)
 
 
 async def close_services(svc: Services) -> None:
+    await svc.hub.close()
     await svc.live.close()
     await svc.redis.aclose()
     await svc.db.close()
@@ -133,6 +137,13 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return failure(500, "internal_error", "the server failed on this request; it has been logged")
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn settings every way of serving the app shares (CLI, tests, benches)."""
+    return {"ws": "websockets-sansio", "ws_per_message_deflate": False, "ws_max_size": settings.ws_max_message_bytes,
+            "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_interval_s,
+            "lifespan": "on", "server_header": False}
+
+
 def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> Starlette:
     """The ASGI app: API routes, static pages, error handlers; the lifespan owns every service."""
 
@@ -152,7 +163,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         Route("/api/metrics/health", health, methods=["GET"]),
         Route("/api/auth/whoami", whoami, methods=["GET"]),
     ]
-    api += ingest.routes + tenant_settings.routes + live_routes.routes
+    api += ingest.routes + queue_log_api.routes + tenant_settings.routes + live_routes.routes + ws.routes
     api += routes or []
     if STATIC_DIR.is_dir():
         api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))

@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--concurrency", type=int, default=4, help="concurrent connections / workers (default 4)")
     b.add_argument("--seconds", type=float, default=None, help="stop each phase after this long (default: all events)")
     b.set_defaults(func=cmd_bench_ingest)
+    b = bench.add_parser("fanout", help="WebSocket fan-out: ingest-to-client latency and deliveries/s against "
+                                        "a plain broadcast server (baseline)")
+    b.add_argument("--clients", type=_positive_int, default=10_000, help="WebSocket clients (default 10000)")
+    b.add_argument("--tenants", type=_positive_int, default=100, help="tenants t000… to spread them over (default 100)")
+    b.add_argument("--events-per-s", type=float, default=200.0, help="events posted per second in all (default 200)")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of each phase's load window (default 30)")
+    b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
+    b.set_defaults(func=cmd_bench_fanout)
     return parser
 
 
@@ -129,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from . import logs
-    from .app import create_app
+    from .app import create_app, uvicorn_options
 
     settings = Settings.from_env()
     log_config = logs.setup(settings.log_level, settings.log_format)
@@ -138,9 +146,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(preflight(settings))
         app = create_app(settings)
-        config = uvicorn.Config(app, host=args.host, port=port, log_config=log_config, ws="websockets-sansio",
-                                ws_per_message_deflate=False, proxy_headers=True, server_header=False,
-                                timeout_graceful_shutdown=10, lifespan="on")
+        config = uvicorn.Config(app, host=args.host, port=port, log_config=log_config, proxy_headers=True,
+                                timeout_graceful_shutdown=10, **uvicorn_options(settings))
         server = uvicorn.Server(config)
 
         async def run() -> None:
@@ -370,3 +377,9 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from .bench import cmd_bench_ingest
 
     return cmd_bench_ingest(args)
+
+
+def cmd_bench_fanout(args: argparse.Namespace) -> int:
+    from .bench_fanout import cmd_bench_fanout
+
+    return cmd_bench_fanout(args)

@@ -347,7 +347,8 @@ async def _post(
             if status not in (408, 429) and status < 500:
                 hint = {401: "; check the token", 403: "; the token needs role ingest or admin",
                         413: "; use a smaller batch size"}.get(status, "")
-                raise IngestError(f"POST {endpoint} answered {status}: {_message(response)}{hint}")
+                raise IngestError(f"POST {endpoint} answered {status}: {_message(response)}{hint}",
+                                  details={"status": status})
             problem = f"HTTP {status}"
             retry_after = _retry_after(response.headers.get("Retry-After"))
         if retry_after is None:  # full jitter over a capped exponential ceiling
