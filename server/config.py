@@ -46,6 +46,15 @@ class Settings:
     app_role: str = "wallboard_app"
     log_level: str = "INFO"
     log_format: str = "json"
+    ws_tick_ms: int = 250
+    ws_refresh_s: float = 5.0
+    ws_max_connections_per_tenant: int = 5000
+    ws_max_messages_per_minute: int = 120
+    ws_max_message_bytes: int = 64 * 1024
+    ws_auth_timeout_s: float = 5.0
+    ws_send_timeout_s: float = 10.0
+    ws_token_grace_s: float = 30.0
+    ws_ping_interval_s: float = 20.0
 
     @property
     def embedded(self) -> bool:
@@ -102,6 +111,15 @@ class Settings:
             app_role=get.match("WALLBOARD_DB_APP_ROLE", "wallboard_app", r"[a-z_][a-z0-9_]{0,62}"),
             log_level=get.choice("WALLBOARD_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=get.choice("WALLBOARD_LOG_FORMAT", "json", ("json", "text")),
+            ws_tick_ms=get.int("WALLBOARD_WS_TICK_MS", 250, 10, 10_000),
+            ws_refresh_s=get.int("WALLBOARD_WS_REFRESH_S", 5, 1, 60),
+            ws_max_connections_per_tenant=get.int("WALLBOARD_MAX_CONNECTIONS_PER_TENANT", 5000, 1, 1_000_000),
+            ws_max_messages_per_minute=get.int("WALLBOARD_WS_MAX_MESSAGES_PER_MINUTE", 120, 1, 100_000),
+            ws_max_message_bytes=get.int("WALLBOARD_WS_MAX_MESSAGE_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
+            ws_auth_timeout_s=get.int("WALLBOARD_WS_AUTH_TIMEOUT_S", 5, 1, 120),
+            ws_send_timeout_s=get.int("WALLBOARD_WS_SEND_TIMEOUT_S", 10, 1, 600),
+            ws_token_grace_s=get.int("WALLBOARD_WS_TOKEN_GRACE_S", 30, 0, 3600),
+            ws_ping_interval_s=get.int("WALLBOARD_WS_PING_INTERVAL_S", 20, 1, 3600),
         )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from .auth import TokenVerifier
     from .config import Settings
     from .db import Database
+    from .hub import Hub
     from .ingest import Ingestor
     from .live.keys import Keys
     from .live.state import LiveState
@@ -36,6 +37,7 @@ class Services:
     settings_store: SettingsStore
     live: LiveState
     ingestor: Ingestor
+    hub: Hub
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -26,7 +26,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 
-from server.app import create_app
+from server.app import create_app, uvicorn_options
 from server.auth import mint
 from server.config import Settings
 from server.db import migrate
@@ -161,8 +161,7 @@ async def server_factory(database_factory: Callable[..., Awaitable[str]]) -> Asy
     async def start(settings: Settings) -> RunningServer:
         sock = free_socket()
         port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(settings), log_level="warning", ws="websockets-sansio",
-                                ws_per_message_deflate=False, lifespan="on")
+        config = uvicorn.Config(create_app(settings), log_level="warning", **uvicorn_options(settings))
         server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:

@@ -59,19 +59,26 @@ class Snapshot:
 
     # -- overview --------------------------------------------------------
 
-    def overview(self) -> dict[str, Any]:
-        """The tenant overview document (REST ``/api/metrics/live`` and the WebSocket ``overview`` view)."""
+    def overview(self, only: set[str] | None = None) -> dict[str, Any]:
+        """The tenant overview document (REST ``/api/metrics/live`` and the WebSocket ``overview`` view).
+
+        With ``only``, the queues, totals and agent counts cover just those queues (and the agents serving them).
+        """
         by_state = dict.fromkeys(AGENT_STATES, 0)
         available_in: dict[str, int] = {}
         for _, agent, _, _ in self.agents:
             state = agent.get("state", "logged_out")
+            serves = orjson.loads(agent.get("queues", "[]"))
+            if only is not None and not only.intersection(serves):
+                continue
             if state in by_state:
                 by_state[state] += 1
             if state == "available":
-                for q in orjson.loads(agent.get("queues", "[]")):
+                for q in serves:
                     available_in[q] = available_in.get(q, 0) + 1
         queues = []
-        for q, day, iv, waiting, oldest in self.queues:
+        rows = self.queues if only is None else [row for row in self.queues if row[0] in only]
+        for q, day, iv, waiting, oldest in rows:
             formula = self.settings.for_queue(q).sl_formula
             queues.append({
                 "queue_id": q,
@@ -82,8 +89,9 @@ class Snapshot:
                 "today": metrics.queue_figures(day, formula),
                 "interval": metrics.queue_figures(iv, formula),
             })
-        today = metrics.queue_figures(metrics.total(day for _, day, _, _, _ in self.queues), self.settings.sl_formula)
-        today.update(metrics.feedback_figures(self.tenant_day))
+        today = metrics.queue_figures(metrics.total(day for _, day, _, _, _ in rows), self.settings.sl_formula)
+        if only is None:
+            today.update(metrics.feedback_figures(self.tenant_day))
         today["waiting"] = sum(row["waiting"] for row in queues)
         today["longest_wait_s"] = max((row["longest_wait_s"] for row in queues), default=0)
         return {

@@ -1,0 +1,323 @@
+"""Fan-out: one Redis subscription per process, per-tenant coalescing, bounded client outboxes.
+
+How an event reaches a wallboard: the apply script publishes the tenant id on
+one channel; every server process holds ONE subscription to it and marks the
+tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state
+once, renders each distinct stream (tenant × view × queue filter × agent) once,
+encodes it once with orjson and offers the same bytes to every subscriber.
+
+Trade-offs, stated plainly:
+
+- The hub never awaits a socket. Each client has an outbox holding at most
+  the newest message per stream (an unsent update is replaced by a newer one:
+  latest wins, nothing piles up) plus a short queue of control messages. A
+  client's own writer task drains it; a socket that stays blocked longer than
+  ``ws_send_timeout_s`` is closed with 1013 (see ws.py).
+- ``seq`` belongs to the stream, so all subscribers of a stream share bytes.
+  A client whose outbox dropped an update sees a gap and asks for ``resync``.
+- Updates carry the whole view (not a diff): a wallboard that missed one is
+  right again with the next. A stream is re-sent at least every
+  ``ws_refresh_s`` even when nothing changed: the heartbeat that tells a quiet
+  tenant from a dead connection, and fresh time-derived fields.
+- When Redis is away every client is told ``status: stale``; on return every
+  stream is sent again as a ``snapshot`` (the live state is rebuilt first if
+  Redis lost it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .config import Settings
+from .errors import ServiceUnavailable
+from .live.keys import Keys
+from .live.state import LiveState
+from .live.view import Snapshot, etag, iso_ms
+from .tenant_settings import SettingsStore
+
+log = logging.getLogger("wallboard.hub")
+
+VIEWS = ("overview", "agents")
+CONTROL_QUEUE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKey:
+    """One distinct rendering: a tenant's view, filtered to some queues, or to one agent."""
+
+    tenant: str
+    view: str
+    queues: tuple[str, ...] = ()
+    agent: str | None = None
+
+
+@dataclass(eq=False)
+class Stream:
+    key: StreamKey
+    subscribers: set[Outbox] = field(default_factory=set)
+    seq: int = 0
+    tag: str | None = None
+    doc: Any = None
+    sent_at: float = 0.0
+    snapshot: str | None = None  # the encoded snapshot of ``seq``
+
+
+class Outbox:
+    """What one client has yet to receive: the newest message per stream and a few control messages."""
+
+    __slots__ = ("tenant", "pending", "control", "wake", "overflowed", "streams")
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.pending: dict[StreamKey, str] = {}
+        self.control: deque[str] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.streams: set[StreamKey] = set()
+
+    def offer(self, key: StreamKey, data: str) -> None:
+        """Queue a stream message, replacing an unsent older one of the same stream."""
+        self.pending[key] = data
+        self.wake.set()
+
+    def say(self, data: str) -> None:
+        """Queue a control message; a client that lets CONTROL_QUEUE of them pile up is overflowed."""
+        if len(self.control) >= CONTROL_QUEUE:
+            self.overflowed = True
+        else:
+            self.control.append(data)
+        self.wake.set()
+
+    def take(self) -> list[str]:
+        """Everything due, control messages first; clears the outbox."""
+        out = list(self.control)
+        out.extend(self.pending.values())
+        self.control.clear()
+        self.pending.clear()
+        self.wake.clear()
+        return out
+
+
+def status_message(live_ok: bool) -> str:
+    return orjson.dumps({"type": "status", "live": "ok" if live_ok else "stale",
+                         "as_of": iso_ms(time.time() * 1000)}).decode()
+
+
+class Hub:
+    """The process's fan-out; owns the Redis listener and the tick."""
+
+    def __init__(self, redis: aioredis.Redis, live: LiveState, store: SettingsStore, keys: Keys,
+                 settings: Settings) -> None:
+        self.redis = redis
+        self.live = live
+        self.store = store
+        self.keys = keys
+        self.tick_s = settings.ws_tick_ms / 1000
+        self.refresh_s = settings.ws_refresh_s
+        self.max_per_tenant = settings.ws_max_connections_per_tenant
+        self.streams: dict[StreamKey, Stream] = {}
+        self.by_tenant: dict[str, set[StreamKey]] = {}
+        self.clients: dict[str, set[Outbox]] = {}
+        self.dirty: set[str] = set()
+        self.live_ok = True
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen"),
+                       asyncio.create_task(self._tick(), name="hub-tick")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- clients ---------------------------------------------------------
+
+    def admit(self, box: Outbox) -> bool:
+        """Register a client; False when its tenant already has the most connections allowed."""
+        tenant_clients = self.clients.setdefault(box.tenant, set())
+        if len(tenant_clients) >= self.max_per_tenant:
+            return False
+        tenant_clients.add(box)
+        return True
+
+    def remove(self, box: Outbox) -> None:
+        self.unsubscribe(box)
+        tenant_clients = self.clients.get(box.tenant)
+        if tenant_clients is not None:
+            tenant_clients.discard(box)
+            if not tenant_clients:
+                del self.clients[box.tenant]
+
+    def unsubscribe(self, box: Outbox) -> None:
+        for key in box.streams:
+            stream = self.streams.get(key)
+            if stream is None:
+                continue
+            stream.subscribers.discard(box)
+            if not stream.subscribers:
+                del self.streams[key]
+                keys = self.by_tenant.get(key.tenant)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.by_tenant[key.tenant]
+        box.streams = set()
+
+    async def subscribe(self, box: Outbox, keys: Iterable[StreamKey]) -> None:
+        """Replace the client's subscriptions and queue a snapshot of each new stream."""
+        self.unsubscribe(box)
+        for key in keys:
+            stream = self.streams.get(key)
+            if stream is None:
+                stream = self.streams[key] = Stream(key)
+                self.by_tenant.setdefault(key.tenant, set()).add(key)
+            stream.subscribers.add(box)
+            box.streams.add(key)
+        await self.resync(box)
+
+    async def resync(self, box: Outbox) -> None:
+        """Queue a fresh snapshot of every stream the client follows."""
+        keys = list(box.streams)
+        stale = [k for k in keys if self.streams[k].doc is None]
+        if stale:
+            await self.publish(box.tenant)
+        for key in keys:
+            stream = self.streams.get(key)
+            if stream is None or stream.doc is None:
+                continue
+            if stream.snapshot is None:
+                stream.snapshot = orjson.dumps({"type": "snapshot", "view": key.view, "seq": stream.seq,
+                                                "data": stream.doc}).decode()
+            box.offer(key, stream.snapshot)
+
+    # -- rendering -------------------------------------------------------
+
+    async def publish(self, tenant: str, *, kind: str = "update", force: bool = False) -> None:
+        """Read the tenant once and send every stream whose document changed (or is due for refresh)."""
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            keys = list(self.by_tenant.get(tenant, ()))
+            if not keys:
+                self._locks.pop(tenant, None)
+                return
+            settings = await self.store.get(tenant)
+            now_ms = int(time.time() * 1000)
+            need_agents = any(k.view == "agents" for k in keys)
+            raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+            snap = Snapshot(raw, settings, now_ms)
+            agents = snap.agents_list() if need_agents else []
+            now = time.monotonic()
+            for key in keys:
+                stream = self.streams.get(key)
+                if stream is None:
+                    continue
+                doc = render(key, snap, agents)
+                tag = etag(doc)
+                if not force and tag == stream.tag and now - stream.sent_at < self.refresh_s:
+                    continue
+                stream.seq += 1
+                stream.doc, stream.tag, stream.sent_at = doc, tag, now
+                stream.snapshot = None
+                data = orjson.dumps({"type": kind, "view": key.view, "seq": stream.seq, "data": doc}).decode()
+                if kind == "snapshot":
+                    stream.snapshot = data
+                for box in stream.subscribers:
+                    box.offer(key, data)
+
+    async def _tick(self) -> None:
+        """Every tick: publish the dirty tenants, and the quiet ones that are due for a refresh."""
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            due = {k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s}
+            tenants = (self.dirty & self.by_tenant.keys()) | due
+            self.dirty.clear()
+            if not self.live_ok:
+                try:
+                    await self._recover()
+                except (RedisError, OSError, ServiceUnavailable):
+                    pass
+                continue
+            if not tenants:
+                continue
+            results = await asyncio.gather(*(self.publish(t) for t in tenants), return_exceptions=True)
+            for tenant, result in zip(tenants, results, strict=True):
+                if isinstance(result, (RedisError, OSError, ServiceUnavailable)):
+                    self.dirty.add(tenant)
+                    self._set_live(False)
+                elif isinstance(result, BaseException):
+                    log.error("hub.publish_failed", exc_info=result, extra={"tenant": tenant})
+
+    # -- Redis -----------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off."""
+        attempt = 0
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.changes)
+                attempt = 0
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self.dirty.add(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, ServiceUnavailable) as exc:
+                if self.live_ok:
+                    log.warning("hub.redis_lost", extra={"error": f"{type(exc).__name__}: {exc}"})
+                self._set_live(False)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** attempt)))
+
+    async def _recover(self) -> None:
+        """Redis is back: a fresh snapshot of every stream, then `status: ok`."""
+        for tenant in list(self.by_tenant):
+            await self.publish(tenant, kind="snapshot", force=True)
+        self._set_live(True)
+        log.info("hub.redis_back", extra={"tenants": len(self.by_tenant)})
+
+    def _set_live(self, ok: bool) -> None:
+        if ok == self.live_ok:
+            return
+        self.live_ok = ok
+        message = status_message(ok)
+        for boxes in self.clients.values():
+            for box in boxes:
+                box.say(message)
+
+    def tenant_connections(self, tenant: str) -> int:
+        return len(self.clients.get(tenant, ()))
+
+
+def render(key: StreamKey, snap: Snapshot, agents: list[dict[str, Any]]) -> Any:
+    """The document of one stream from a tenant's snapshot."""
+    wanted = set(key.queues)
+    if key.view == "overview":
+        return snap.overview(set(key.queues) if key.queues else None)
+    rows = agents
+    if key.agent is not None:
+        rows = [a for a in rows if a["agent_id"] == key.agent]
+    if wanted:
+        rows = [a for a in rows if wanted.intersection(a["queues"])]
+    return rows
