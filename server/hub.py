@@ -30,8 +30,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,38 +73,44 @@ class Stream:
 
 
 class Outbox:
-    """What one client has yet to receive: the newest message per stream and a few control messages."""
+    """What one client has yet to receive: the newest message per stream and a few control messages.
 
-    __slots__ = ("tenant", "pending", "control", "wake", "overflowed", "streams")
+    ``notify`` is called whenever something is queued; the connection uses it to
+    start its writer. An idle client holds no task and no event: just this object.
+    """
 
-    def __init__(self, tenant: str) -> None:
+    __slots__ = ("tenant", "pending", "control", "overflowed", "streams", "notify")
+
+    def __init__(self, tenant: str, notify: Callable[[], None]) -> None:
         self.tenant = tenant
+        self.notify = notify
         self.pending: dict[StreamKey, str] = {}
-        self.control: deque[str] = deque()
-        self.wake = asyncio.Event()
+        self.control: list[str] | None = None
         self.overflowed = False
         self.streams: set[StreamKey] = set()
 
     def offer(self, key: StreamKey, data: str) -> None:
         """Queue a stream message, replacing an unsent older one of the same stream."""
         self.pending[key] = data
-        self.wake.set()
+        self.notify()
 
     def say(self, data: str) -> None:
         """Queue a control message; a client that lets CONTROL_QUEUE of them pile up is overflowed."""
+        if self.control is None:
+            self.control = []
         if len(self.control) >= CONTROL_QUEUE:
             self.overflowed = True
         else:
             self.control.append(data)
-        self.wake.set()
+        self.notify()
 
     def take(self) -> list[str]:
         """Everything due, control messages first; clears the outbox."""
-        out = list(self.control)
-        out.extend(self.pending.values())
-        self.control.clear()
-        self.pending.clear()
-        self.wake.clear()
+        out = self.control or []
+        if self.pending:
+            out.extend(self.pending.values())
+            self.pending = {}
+        self.control = None
         return out
 
 

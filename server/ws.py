@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import orjson
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .auth import Principal, Role
@@ -29,6 +28,7 @@ from .services import Services, services
 
 log = logging.getLogger("wallboard.ws")
 
+PATH = "/ws"
 SUBPROTOCOL = "wallboard.v1"
 MAX_QUEUE_FILTER = 100
 
@@ -60,60 +60,87 @@ def error(code: str, message: str) -> str:
 
 
 class Connection:
-    """One authenticated WebSocket client."""
+    """One authenticated WebSocket client.
+
+    The handler task reads the client's messages. A writer task exists only
+    while the outbox has something to send: an idle wallboard costs no task.
+    """
+
+    __slots__ = ("ws", "svc", "hub", "who", "box", "window_start", "window_count", "writer", "expiry", "expired")
 
     def __init__(self, websocket: WebSocket, svc: Services, who: Principal) -> None:
         self.ws = websocket
         self.svc = svc
         self.hub: Hub = svc.hub
         self.who = who
-        self.box = Outbox(who.tenant)
+        self.box = Outbox(who.tenant, self._notify)
         self.window_start = time.monotonic()
         self.window_count = 0
-        self.close_with: tuple[int, str] | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
+        self.expired = False
 
     async def run(self) -> None:
         if not self.hub.admit(self.box):
             raise Closing(1013, "too many connections for this tenant")
-        writer = asyncio.create_task(self._write(), name="ws-writer")
         try:
+            self._arm_expiry()
             self.box.say(status_message(self.hub.live_ok))
-            reader = asyncio.create_task(self._read(), name="ws-reader")
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            for task in done:
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
+            await self._read()
         finally:
             self.hub.remove(self.box)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            if self.expiry is not None:
+                self.expiry.cancel()
+            if self.writer is not None:
+                self.writer.cancel()
+                await asyncio.gather(self.writer, return_exceptions=True)
+
+    def _arm_expiry(self) -> None:
+        """Close with 4401 at the token's expiry plus the grace, unless a fresh token comes first."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self.who.exp + self.svc.settings.ws_token_grace_s - time.time())
+        self.expiry = loop.call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._notify()
 
     # -- writing ---------------------------------------------------------
 
+    def _notify(self) -> None:
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
     async def _write(self) -> None:
+        """Send what the outbox holds, then end; 4401 when the token expired, 1013 when the client is stuck."""
+        try:
+            await self._drain()
+        except Closing as closing:
+            # Stop feeding it first: a stuck client must not hold more than what is already in flight.
+            self.hub.remove(self.box)
+            await _close(self.ws, closing.code, closing.reason)
+        finally:
+            self.writer = None
+
+    async def _drain(self) -> None:
         timeout = self.svc.settings.ws_send_timeout_s
-        grace = self.svc.settings.ws_token_grace_s
         while True:
-            left = self.who.exp + grace - time.time()
-            if left <= 0:
-                raise Closing(4401, "token expired: send a fresh token with an auth message before it expires")
-            try:
-                await asyncio.wait_for(self.box.wake.wait(), min(left, 60))
-            except TimeoutError:
-                continue
+            if self.expired:
+                raise Closing(4401, "token expired: send a fresh token in an auth message before it expires")
             if self.box.overflowed:
                 raise Closing(1013, "client is not reading its messages")
-            for data in self.box.take():
+            items = self.box.take()
+            if not items:
+                return
+            for data in items:
                 try:
-                    await asyncio.wait_for(self._send(data), timeout)
+                    # asyncio.timeout, not wait_for: no extra task per send.
+                    async with asyncio.timeout(timeout):
+                        await self.ws.send({"type": "websocket.send", "text": data})
                 except TimeoutError:
                     raise Closing(1013, "client is not reading its messages") from None
-
-    async def _send(self, data: str) -> None:
-        await self.ws.send({"type": "websocket.send", "text": data})
 
     # -- reading ---------------------------------------------------------
 
@@ -183,6 +210,7 @@ class Connection:
         if who.tenant != self.who.tenant or who.role != self.who.role or who.sub != self.who.sub:
             raise Closing(4403, "a refreshed token must be for the same tenant, role and subject")
         self.who = who
+        self._arm_expiry()
         self.box.say(orjson.dumps({"type": "auth", "ok": True, "expires_at": who.exp}).decode())
 
 
@@ -241,4 +269,3 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         await asyncio.wait_for(websocket.close(code, reason), 30)
 
 
-routes = [WebSocketRoute("/ws", ws_endpoint)]
