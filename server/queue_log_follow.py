@@ -16,23 +16,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import httpx
 
 from server.errors import WallboardError
+from server.poster import post_until_answered, response_data
 from server.queue_log import Event, QueueLogError, parse_line
 
 __all__ = ["Batch", "IngestError", "QueueLogFollower", "ingest_file"]
 
-_RETRY_AFTER_CAP_S = 600.0
 
 
 class Batch(NamedTuple):
@@ -330,33 +328,21 @@ async def _post(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     body = json.dumps(events, separators=(",", ":")).encode("utf-8")
-    attempt = 0
-    while True:
-        retry_after: float | None = None
-        try:
-            response = await client.post(endpoint, content=body)
-        except httpx.TransportError as exc:
-            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        else:
-            status = response.status_code
-            data = _data(response)
-            if 200 <= status < 300:
-                return data if data is not None else {"accepted": len(events)}
-            if status == 422 and data is not None and "rejected" in data:
-                return data
-            if status not in (408, 429) and status < 500:
-                hint = {401: "; check the token", 403: "; the token needs role ingest or admin",
-                        413: "; use a smaller batch size"}.get(status, "")
-                raise IngestError(f"POST {endpoint} answered {status}: {_message(response)}{hint}",
-                                  details={"status": status})
-            problem = f"HTTP {status}"
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-        if retry_after is None:  # full jitter over a capped exponential ceiling
-            retry_after = random.uniform(0, min(max_backoff_s, 0.5 * 2**attempt))
-        delay = retry_after
+
+    def retrying(attempt: int, problem: str, delay: float) -> None:
         say(f"POST {endpoint} failed ({problem}); retrying in {delay:.1f}s")
-        await asyncio.sleep(delay)
-        attempt += 1
+
+    response = await post_until_answered(client, endpoint, content=body, backoff_cap_s=max_backoff_s,
+                                         on_retry=retrying)
+    status = response.status_code
+    data = response_data(response)
+    if 200 <= status < 300:
+        return data if data is not None else {"accepted": len(events)}
+    if status == 422 and data is not None and "rejected" in data:
+        return data
+    hint = {401: "; check the token", 403: "; the token needs role ingest or admin",
+            413: "; use a smaller batch size"}.get(status, "")
+    raise IngestError(f"POST {endpoint} answered {status}: {_message(response)}{hint}", details={"status": status})
 
 
 def _rejected_line(batch: Batch, item: Any) -> int | str:
@@ -366,33 +352,11 @@ def _rejected_line(batch: Batch, item: Any) -> int | str:
     return "?"
 
 
-def _data(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        doc = response.json()
-    except ValueError:
-        return None
-    data = doc.get("data") if isinstance(doc, dict) else None
-    return data if isinstance(data, dict) else None
-
-
 def _message(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return response.text[:200] or response.reason_phrase
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), _RETRY_AFTER_CAP_S)
 
 
 class _Progress:

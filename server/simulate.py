@@ -13,7 +13,6 @@ skipped rather than retried forever.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -22,15 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 
-from server.simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
+from .poster import post_until_answered, response_data
+from .simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
 
 __all__ = ["ContactCenter", "PostStats", "SimulationConfig", "arrival_rate", "generate",
            "post_events", "run_simulation"]
 
 logger = logging.getLogger("wallboard.simulate")
-
-_RETRY_STATUSES = frozenset({408, 429})
 
 
 @dataclass
@@ -45,72 +44,32 @@ class PostStats:
     retries: int = 0
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _data(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    data = body.get("data") if isinstance(body, dict) else None
-    return data if isinstance(data, dict) else {}
-
-
 async def _post_batch(client: httpx.AsyncClient, endpoint: str, headers: dict[str, str],
                       batch: Sequence[dict[str, Any]], stats: PostStats, rng: random.Random,
                       backoff_base_s: float, backoff_cap_s: float) -> None:
-    attempt = 0
-    while True:
-        delay: float | None = None
-        try:
-            response = await client.post(endpoint, json=list(batch), headers=headers)
-        except httpx.UnsupportedProtocol:
-            raise  # a wrong URL never heals by waiting
-        except httpx.TransportError as exc:
-            logger.warning("post failed, will retry", extra={
-                "error": repr(exc), "attempt": attempt + 1, "events": len(batch)})
-        else:
-            status = response.status_code
-            if 200 <= status < 300:
-                data = _data(response)
-                stats.accepted += int(data.get("accepted", len(batch) if status == 200 else 0))
-                stats.duplicates += int(data.get("duplicates", 0))
-                rejected = data.get("rejected") or []
-                stats.rejected += len(rejected)
-                if rejected:
-                    logger.warning("server rejected events", extra={
-                        "status": status, "rejected": len(rejected), "first": rejected[0]})
-                return
-            if status >= 500 or status in _RETRY_STATUSES:
-                delay = _retry_after(response)
-                logger.warning("server busy or failing, will retry", extra={
-                    "status": status, "attempt": attempt + 1, "retry_after_s": delay,
-                    "events": len(batch)})
-            else:
-                stats.skipped += len(batch)
-                logger.error("server refused batch; not retrying", extra={
-                    "status": status, "events": len(batch), "body": response.text[:500]})
-                return
-        if delay is None:
-            delay = rng.uniform(0, min(backoff_cap_s, backoff_base_s * 2 ** attempt))
-        attempt += 1
+    def retrying(attempt: int, problem: str, delay: float) -> None:
         stats.retries += 1
-        await asyncio.sleep(delay)
+        logger.warning("post failed, will retry", extra={
+            "error": problem, "attempt": attempt, "retry_in_s": round(delay, 2), "events": len(batch)})
+
+    response = await post_until_answered(client, endpoint, content=orjson.dumps(list(batch)),
+                                         headers={**headers, "Content-Type": "application/json"},
+                                         backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s, rng=rng,
+                                         on_retry=retrying)
+    status = response.status_code
+    if 200 <= status < 300:
+        data = response_data(response) or {}
+        stats.accepted += int(data.get("accepted", len(batch) if status == 200 else 0))
+        stats.duplicates += int(data.get("duplicates", 0))
+        rejected = data.get("rejected") or []
+        stats.rejected += len(rejected)
+        if rejected:
+            logger.warning("server rejected events", extra={
+                "status": status, "rejected": len(rejected), "first": rejected[0]})
+        return
+    stats.skipped += len(batch)
+    logger.error("server refused batch; not retrying", extra={
+        "status": status, "events": len(batch), "body": response.text[:500]})
 
 
 async def post_events(url: str, token: str, events: Sequence[dict[str, Any]], *,
