@@ -79,7 +79,7 @@ class Outbox:
     start its writer. An idle client holds no task and no event: just this object.
     """
 
-    __slots__ = ("tenant", "pending", "control", "overflowed", "streams", "notify")
+    __slots__ = ("tenant", "pending", "control", "overflowed", "streams", "notify", "joining")
 
     def __init__(self, tenant: str, notify: Callable[[], None]) -> None:
         self.tenant = tenant
@@ -88,9 +88,12 @@ class Outbox:
         self.control: list[str] | None = None
         self.overflowed = False
         self.streams: set[StreamKey] = set()
+        self.joining: set[StreamKey] | None = None
 
     def offer(self, key: StreamKey, data: str) -> None:
         """Queue a stream message, replacing an unsent older one of the same stream."""
+        if self.joining is not None and key in self.joining:
+            return
         self.pending[key] = data
         self.notify()
 
@@ -138,6 +141,7 @@ class Hub:
         self.live_ok = True
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle -------------------------------------------------------
 
@@ -146,9 +150,10 @@ class Hub:
                        asyncio.create_task(self._tick(), name="hub-tick")]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._inflight.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- clients ---------------------------------------------------------
 
@@ -198,17 +203,23 @@ class Hub:
     async def resync(self, box: Outbox) -> None:
         """Queue a fresh snapshot of every stream the client follows."""
         keys = list(box.streams)
-        stale = [k for k in keys if self.streams[k].doc is None]
-        if stale:
-            await self.publish(box.tenant)
-        for key in keys:
-            stream = self.streams.get(key)
-            if stream is None or stream.doc is None:
-                continue
-            if stream.snapshot is None:
-                stream.snapshot = orjson.dumps({"type": "snapshot", "view": key.view, "seq": stream.seq,
-                                                "data": stream.doc}).decode()
-            box.offer(key, stream.snapshot)
+        # Until its snapshot is queued, the client takes no update of these streams: the
+        # snapshot (built after any publish in flight) already holds the newest document.
+        box.joining = set(keys)
+        try:
+            if any(self.streams[k].doc is None for k in keys):
+                await self.publish(box.tenant)
+            for key in keys:
+                stream = self.streams.get(key)
+                if stream is None or stream.doc is None:
+                    continue
+                if stream.snapshot is None:
+                    stream.snapshot = orjson.dumps({"type": "snapshot", "view": key.view, "seq": stream.seq,
+                                                    "data": stream.doc}).decode()
+                box.joining.discard(key)
+                box.offer(key, stream.snapshot)
+        finally:
+            box.joining = None
 
     # -- rendering -------------------------------------------------------
 
@@ -258,15 +269,29 @@ class Hub:
                 except (RedisError, OSError, ServiceUnavailable):
                     pass
                 continue
-            if not tenants:
-                continue
-            results = await asyncio.gather(*(self.publish(t) for t in tenants), return_exceptions=True)
-            for tenant, result in zip(tenants, results, strict=True):
-                if isinstance(result, (RedisError, OSError, ServiceUnavailable)):
-                    self.dirty.add(tenant)
-                    self._set_live(False)
-                elif isinstance(result, BaseException):
-                    log.error("hub.publish_failed", exc_info=result, extra={"tenant": tenant})
+            for tenant in tenants:
+                if tenant in self._inflight:
+                    self.dirty.add(tenant)  # still rendering the previous change: next tick
+                    continue
+                task = asyncio.create_task(self.publish(tenant), name=f"publish-{tenant}")
+                self._inflight[tenant] = task
+                task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        """A tenant's publish ended; a slow tenant never holds up the others' ticks."""
+        tenant = task.get_name().removeprefix("publish-")
+        self._inflight.pop(tenant, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        self.dirty.add(tenant)
+        if isinstance(exc, (RedisError, OSError)) or (isinstance(exc, ServiceUnavailable)
+                                                      and exc.code == "live_unavailable"):
+            self._set_live(False)
+        elif not isinstance(exc, ServiceUnavailable):  # "being rebuilt": simply try again next tick
+            log.error("hub.publish_failed", exc_info=exc, extra={"tenant": tenant})
 
     # -- Redis -----------------------------------------------------------
 
