@@ -1,0 +1,29 @@
+"""`wallboard bench fanout` on the test run's PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+
+from .conftest import ROOT, Backends
+
+
+async def test_bench_fanout_prints_both_phases(backends: Backends) -> None:
+    """A small run exits 0 and prints a server and a baseline row with positive deliveries/s, and the ratio."""
+    ours = ("WALLBOARD_", "DATABASE_URL", "REDIS_URL", "PORT")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env = {**base, "DATABASE_URL": backends.admin_dsn, "REDIS_URL": backends.redis_url}
+    args = [sys.executable, "-m", "server", "bench", "fanout", "--clients", "200", "--tenants", "4",
+            "--events-per-s", "40", "--seconds", "5", "--procs", "1"]
+    result = await asyncio.to_thread(subprocess.run, args, env=env, cwd=ROOT, capture_output=True, text=True,
+                                     timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for phase in ("server", "baseline"):
+        row = re.search(rf"^{phase}\s+200\s+4\s+[\d,]+\s+([\d,]+)\s+([\d,]+)\s", result.stdout, re.MULTILINE)
+        assert row, result.stdout
+        assert float(row.group(1).replace(",", "")) > 0, row.group(0)
+    ratio = re.search(r"^ratio deliveries/s server/baseline: ([\d.]+)", result.stdout, re.MULTILINE)
+    assert ratio and float(ratio.group(1)) > 0, result.stdout
