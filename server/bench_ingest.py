@@ -7,7 +7,7 @@ the same empty event tables:
   driven by ``--concurrency`` keep-alive connections posting pre-encoded
   batches. Every reply must be 200 with every event accepted.
 - **baseline**: what ingest cannot avoid, in this process: per batch one
-  ``events_insert`` (:meth:`Ingestor.store_events`) and one ``apply.lua`` call,
+  ``events_insert`` and ``history_apply`` (:meth:`Ingestor.store_events`) and one ``apply.lua`` call,
   with the events parsed, sorted and compacted beforehand, outside the clock.
 
 ``ratio = server / baseline`` is the share of the storage work's throughput
@@ -241,23 +241,23 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
 
 async def baseline_phase(settings: Settings, batches: Sequence[Batch], concurrency: int,
                          seconds: float | None) -> Phase:
-    """The storage work alone, in this process: one events_insert and one apply.lua call per batch."""
+    """The storage work alone, in this process: events_insert and history_apply, then one apply.lua call, per batch."""
     svc = await open_services(settings, background=False)
     try:
         tenant_settings = await svc.settings_store.get(BASELINE_TENANT)
-        work: list[tuple[list[Event], bytes]] = []
+        work: list[tuple[list[Event], Calendar, bytes]] = []
         for batch in batches:  # what the server does before storing, done here outside the clock
             valid, rejected = parse_body(batch.body, "application/json", max_events=settings.max_events)
             if rejected:
                 raise BenchFailed(f"the simulator made an invalid event: {rejected[0]}")
             events = sorted((event for _, event in valid), key=attrgetter("event_id"))
             calendar = Calendar(tenant_settings)
-            work.append((events, orjson.dumps([compact(event, calendar) for event in events])))
+            work.append((events, calendar, orjson.dumps([compact(event, calendar) for event in events])))
         await mark_ready(settings, BASELINE_TENANT)
 
-        async def store(item: tuple[list[Event], bytes]) -> None:
-            events, payload = item
-            fresh = await svc.ingestor.store_events(BASELINE_TENANT, events)
+        async def store(item: tuple[list[Event], Calendar, bytes]) -> None:
+            events, calendar, payload = item
+            fresh = await svc.ingestor.store_events(BASELINE_TENANT, events, calendar)
             if len(fresh) != len(events):
                 raise BenchFailed(f"events_insert stored {len(fresh)} of {len(events)} events: expected all")
             result = await svc.live._run_apply(BASELINE_TENANT, payload, force=False)

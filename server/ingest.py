@@ -26,7 +26,7 @@ from .auth import INGEST
 from .db import UNAVAILABLE, Database, query
 from .errors import PayloadTooLarge, ServiceUnavailable
 from .events import Event, parse_body
-from .live.state import LiveState
+from .live.state import Calendar, LiveState
 from .responses import failure, success
 from .services import principal, services
 from .tenant_settings import SettingsStore
@@ -79,17 +79,18 @@ class Ingestor:
             return outcome
         # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
         events = sorted(unique.values(), key=lambda e: e.event_id)
-        fresh = await self.store_events(tenant, events)
+        settings = await self.store.get(tenant)
+        fresh = await self.store_events(tenant, events, Calendar(settings))
         outcome.accepted = len(fresh)
         outcome.duplicates += len(events) - len(fresh)
         if fresh:
-            settings = await self.store.get(tenant)
             new = [e for e in events if e.event_id in fresh]
             await self.live.apply(tenant, new, settings)
         return outcome
 
-    async def store_events(self, tenant: str, events: Sequence[Event]) -> set[str]:
-        """Insert in one statement; return the ids that were new. 503 when PostgreSQL is away."""
+    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar) -> set[str]:
+        """Insert in one statement, apply the new ones to the history tables in the same transaction;
+        return the ids that were new. 503 when PostgreSQL is away."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies = columns = ([], [], [], [], [], [], [])
@@ -102,12 +103,19 @@ class Ingestor:
             calls.append(e.call_id)
             # The columns are not repeated in the stored body.
             bodies.append(orjson.dumps({k: v for k, v in e.body.items() if k not in COLUMNS}).decode())
+        thresholds = [cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0) for e in events]
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:
                     if missing:
-                        await conn.execute("SELECT ensure_event_partitions($1)", sorted(missing))
+                        await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_insert"), tenant, *columns)
+                    new = {row["event_id"] for row in rows}
+                    keep = [i for i, event_id in enumerate(ids) if event_id in new]
+                    if keep:
+                        await conn.execute(query("history_apply"), tenant,
+                                           *([column[i] for i in keep] for column in columns),
+                                           [thresholds[i][0] for i in keep], [thresholds[i][1] for i in keep])
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
@@ -118,7 +126,7 @@ class Ingestor:
                                              code="database_busy") from None
                 await asyncio.sleep(0.01 * 2 ** attempt)
         self._partitions |= missing
-        return {row["event_id"] for row in rows}
+        return new
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,0 +1,286 @@
+"""History endpoints of API.md: performance, calls, satisfaction and quality over a period.
+
+Every figure is a sum of ``performance_trends`` rows (15-minute rollups kept at ingest) put
+through the METRICS.md functions of :mod:`server.metrics`, the ones the live view uses: a
+report and the wallboard never disagree. Raw rows are read only for lists of individual
+records (quality reviews). Queries run in a tenant transaction (row-level security applies);
+``agent`` tokens see only their own agent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import audit, metrics
+from .auth import READ_ALL, READ_LIVE, Principal, Role
+from .db import query
+from .errors import BadRequest, Forbidden
+from .events import EventError, parse_event
+from .period import Period, bad, iso, limit, parse
+from .responses import success
+from .services import principal, services
+from .tenant_settings import TenantSettings
+
+AGENT_FIELDS = ("answered", "handled", "resolved", "resolved_given", "transferred")
+
+
+class Scope:
+    """One history request: who asks, its period, filters and the tenant's settings."""
+
+    def __init__(self, request: Request, who: Principal, settings: TenantSettings, period: Period) -> None:
+        self.request, self.who, self.settings, self.period = request, who, settings, period
+        params = request.query_params
+        self.queue_id = _text(params, "queue_id")
+        self.team = _text(params, "team")
+        self.agent_id = _text(params, "agent_id")
+        if who.role == Role.AGENT:
+            if self.agent_id not in (None, who.sub) or self.team is not None:
+                raise Forbidden("an agent token sees only its own figures: leave out agent_id and team, or use "
+                                "your own agent_id", code="agent_scope")
+            self.agent_id = who.sub
+        self.limit = limit(params)
+
+    @classmethod
+    async def of(cls, request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:
+        who = principal(request, allowed)
+        settings = await services(request).settings_store.get(who.tenant)
+        period = parse(request.query_params, settings, int(time.time() * 1000), granularity=granularity)
+        return cls(request, who, settings, period)
+
+    async def rows(self, sql: str, dimension: str, keys: list[str] | None) -> list[asyncpg.Record]:
+        async with services(self.request).db.tenant(self.who.tenant) as conn:
+            return await conn.fetch(query(sql), self.who.tenant, dimension, keys, self.period.bounds_dt)
+
+    async def agent_keys(self) -> list[str] | None:
+        """The agents the filters name: one agent, a team's members, or None for every agent."""
+        if self.agent_id is not None:
+            return [self.agent_id]
+        if self.team is None:
+            return None
+        async with services(self.request).db.tenant(self.who.tenant) as conn:
+            rows = await conn.fetch("SELECT agent_id FROM agents WHERE client_id = $1 AND team = $2",
+                                    self.who.tenant, self.team)
+        return [r["agent_id"] for r in rows]
+
+    @property
+    def by_agent(self) -> bool:
+        return self.agent_id is not None or self.team is not None
+
+
+def _text(params: Any, name: str) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > 128 or any(ord(c) < 32 for c in value):
+        raise bad(name, "expected an id of at most 128 printable characters")
+    return str(value)
+
+
+COUNTERS = frozenset(metrics.QUEUE_COUNTERS + metrics.FEEDBACK_COUNTERS)
+
+
+def counters(row: asyncpg.Record | None) -> dict[str, int]:
+    """The rollup counters of a row (other columns, such as its key or bucket, left out)."""
+    return {k: int(v) for k, v in row.items() if k in COUNTERS} if row is not None else {}
+
+
+def agent_figures(c: metrics.Counters) -> dict[str, Any]:
+    """What an agent (or a team) did: calls, handle times, resolution, feedback."""
+    handled = c.get("handled", 0)
+    return {
+        **{k: c.get(k, 0) for k in ("answered", "handled")},
+        "aht_s": metrics.aht_s(c),
+        "talk_avg_s": metrics.ratio(c.get("talk_ms", 0) / 1000, handled),
+        "hold_avg_s": metrics.ratio(c.get("hold_ms", 0) / 1000, handled),
+        "wrap_avg_s": metrics.ratio(c.get("wrap_ms", 0) / 1000, handled),
+        "fcr": metrics.fcr(c),
+        "transfer_rate": metrics.transfer_rate(c),
+        **metrics.feedback_figures(c),
+    }
+
+
+async def figures(scope: Scope, sql: str) -> tuple[str, list[asyncpg.Record], list[asyncpg.Record]]:
+    """(dimension, call rows, tenant feedback rows) for the scope's filters."""
+    if scope.by_agent:
+        return "agent", await scope.rows(sql, "agent", await scope.agent_keys()), []
+    keys = [scope.queue_id] if scope.queue_id else None
+    feedback = [] if scope.queue_id else await scope.rows(sql, "tenant", None)
+    return "queue", await scope.rows(sql, "queue", keys), feedback
+
+
+def describe(scope: Scope, dimension: str, c: metrics.Counters) -> dict[str, Any]:
+    if dimension == "agent":
+        return agent_figures(c)
+    formula = scope.settings.for_queue(scope.queue_id).sl_formula if scope.queue_id else scope.settings.sl_formula
+    return {**metrics.queue_figures(c, formula), **metrics.feedback_figures(c)}
+
+
+async def performance_summary(request: Request) -> Response:
+    """``GET /api/analytics/performance/summary``: the period's totals (tenant, a queue, a team or an agent)."""
+    scope = await Scope.of(request, READ_LIVE)
+    dimension, rows, feedback = await figures(scope, "history_by_key")
+    total = metrics.total(map(counters, [*rows, *feedback]))
+    return success({**scope.period.describe(), **_filters(scope), **describe(scope, dimension, total)})
+
+
+async def performance_trends(request: Request) -> Response:
+    """``GET /api/analytics/performance/trends``: one entry per bucket of the granularity, empty ones included."""
+    scope = await Scope.of(request, READ_LIVE)
+    dimension, rows, feedback = await figures(scope, "history_by_bucket")
+    by_bucket: dict[int, dict[str, int]] = {}
+    for row in [*rows, *feedback]:
+        metrics.add(by_bucket.setdefault(row["bucket"], {}), counters(row))
+    data = [{**scope.period.bucket(i), **describe(scope, dimension, by_bucket.get(i, {}))}
+            for i in range(1, len(scope.period.bounds))]
+    total = metrics.total(by_bucket.values())
+    return success(data, statistics={**scope.period.describe(), **_filters(scope),
+                                     **describe(scope, dimension, total)})
+
+
+async def performance_agents(request: Request) -> Response:
+    """``GET /api/analytics/performance/agents``: one entry per agent with calls in the period."""
+    scope = await Scope.of(request, READ_LIVE)
+    rows = await scope.rows("history_by_key", "agent", await scope.agent_keys())
+    names = await _directory(scope)
+    data = [{"agent_id": r["key"], **names.get(r["key"], {"name": None, "team": None}), **agent_figures(counters(r))}
+            for r in rows][:scope.limit]
+    total = metrics.total(map(counters, rows))
+    return success(data, statistics={**scope.period.describe(), **agent_figures(total)})
+
+
+async def performance_sectors(request: Request) -> Response:
+    """``GET /api/analytics/performance/sectors``: every queue and every team over the period."""
+    scope = await Scope.of(request, READ_ALL)
+    queues = await scope.rows("history_by_key", "queue", None)
+    agents = await scope.rows("history_by_key", "agent", None)
+    names = await _directory(scope)
+    teams: dict[str, dict[str, int]] = {}
+    for row in agents:
+        team = names.get(row["key"], {}).get("team")
+        if team is not None:
+            metrics.add(teams.setdefault(team, {}), counters(row))
+    data = [{"kind": "queue", "id": r["key"],
+             **metrics.queue_figures(counters(r), scope.settings.for_queue(r["key"]).sl_formula)} for r in queues]
+    data += [{"kind": "team", "id": team, **agent_figures(c)} for team, c in sorted(teams.items())]
+    return success(data, statistics=scope.period.describe())
+
+
+async def calls_completion(request: Request) -> Response:
+    """``GET /api/analytics/calls/completion``: offered, answered and abandoned calls per queue."""
+    scope = await Scope.of(request, READ_ALL)
+    rows = await scope.rows("history_by_key", "queue", [scope.queue_id] if scope.queue_id else None)
+    data = [{"queue_id": r["key"], **_completion(counters(r))} for r in rows]
+    return success(data, statistics={**scope.period.describe(),
+                                     **_completion(metrics.total(map(counters, rows)))})
+
+
+def _completion(c: metrics.Counters) -> dict[str, Any]:
+    offered, answered = c.get("offered", 0), c.get("answered", 0)
+    return {
+        **{k: c.get(k, 0) for k in ("offered", "answered", "abandoned", "short_abandoned", "handled")},
+        "answer_rate": metrics.ratio(answered, offered),
+        "abandon_rate": metrics.abandon_rate(c),
+        "asa_s": metrics.asa_s(c),
+        "avg_abandon_wait_s": metrics.ratio(c.get("wait_abandoned_ms", 0) / 1000, c.get("abandoned", 0)),
+    }
+
+
+async def satisfaction(request: Request) -> Response:
+    """``GET /api/analytics/satisfaction``: CSAT and NPS over the period, per bucket and in total."""
+    scope = await Scope.of(request, READ_LIVE)
+    keys = await scope.agent_keys() if scope.by_agent else None
+    rows = await scope.rows("history_by_bucket", "agent" if scope.by_agent else "tenant", keys)
+    by_bucket: dict[int, dict[str, int]] = {}
+    for row in rows:
+        metrics.add(by_bucket.setdefault(row["bucket"], {}), counters(row))
+    data = [{**scope.period.bucket(i), **metrics.feedback_figures(by_bucket.get(i, {}))}
+            for i in range(1, len(scope.period.bounds))]
+    return success(data, statistics={**scope.period.describe(), **_filters(scope),
+                                     **metrics.feedback_figures(metrics.total(by_bucket.values()))})
+
+
+async def quality_list(request: Request) -> Response:
+    """``GET /api/analytics/calls/quality``: the period's reviews, newest first."""
+    scope = await Scope.of(request, READ_LIVE)
+    keys = await scope.agent_keys() if scope.by_agent else None
+    start, end = scope.period.bounds_dt[0], scope.period.bounds_dt[-1]
+    async with services(request).db.tenant(scope.who.tenant) as conn:
+        rows = await conn.fetch(query("quality_list"), scope.who.tenant, keys, start, end, scope.limit)
+    data = [{"score_id": r["score_id"], "call_id": r["call_id"], "agent_id": r["agent_id"], "score": float(r["score"]),
+             "criteria": orjson.loads(r["criteria"]) if r["criteria"] else None, "reviewer": r["reviewer"],
+             "source": r["source"], "scored_at": iso(int(r["scored_at"].timestamp() * 1000))} for r in rows]
+    return success(data, statistics=scope.period.describe())
+
+
+async def quality_summary(request: Request) -> Response:
+    """``GET /api/analytics/calls/quality/summary``: mean score per agent and in total."""
+    scope = await Scope.of(request, READ_LIVE)
+    rows = [r for r in await scope.rows("history_by_key", "agent", await scope.agent_keys()) if r["quality_n"]]
+    data = [{"agent_id": r["key"], "quality_score": metrics.quality_score(counters(r)), "reviews": r["quality_n"]}
+            for r in rows][:scope.limit]
+    total = metrics.total(map(counters, rows))
+    return success(data, statistics={**scope.period.describe(), "quality_score": metrics.quality_score(total),
+                                     "reviews": total.get("quality_n", 0)})
+
+
+async def quality_record(request: Request) -> Response:
+    """``POST /api/analytics/calls/quality`` (supervisor): one review, stored as a ``quality.scored`` event.
+
+    Going through ingest makes the review count everywhere a scored event counts: the live
+    view, the rollups, the reports. The reviewer is the token's ``sub``.
+    """
+    who = principal(request, READ_ALL)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("body: expected a JSON object with call_id, agent_id and score", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: expected a JSON object with call_id, agent_id and score", code="invalid_body")
+    unknown = set(body) - {"call_id", "agent_id", "score", "criteria", "ts"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise BadRequest(f"{field}: not a field of a quality review (call_id, agent_id, score, criteria, ts)",
+                         code="invalid_field", details={"field": field, "reason": "unknown field"})
+    event = {"event_id": f"api:quality:{uuid.uuid4()}", "type": "quality.scored",
+             "ts": body.get("ts", int(time.time() * 1000)), **body, "reviewer": who.sub or who.role.value}
+    try:
+        parsed = parse_event(event)
+    except EventError as exc:
+        raise BadRequest(exc.message, code="invalid_field", details=exc.details) from None
+    svc = services(request)
+    await svc.ingestor.ingest(who.tenant, [(0, parsed)], [])
+    await audit.request_entry(request, who, "quality.record", {"score_id": parsed.event_id, "call_id": parsed.call_id,
+                                                               "agent_id": parsed.agent_id})
+    return success({"score_id": parsed.event_id, "call_id": parsed.call_id, "agent_id": parsed.agent_id,
+                    "score": parsed.body["score"], "reviewer": event["reviewer"]}, status=201)
+
+
+async def _directory(scope: Scope) -> dict[str, dict[str, Any]]:
+    async with services(scope.request).db.tenant(scope.who.tenant) as conn:
+        rows = await conn.fetch("SELECT agent_id, name, team FROM agents WHERE client_id = $1", scope.who.tenant)
+    return {r["agent_id"]: {"name": r["name"], "team": r["team"]} for r in rows}
+
+
+def _filters(scope: Scope) -> dict[str, Any]:
+    return {k: v for k, v in (("queue_id", scope.queue_id), ("team", scope.team), ("agent_id", scope.agent_id)) if v}
+
+
+routes = [
+    Route("/api/analytics/performance/summary", performance_summary, methods=["GET"]),
+    Route("/api/analytics/performance/trends", performance_trends, methods=["GET"]),
+    Route("/api/analytics/performance/agents", performance_agents, methods=["GET"]),
+    Route("/api/analytics/performance/sectors", performance_sectors, methods=["GET"]),
+    Route("/api/analytics/calls/completion", calls_completion, methods=["GET"]),
+    Route("/api/analytics/calls/quality", quality_list, methods=["GET"]),
+    Route("/api/analytics/calls/quality", quality_record, methods=["POST"]),
+    Route("/api/analytics/calls/quality/summary", quality_summary, methods=["GET"]),
+    Route("/api/analytics/satisfaction", satisfaction, methods=["GET"]),
+]

@@ -1,0 +1,177 @@
+-- Apply a batch of newly stored events to the history tables, in the ingest transaction.
+-- $1 tenant; $2.. parallel arrays of the new events only (ts as epoch ms; sl/sa: the queue's
+-- service-level and short-abandon thresholds in ms). Returns the number of legs touched.
+--
+-- Legs first (one upsert; `news` says which facts this write made known), then every rollup
+-- row the new facts move, summed and written once, in key order (no deadlock between batches).
+WITH e AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+                         $9::integer[], $10::integer[])
+        AS t(event_id, type, ts_ms, queue_id, agent_id, call_id, body, sl_ms, sa_ms)
+), legs_in AS (
+    SELECT call_id, queue_id,
+           to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.queued') / 1000.0) AS queued_at,
+           to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.answered') / 1000.0) AS answered_at,
+           (array_agg(agent_id ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.answered'))[1] AS answered_by,
+           to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.abandoned') / 1000.0) AS abandoned_at,
+           to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.completed') / 1000.0) AS completed_at,
+           (array_agg(agent_id ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS completed_by,
+           (array_agg(body::jsonb ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS done,
+           max(sl_ms) AS sl_ms, max(sa_ms) AS sa_ms
+    FROM e
+    WHERE type IN ('call.queued', 'call.answered', 'call.abandoned', 'call.completed')
+    GROUP BY call_id, queue_id
+), legs AS (
+    INSERT INTO call_legs AS l (client_id, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at,
+                                completed_at, completed_by, talk_ms, hold_ms, wrap_ms, resolved, transferred,
+                                disposition, sl_ms, short_abandon_ms, news)
+    SELECT $1, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
+           round((done->>'talk_s')::float8 * 1000)::bigint, round((done->>'hold_s')::float8 * 1000)::bigint,
+           round((done->>'wrap_s')::float8 * 1000)::bigint, (done->>'resolved')::boolean,
+           coalesce((done->>'transferred')::boolean, false), done->>'disposition', sl_ms, sa_ms,
+           (CASE WHEN queued_at IS NOT NULL THEN 1 ELSE 0 END)
+           | (CASE WHEN answered_at IS NOT NULL THEN 2 ELSE 0 END)
+           | (CASE WHEN abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
+           | (CASE WHEN completed_at IS NOT NULL THEN 8 ELSE 0 END)
+           | (CASE WHEN queued_at IS NOT NULL AND answered_at IS NOT NULL THEN 16 ELSE 0 END)
+           | (CASE WHEN queued_at IS NOT NULL AND abandoned_at IS NOT NULL THEN 32 ELSE 0 END)
+    FROM legs_in
+    ORDER BY call_id, queue_id
+    ON CONFLICT (client_id, call_id, queue_id) DO UPDATE SET
+        queued_at = coalesce(l.queued_at, excluded.queued_at),
+        answered_at = coalesce(l.answered_at, excluded.answered_at),
+        answered_by = CASE WHEN l.answered_at IS NULL THEN excluded.answered_by ELSE l.answered_by END,
+        abandoned_at = coalesce(l.abandoned_at, excluded.abandoned_at),
+        completed_at = coalesce(l.completed_at, excluded.completed_at),
+        completed_by = CASE WHEN l.completed_at IS NULL THEN excluded.completed_by ELSE l.completed_by END,
+        talk_ms = CASE WHEN l.completed_at IS NULL THEN excluded.talk_ms ELSE l.talk_ms END,
+        hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END,
+        wrap_ms = CASE WHEN l.completed_at IS NULL THEN excluded.wrap_ms ELSE l.wrap_ms END,
+        resolved = CASE WHEN l.completed_at IS NULL THEN excluded.resolved ELSE l.resolved END,
+        transferred = CASE WHEN l.completed_at IS NULL THEN excluded.transferred ELSE l.transferred END,
+        disposition = CASE WHEN l.completed_at IS NULL THEN excluded.disposition ELSE l.disposition END,
+        sl_ms = excluded.sl_ms,
+        short_abandon_ms = excluded.short_abandon_ms,
+        news = (CASE WHEN l.queued_at IS NULL AND excluded.queued_at IS NOT NULL THEN 1 ELSE 0 END)
+             | (CASE WHEN l.answered_at IS NULL AND excluded.answered_at IS NOT NULL THEN 2 ELSE 0 END)
+             | (CASE WHEN l.abandoned_at IS NULL AND excluded.abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
+             | (CASE WHEN l.completed_at IS NULL AND excluded.completed_at IS NOT NULL THEN 8 ELSE 0 END)
+             | (CASE WHEN (l.queued_at IS NULL OR l.answered_at IS NULL)
+                      AND coalesce(l.queued_at, excluded.queued_at) IS NOT NULL
+                      AND coalesce(l.answered_at, excluded.answered_at) IS NOT NULL THEN 16 ELSE 0 END)
+             | (CASE WHEN (l.queued_at IS NULL OR l.abandoned_at IS NULL)
+                      AND coalesce(l.queued_at, excluded.queued_at) IS NOT NULL
+                      AND coalesce(l.abandoned_at, excluded.abandoned_at) IS NOT NULL THEN 32 ELSE 0 END)
+    RETURNING l.*
+), waits AS (
+    SELECT legs.*,
+           greatest(0, round(extract(epoch FROM answered_at - queued_at) * 1000))::bigint AS wait_a,
+           greatest(0, round(extract(epoch FROM abandoned_at - queued_at) * 1000))::bigint AS wait_b
+    FROM legs
+), feedback AS (
+    SELECT to_timestamp(ts_ms / 1000.0) AS at, agent_id,
+           CASE WHEN type = 'csat.response' THEN (body::jsonb->>'csat')::integer END AS csat,
+           CASE WHEN type = 'csat.response' THEN (body::jsonb->>'nps')::integer END AS nps,
+           CASE WHEN type = 'quality.scored' THEN round((body::jsonb->>'score')::numeric * 1000)::bigint END AS quality
+    FROM e
+    WHERE type IN ('csat.response', 'quality.scored')
+), facts (dimension, key, at, offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl,
+          handled, handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
+          resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors,
+          quality_n, quality_milli) AS (
+    -- offered, on the queued ts
+    SELECT 'queue', queue_id, queued_at, 1, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
+           0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0::bigint
+    FROM waits WHERE news & 1 <> 0
+    UNION ALL  -- answered (and its wait once both ends are known), on the answered ts
+    SELECT d.dimension, d.key, answered_at, 0, (news & 2 <> 0)::int, 0, 0,
+           (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
+           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', answered_by)) AS d(dimension, key)
+    WHERE news & (2 | 16) <> 0 AND d.key IS NOT NULL
+    UNION ALL  -- abandoned (and its wait), on the abandoned ts
+    SELECT 'queue', queue_id, abandoned_at, 0, 0, (news & 4 <> 0)::int,
+           (news & 32 <> 0 AND wait_b < short_abandon_ms)::int, 0, (news & 32 <> 0 AND wait_b <= sl_ms)::int,
+           0, 0, 0, 0, 0, 0, CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM waits WHERE news & (4 | 32) <> 0
+    UNION ALL  -- handled, on the completed ts, for the queue and the agent who completed it
+    SELECT d.dimension, d.key, completed_at, 0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms,
+           wrap_ms, 0, 0, coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int,
+           0, 0, 0, 0, 0, 0, 0, 0
+    FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
+    WHERE news & 8 <> 0 AND d.key IS NOT NULL
+    UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
+    SELECT d.dimension, d.key, at, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           (csat IS NOT NULL)::int, coalesce(csat, 0), coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int,
+           coalesce(nps >= 9, false)::int, coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0)
+    FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
+    WHERE d.key IS NOT NULL
+), rolled AS (
+    INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start, offered, answered, abandoned,
+        short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms,
+        wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n, csat_sum,
+        csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli)
+    SELECT $1, dimension, key, date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z'),
+           sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
+           sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
+           sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
+           sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
+           sum(quality_n), sum(quality_milli)
+    FROM facts
+    GROUP BY 2, 3, 4
+    ORDER BY 2, 3, 4
+    ON CONFLICT (client_id, dimension, key, interval_start) DO UPDATE SET
+        offered = p.offered + excluded.offered,
+        answered = p.answered + excluded.answered,
+        abandoned = p.abandoned + excluded.abandoned,
+        short_abandoned = p.short_abandoned + excluded.short_abandoned,
+        answered_within_sl = p.answered_within_sl + excluded.answered_within_sl,
+        abandoned_within_sl = p.abandoned_within_sl + excluded.abandoned_within_sl,
+        handled = p.handled + excluded.handled,
+        handle_ms = p.handle_ms + excluded.handle_ms,
+        talk_ms = p.talk_ms + excluded.talk_ms,
+        hold_ms = p.hold_ms + excluded.hold_ms,
+        wrap_ms = p.wrap_ms + excluded.wrap_ms,
+        wait_answered_ms = p.wait_answered_ms + excluded.wait_answered_ms,
+        wait_abandoned_ms = p.wait_abandoned_ms + excluded.wait_abandoned_ms,
+        resolved = p.resolved + excluded.resolved,
+        resolved_given = p.resolved_given + excluded.resolved_given,
+        transferred = p.transferred + excluded.transferred,
+        csat_n = p.csat_n + excluded.csat_n,
+        csat_sum = p.csat_sum + excluded.csat_sum,
+        csat_satisfied = p.csat_satisfied + excluded.csat_satisfied,
+        nps_n = p.nps_n + excluded.nps_n,
+        nps_promoters = p.nps_promoters + excluded.nps_promoters,
+        nps_detractors = p.nps_detractors + excluded.nps_detractors,
+        quality_n = p.quality_n + excluded.quality_n,
+        quality_milli = p.quality_milli + excluded.quality_milli
+), handled_calls AS (
+    INSERT INTO agent_metrics (client_id, call_id, queue_id, agent_id, queued_at, answered_at, completed_at, talk_s,
+                               hold_s, wrap_s, handle_s, resolved, transferred, disposition)
+    SELECT $1, call_id, queue_id, completed_by, queued_at, answered_at, completed_at, talk_ms / 1000.0,
+           hold_ms / 1000.0, wrap_ms / 1000.0, (talk_ms + hold_ms + wrap_ms) / 1000.0, resolved, transferred,
+           disposition
+    FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
+), responses AS (
+    INSERT INTO customer_satisfaction (client_id, event_id, call_id, agent_id, csat, nps, comment, responded_at)
+    SELECT $1, event_id, call_id, agent_id, (body::jsonb->>'csat')::smallint, (body::jsonb->>'nps')::smallint,
+           body::jsonb->>'comment', to_timestamp(ts_ms / 1000.0)
+    FROM e WHERE type = 'csat.response'
+), reviews AS (
+    INSERT INTO call_quality_scores (client_id, score_id, call_id, agent_id, score, criteria, reviewer, source,
+                                     scored_at)
+    SELECT $1, event_id, call_id, agent_id, (body::jsonb->>'score')::numeric, body::jsonb->'criteria',
+           body::jsonb->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
+    FROM e WHERE type = 'quality.scored'
+), directory AS (
+    INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at)
+    SELECT DISTINCT ON (agent_id) $1, agent_id, body::jsonb->>'name', body::jsonb->>'team', to_timestamp(ts_ms / 1000.0)
+    FROM e WHERE type = 'agent.state'
+    ORDER BY agent_id, ts_ms DESC, event_id DESC
+    ON CONFLICT (client_id, agent_id) DO UPDATE SET
+        name = coalesce(excluded.name, a.name),
+        team = coalesce(excluded.team, a.team),
+        seen_at = excluded.seen_at
+    WHERE excluded.seen_at >= a.seen_at
+)
+SELECT count(*) FROM legs
