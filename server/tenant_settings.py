@@ -366,8 +366,9 @@ async def get_settings(request: Request) -> Response:
 
 
 async def put_settings(request: Request) -> Response:
-    """``PUT /api/settings`` (admin): a partial update; replies with every setting after it."""
-    from .services import services
+    """``PUT /api/settings`` (admin): a partial update (audited); replies with every setting after it."""
+    from . import audit
+    from .services import principal, services
 
     tenant, store = _admin(request)
     body = bytearray()
@@ -384,6 +385,7 @@ async def put_settings(request: Request) -> Response:
         raise BadRequest(f"expected a JSON object of settings, got {type(patch).__name__}", code="expected_object")
     before = await store.get(tenant)
     after = await store.put(tenant, patch)
+    await audit.request_entry(request, principal(request, ADMIN), "settings.change", {"changed": sorted(patch)})
     if _counting_rules(before) != _counting_rules(after):
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
         services(request).live.schedule_rebuild(tenant, reset=True)
