@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import audit, history, ingest, queue_log_api, reports, staffing, tenant_settings, ws
+from . import audit, costs, history, ingest, queue_log_api, reports, staffing, tenant_settings, ws
 from .auth import Role, TokenVerifier
 from .config import Settings
 from .db import Database
@@ -182,7 +182,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         Route("/api/auth/whoami", whoami, methods=["GET"]),
     ]
     api += ingest.routes + queue_log_api.routes + tenant_settings.routes + live_routes.routes + staffing.routes
-    api += history.routes + reports.routes + audit.routes
+    api += history.routes + costs.routes + reports.routes + audit.routes
     api += routes or []
     if STATIC_DIR.is_dir():
         api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))

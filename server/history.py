@@ -156,6 +156,79 @@ async def performance_agents(request: Request) -> Response:
     return success(data, statistics={**scope.period.describe(), **agent_figures(total)})
 
 
+RANKABLE = {"handled": True, "answered": True, "aht_s": False, "fcr": True, "transfer_rate": False, "csat": True,
+            "nps": True, "quality_score": True}  # metric → higher is better
+
+
+async def performance_top(request: Request) -> Response:
+    """``GET /api/analytics/performance/top-performers?metric=handled&limit=10``: the best agents by one metric."""
+    scope = await Scope.of(request, READ_ALL)
+    metric = request.query_params.get("metric", "handled")
+    if metric not in RANKABLE:
+        raise bad("metric", f'"{metric[:32]}" cannot rank agents: expected one of {", ".join(RANKABLE)}')
+    limit_ = min(scope.limit, 100) if "limit" in request.query_params else 10
+    rows = await scope.rows("history_by_key", "agent", await scope.agent_keys())
+    names = await _directory(scope)
+    ranked = [{"agent_id": r["key"], **names.get(r["key"], {"name": None, "team": None}), **agent_figures(counters(r))}
+              for r in rows]
+    ranked = [a for a in ranked if a[metric] is not None and a["handled"] + a["answered"] + a["csat_responses"]
+              + a["quality_reviews"] > 0]
+    ranked.sort(key=lambda a: (-a[metric] if RANKABLE[metric] else a[metric], a["agent_id"]))
+    for rank, agent in enumerate(ranked, 1):
+        agent["rank"] = rank
+    return success(ranked[:limit_], statistics={**scope.period.describe(), "metric": metric,
+                                                "higher_is_better": RANKABLE[metric]})
+
+
+async def agent_detailed(request: Request) -> Response:
+    """``GET /api/analytics/performance/agent/{agent_id}/detailed``: totals, per bucket, recent calls and reviews."""
+    scope = await Scope.of(request, READ_LIVE, granularity="day")
+    agent_id = request.path_params["agent_id"]
+    if not scope.who.may_see_agent(agent_id):
+        raise Forbidden("an agent token sees only its own figures", code="agent_scope")
+    rows = await scope.rows("history_by_bucket", "agent", [agent_id])
+    by_bucket = {r["bucket"]: counters(r) for r in rows}
+    start, end = scope.period.bounds_dt[0], scope.period.bounds_dt[-1]
+    async with services(request).db.tenant(scope.who.tenant) as conn:
+        who = await conn.fetchrow("SELECT name, team FROM agents WHERE client_id = $1 AND agent_id = $2",
+                                  scope.who.tenant, agent_id)
+        calls = await conn.fetch(query("agent_recent_calls"), scope.who.tenant, agent_id, start, end)
+        reviews = await conn.fetch(query("quality_list"), scope.who.tenant, [agent_id], start, end, 20)
+    return success({
+        "agent_id": agent_id, "name": who["name"] if who else None, "team": who["team"] if who else None,
+        **scope.period.describe(), **agent_figures(metrics.total(by_bucket.values())),
+        "buckets": [{**scope.period.bucket(i), **agent_figures(by_bucket.get(i, {}))}
+                    for i in range(1, len(scope.period.bounds))],
+        "recent_calls": [{"call_id": c["call_id"], "queue_id": c["queue_id"], "completed_at": _at(c["completed_at"]),
+                          "handle_s": c["handle_s"], "talk_s": c["talk_s"], "resolved": c["resolved"],
+                          "transferred": c["transferred"]} for c in calls],
+        "quality": [{"call_id": r["call_id"], "score": float(r["score"]), "reviewer": r["reviewer"],
+                     "scored_at": _at(r["scored_at"])} for r in reviews],
+    })
+
+
+async def calls_timeline(request: Request) -> Response:
+    """``GET /api/analytics/calls/timeline``: call volumes and waits per bucket (15 minutes for a day)."""
+    scope = await Scope.of(request, READ_ALL, granularity="15m" if "from" not in request.query_params else None)
+    rows = await scope.rows("history_by_bucket", "queue", [scope.queue_id] if scope.queue_id else None)
+    by_bucket = {r["bucket"]: counters(r) for r in rows}
+    formula = scope.settings.for_queue(scope.queue_id).sl_formula if scope.queue_id else scope.settings.sl_formula
+    data = [{**scope.period.bucket(i), **_timeline(by_bucket.get(i, {}), formula)}
+            for i in range(1, len(scope.period.bounds))]
+    return success(data, statistics={**scope.period.describe(), **_filters(scope),
+                                     **_timeline(metrics.total(by_bucket.values()), formula)})
+
+
+def _timeline(c: metrics.Counters, formula: str) -> dict[str, Any]:
+    return {**{k: c.get(k, 0) for k in ("offered", "answered", "abandoned", "handled")},
+            "service_level": metrics.service_level(c, formula), "asa_s": metrics.asa_s(c),
+            "abandon_rate": metrics.abandon_rate(c)}
+
+
+def _at(value: Any) -> str:
+    return iso(int(value.timestamp() * 1000))
+
+
 async def performance_sectors(request: Request) -> Response:
     """``GET /api/analytics/performance/sectors``: every queue and every team over the period."""
     scope = await Scope.of(request, READ_ALL)
@@ -216,7 +289,7 @@ async def quality_list(request: Request) -> Response:
         rows = await conn.fetch(query("quality_list"), scope.who.tenant, keys, start, end, scope.limit)
     data = [{"score_id": r["score_id"], "call_id": r["call_id"], "agent_id": r["agent_id"], "score": float(r["score"]),
              "criteria": orjson.loads(r["criteria"]) if r["criteria"] else None, "reviewer": r["reviewer"],
-             "source": r["source"], "scored_at": iso(int(r["scored_at"].timestamp() * 1000))} for r in rows]
+             "source": r["source"], "scored_at": _at(r["scored_at"])} for r in rows]
     return success(data, statistics=scope.period.describe())
 
 
@@ -278,6 +351,9 @@ routes = [
     Route("/api/analytics/performance/trends", performance_trends, methods=["GET"]),
     Route("/api/analytics/performance/agents", performance_agents, methods=["GET"]),
     Route("/api/analytics/performance/sectors", performance_sectors, methods=["GET"]),
+    Route("/api/analytics/performance/top-performers", performance_top, methods=["GET"]),
+    Route("/api/analytics/performance/agent/{agent_id}/detailed", agent_detailed, methods=["GET"]),
+    Route("/api/analytics/calls/timeline", calls_timeline, methods=["GET"]),
     Route("/api/analytics/calls/completion", calls_completion, methods=["GET"]),
     Route("/api/analytics/calls/quality", quality_list, methods=["GET"]),
     Route("/api/analytics/calls/quality", quality_record, methods=["POST"]),

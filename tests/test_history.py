@@ -289,3 +289,48 @@ async def test_row_level_security_hides_every_row_without_a_tenant(server: Runni
                 await conn.fetchval("SELECT count(*) FROM performance_trends")
     finally:
         await conn.close()
+
+
+async def test_costs_price_handle_and_talk_time(server: RunningServer, history: dict[str, Any]) -> None:
+    """Costs per day × queue follow METRICS.md from the tenant's rates, with a queue's override."""
+    tenant, events = history["tenant"], history["events"]
+    queues = sorted({e["queue_id"] for e in events if e.get("queue_id")})
+    await put_settings(server, tenant, costs={"agent_cost_per_hour": 30, "telephony_cost_per_minute": 0.02,
+                                              "currency": "EUR", "queues": {queues[0]: {"agent_cost_per_hour": 45}}})
+    window = {"from": (history["now"] - timedelta(days=3)).date().isoformat()}
+    body = await get(server, tenant, "costs", **window)
+    stats = body["statistics"]
+    lo, hi = ms(stats["from"]), ms(stats["to"])
+    expected = 0.0
+    for e in events:
+        if e["type"] == "call.completed" and lo <= ms(e["ts"]) < hi:
+            per_hour = 45 if e["queue_id"] == queues[0] else 30
+            expected += per_hour * (e["talk_s"] + e["hold_s"] + e["wrap_s"]) / 3600 + 0.02 * e["talk_s"] / 60
+    assert stats["currency"] == "EUR"
+    assert stats["total_cost"] == pytest.approx(expected, abs=0.01 * len(body["data"]))
+    assert stats["cost_per_call"] == pytest.approx(stats["total_cost"] / stats["handled"])
+    assert {q["queue_id"] for q in stats["by_queue"]} <= set(queues)
+    assert sum(a["handled"] for a in stats["by_agent"]) == stats["handled"]
+
+
+async def test_agent_detail_top_performers_and_timeline(server: RunningServer, history: dict[str, Any]) -> None:
+    """The top agents are ranked by the metric; the best one's detail adds up; the timeline has buckets."""
+    tenant, now = history["tenant"], history["now"]
+    window = {"from": (now - timedelta(hours=50)).isoformat().replace("+00:00", "Z"),
+              "to": (now + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")}
+    top = await get(server, tenant, "performance/top-performers", metric="handled", limit="3", **window)
+    assert [a["rank"] for a in top["data"]] == [1, 2, 3]
+    assert top["data"][0]["handled"] >= top["data"][1]["handled"] >= top["data"][2]["handled"]
+    best = top["data"][0]["agent_id"]
+    detail = (await get(server, tenant, f"performance/agent/{best}/detailed", **window))["data"]
+    assert detail["handled"] == top["data"][0]["handled"]
+    assert sum(b["handled"] for b in detail["buckets"]) == detail["handled"]
+    assert 0 < len(detail["recent_calls"]) <= 20 and detail["name"]
+    timeline = await get(server, tenant, "calls/timeline")
+    assert timeline["count"] >= 1 and all(b["end"] > b["start"] for b in timeline["data"])
+    async with server.client(server.token(tenant, "supervisor")) as client:
+        bad_metric = await client.get("/api/analytics/performance/top-performers", params={"metric": "speed"})
+    assert bad_metric.status_code == 400 and bad_metric.json()["error"]["details"]["parameter"] == "metric"
+    async with server.client(server.token(tenant, "agent", sub="someone")) as client:
+        other = await client.get(f"/api/analytics/performance/agent/{best}/detailed")
+    assert other.status_code == 403
