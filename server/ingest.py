@@ -115,7 +115,8 @@ class Ingestor:
                     if keep:
                         await conn.execute(query("history_apply"), tenant,
                                            *([column[i] for i in keep] for column in columns),
-                                           [thresholds[i][0] for i in keep], [thresholds[i][1] for i in keep])
+                                           [thresholds[i][0] for i in keep], [thresholds[i][1] for i in keep],
+                                           cal.settings.timezone, cal.settings.day_start_minutes)
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",

@@ -55,6 +55,12 @@ class Period:
     end_ms: int
     granularity: str
     bounds: tuple[int, ...]
+    days: tuple[date, ...] | None = None  # the bounds as tenant days, when every bound is a day start
+
+    @property
+    def params(self) -> list[datetime] | list[date]:
+        """The bounds as SQL gets them: tenant days for the daily rollups, else instants."""
+        return list(self.days) if self.days is not None else self.bounds_dt
 
     @property
     def bounds_dt(self) -> list[datetime]:
@@ -84,7 +90,19 @@ def parse(params: Any, settings: TenantSettings, now_ms: int, *, granularity: st
         raise bad("to", f"a range of {days:.0f} days is too long for granularity {chosen}: at most "
                         f"{MAX_DAYS[chosen]} days; choose a coarser granularity or a shorter range")
     inner = sorted(ms for ms in _starts(chosen, start, end, settings) if start < ms < end)
-    return Period(start, end, chosen, (start, *inner, end))
+    bounds = (start, *inner, end)
+    return Period(start, end, chosen, bounds, _as_days(bounds, settings) if chosen in ("day", "week", "month") else None)
+
+
+def _as_days(bounds: tuple[int, ...], settings: TenantSettings) -> tuple[date, ...] | None:
+    """Each bound's tenant day when every bound is the start of one, else None."""
+    days = []
+    for ms in bounds:
+        day = settings.local_day(ms)
+        if settings.day_bounds(day)[0] != ms:
+            return None
+        days.append(date.fromisoformat(day))
+    return tuple(days)
 
 
 def _default(span_ms: int) -> str:

@@ -39,10 +39,14 @@ JSON_DEFAULT_LIMIT = 1000
 
 @dataclass(frozen=True)
 class Report:
-    sql: str
+    sql_name: str
     columns: tuple[str, ...]
     row: Callable[[asyncpg.Record, Scope], Sequence[Any]]
     args: Callable[[Scope], tuple[Any, ...]]
+    rollup: bool = False  # over whole days, read the per-day rollups (Scope.rollup)
+
+    def sql(self, scope: Scope) -> str:
+        return scope.rollup(self.sql_name) if self.rollup else query(self.sql_name)
 
 
 def _ts(value: datetime | None) -> str:
@@ -85,7 +89,7 @@ REPORTS: dict[str, Report] = {
                                      "talk_s", "hold_s", "wrap_s", "handle_s", "resolved", "transferred",
                                      "disposition"), _calls_row, _keys),
     "agent-performance": Report("report_agent_days", ("day", "agent_id", "name", "team", *AGENT_COLUMNS), _agent_row,
-                                lambda s: (s.who.tenant, s.period.bounds_dt, s.agent_id)),
+                                lambda s: (s.who.tenant, s.period.params, s.agent_id), rollup=True),
     "queue-intervals": Report("report_queue_intervals", ("interval_start", "queue_id", *QUEUE_COLUMNS), _queue_row,
                               lambda s: (s.who.tenant, s.period.bounds_dt[0], s.period.bounds_dt[-1], s.queue_id)),
     "quality": Report("report_quality", ("scored_at", "score_id", "call_id", "agent_id", "score", "reviewer", "source",
@@ -120,7 +124,7 @@ async def report(request: Request) -> Response:
     if not as_csv:
         cap = limit(request.query_params, JSON_DEFAULT_LIMIT)
         async with services(request).db.tenant(scope.who.tenant) as conn:
-            rows = await conn.fetch(f"{query(spec.sql)} LIMIT {cap}", *spec.args(scope))
+            rows = await conn.fetch(f"{spec.sql(scope)} LIMIT {cap}", *spec.args(scope))
         data = [dict(zip(spec.columns, spec.row(r, scope), strict=True)) for r in rows]
         return success(data, statistics=scope.period.describe())
     filename = f"{name}_{scope.period.describe()['from'][:10]}_{scope.period.describe()['to'][:10]}.csv"
@@ -136,7 +140,7 @@ async def stream(request: Request, scope: Scope, spec: Report) -> AsyncIterator[
     writer.writerow(spec.columns)
     yield _drain(buffer)
     async with services(request).db.tenant(scope.who.tenant) as conn:
-        cursor = conn.cursor(query(spec.sql), *spec.args(scope), prefetch=CHUNK_ROWS)
+        cursor = conn.cursor(spec.sql(scope), *spec.args(scope), prefetch=CHUNK_ROWS)
         count = 0
         async for record in cursor:
             writer.writerow(spec.row(record, scope))

@@ -5,7 +5,8 @@
 --   call_quality_scores    quality reviews of calls (events and POST /api/analytics/calls/quality)
 --   customer_satisfaction  CSAT / NPS responses
 --   performance_trends     the time-series aggregates: counters per 15-minute interval × queue,
---                          × agent, and for the whole tenant; day/week/month are sums of these
+--                          × agent, and for the whole tenant (performance_daily: the same per
+--                          tenant day, which day/week/month queries over whole days read)
 --   cost_analysis          costs per day × queue × agent (from the tenant's cost settings)
 --   predictive_analytics   forecasts per queue and interval
 --   anomaly_detection      what deviated from the forecast or crossed a threshold
@@ -80,6 +81,41 @@ CREATE TABLE performance_trends (
     PRIMARY KEY (client_id, dimension, key, interval_start)
 );
 CREATE INDEX performance_trends_time ON performance_trends (client_id, dimension, interval_start);
+
+-- The same counters per tenant day (day_starts_at in the tenant's time zone, as of the event):
+-- day, week and month queries over whole days read these, 96 times fewer rows.
+CREATE TABLE performance_daily (
+    client_id            text NOT NULL,
+    dimension            text NOT NULL CHECK (dimension IN ('queue', 'agent', 'tenant')),
+    key                  text NOT NULL,
+    day                  date NOT NULL,
+    offered              integer NOT NULL DEFAULT 0,
+    answered             integer NOT NULL DEFAULT 0,
+    abandoned            integer NOT NULL DEFAULT 0,
+    short_abandoned      integer NOT NULL DEFAULT 0,
+    answered_within_sl   integer NOT NULL DEFAULT 0,
+    abandoned_within_sl  integer NOT NULL DEFAULT 0,
+    handled              integer NOT NULL DEFAULT 0,
+    handle_ms            bigint NOT NULL DEFAULT 0,
+    talk_ms              bigint NOT NULL DEFAULT 0,
+    hold_ms              bigint NOT NULL DEFAULT 0,
+    wrap_ms              bigint NOT NULL DEFAULT 0,
+    wait_answered_ms     bigint NOT NULL DEFAULT 0,
+    wait_abandoned_ms    bigint NOT NULL DEFAULT 0,
+    resolved             integer NOT NULL DEFAULT 0,
+    resolved_given       integer NOT NULL DEFAULT 0,
+    transferred          integer NOT NULL DEFAULT 0,
+    csat_n               integer NOT NULL DEFAULT 0,
+    csat_sum             integer NOT NULL DEFAULT 0,
+    csat_satisfied       integer NOT NULL DEFAULT 0,
+    nps_n                integer NOT NULL DEFAULT 0,
+    nps_promoters        integer NOT NULL DEFAULT 0,
+    nps_detractors       integer NOT NULL DEFAULT 0,
+    quality_n            integer NOT NULL DEFAULT 0,
+    quality_milli        bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (client_id, dimension, key, day)
+);
+CREATE INDEX performance_daily_time ON performance_daily (client_id, dimension, day);
 
 -- The agents history has seen: the newest name and team (team rollups group agents by it).
 CREATE TABLE agents (
@@ -198,7 +234,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['call_legs', 'performance_trends', 'agents', 'agent_metrics', 'customer_satisfaction',
+    FOREACH t IN ARRAY ARRAY['call_legs', 'performance_trends', 'performance_daily', 'agents', 'agent_metrics', 'customer_satisfaction',
                              'call_quality_scores', 'cost_analysis', 'predictive_analytics', 'anomaly_detection',
                              'analytics_audit_log'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
@@ -210,7 +246,7 @@ BEGIN
 END
 $$;
 
-GRANT SELECT, INSERT, UPDATE ON call_legs, performance_trends, agents, cost_analysis, predictive_analytics,
+GRANT SELECT, INSERT, UPDATE ON call_legs, performance_trends, performance_daily, agents, cost_analysis, predictive_analytics,
     anomaly_detection TO :app_role;
 GRANT SELECT, INSERT ON agent_metrics, customer_satisfaction, call_quality_scores, analytics_audit_log TO :app_role;
 GRANT DELETE ON predictive_analytics, cost_analysis TO :app_role;
