@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import audit, costs, history, ingest, queue_log_api, reports, staffing, tenant_settings, ws
+from . import audit, costs, history, ingest, queue_log_api, reports, scorecards, staffing, tenant_settings, ws
 from .auth import Role, TokenVerifier
 from .config import Settings
 from .db import Database
@@ -32,6 +32,7 @@ from .live import routes as live_routes
 from .live.keys import Keys
 from .live.state import LiveState
 from .responses import JSON, failure, success
+from .scorecards import ScorecardRefresher
 from .services import Services, principal, redis_client, services
 from .tenant_settings import SettingsStore
 
@@ -64,14 +65,18 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     store = SettingsStore(db)
     live = LiveState(client, db, keys, store)
     hub = Hub(client, live, store, keys, settings)
+    refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
     if background:
         live.start()
         hub.start()
+        refresher.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=Ingestor(db, live, store), hub=hub)
+                    settings_store=store, live=live, ingestor=Ingestor(db, live, store), hub=hub,
+                    scorecards=refresher)
 
 
 async def close_services(svc: Services) -> None:
+    await svc.scorecards.close()
     await svc.hub.close()
     await svc.live.close()
     await svc.redis.aclose()
@@ -182,7 +187,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         Route("/api/auth/whoami", whoami, methods=["GET"]),
     ]
     api += ingest.routes + queue_log_api.routes + tenant_settings.routes + live_routes.routes + staffing.routes
-    api += history.routes + costs.routes + reports.routes + audit.routes
+    api += history.routes + costs.routes + reports.routes + audit.routes + scorecards.routes
     api += routes or []
     if STATIC_DIR.is_dir():
         api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from .ingest import Ingestor
     from .live.keys import Keys
     from .live.state import LiveState
+    from .scorecards import ScorecardRefresher
     from .tenant_settings import SettingsStore
 
 
@@ -38,6 +39,7 @@ class Services:
     live: LiveState
     ingestor: Ingestor
     hub: Hub
+    scorecards: ScorecardRefresher
 
 
 def services(conn: HTTPConnection) -> Services:

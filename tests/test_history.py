@@ -334,3 +334,36 @@ async def test_agent_detail_top_performers_and_timeline(server: RunningServer, h
     async with server.client(server.token(tenant, "agent", sub="someone")) as client:
         other = await client.get(f"/api/analytics/performance/agent/{best}/detailed")
     assert other.status_code == 403
+
+
+async def test_scorecards_sum_the_last_30_whole_days(server: RunningServer) -> None:
+    """The materialized scorecards count days 1-30 ago (not today, not older); refreshed concurrently; tenant-only."""
+    tenant = new_tenant("score")
+    day = 86_400_000
+    midnight = int(time.time() * 1000) // day * day
+    events = [{"event_id": f"c{i}", "type": "call.completed", "ts": ts, "call_id": f"call{i}", "queue_id": "sales",
+               "agent_id": "ann", "talk_s": 100, "hold_s": 0, "wrap_s": 20}
+              for i, ts in enumerate([midnight - 2 * day + 3_600_000, midnight - 5 * day + 3_600_000,
+                                      midnight - 40 * day, midnight + 60_000])]
+    async with server.client(server.token(tenant, "ingest")) as client:
+        assert (await client.post("/api/events", json=events)).status_code == 200
+    conn = await asyncpg.connect(server.settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT refresh_scorecards()") is True
+        async with conn.transaction():  # a second refresh while one holds the lock is skipped
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('wallboard.refresh_scorecards'))")
+            other = await asyncpg.connect(server.settings.database_url)
+            try:
+                assert await other.fetchval("SELECT refresh_scorecards()") is False
+            finally:
+                await other.close()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL ROLE {server.settings.app_role}")
+                await conn.fetch("SELECT * FROM agent_scorecards")
+    finally:
+        await conn.close()
+    cards = await get(server, tenant, "performance/scorecards")
+    assert [(c["agent_id"], c["handled"], c["aht_s"], c["days"]) for c in cards["data"]] == [("ann", 2, 120.0, 2)]
+    assert cards["statistics"]["refreshed_at"] is not None
+    assert (await get(server, new_tenant("score-other"), "performance/scorecards"))["data"] == []
