@@ -21,7 +21,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import audit, costs, history, ingest, queue_log_api, reports, scorecards, staffing, tenant_settings, ws
+from . import anomaly, audit, costs, history, ingest, predictions, queue_log_api, reports, scorecards, staffing, tenant_settings, ws
+from .analytics import Analytics
 from .auth import Role, TokenVerifier
 from .config import Settings
 from .db import Database
@@ -66,16 +67,20 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     live = LiveState(client, db, keys, store)
     hub = Hub(client, live, store, keys, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
+    analytics = Analytics(settings, db, client, keys, store, live, hub)
     if background:
         live.start()
         hub.start()
         refresher.start()
+        analytics.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=Ingestor(db, live, store), hub=hub,
-                    scorecards=refresher)
+                    settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch),
+                    hub=hub, scorecards=refresher, analytics=analytics)
 
 
 async def close_services(svc: Services) -> None:
+    if svc.analytics is not None:
+        await svc.analytics.close()
     await svc.scorecards.close()
     await svc.hub.close()
     await svc.live.close()
@@ -188,6 +193,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
     ]
     api += ingest.routes + queue_log_api.routes + tenant_settings.routes + live_routes.routes + staffing.routes
     api += history.routes + costs.routes + reports.routes + audit.routes + scorecards.routes
+    api += predictions.routes + anomaly.routes
     api += routes or []
     if STATIC_DIR.is_dir():
         api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))

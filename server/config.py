@@ -56,6 +56,10 @@ class Settings:
     ws_send_timeout_s: float = 10.0
     ws_token_grace_s: float = 30.0
     ws_ping_interval_s: float = 20.0
+    forecast_every_s: int = 3600
+    forecast_days: int = 14
+    forecast_target_sl: float = 0.8
+    alerts_every_s: int = 1
 
     @property
     def embedded(self) -> bool:
@@ -122,6 +126,10 @@ class Settings:
             ws_send_timeout_s=get.int("WALLBOARD_WS_SEND_TIMEOUT_S", 10, 1, 600),
             ws_token_grace_s=get.int("WALLBOARD_WS_TOKEN_GRACE_S", 30, 0, 3600),
             ws_ping_interval_s=get.int("WALLBOARD_WS_PING_INTERVAL_S", 20, 1, 3600),
+            forecast_every_s=get.int("WALLBOARD_FORECAST_EVERY_S", 3600, 60, 7 * 86_400),
+            forecast_days=get.int("WALLBOARD_FORECAST_DAYS", 14, 1, 14),
+            forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
+            alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
         )
 
 
@@ -147,6 +155,18 @@ class _Reader:
             raise ConfigError(f"{name}={raw!r} is not a whole number: expected {low}..{high}") from None
         if not low <= value <= high:
             raise ConfigError(f"{name}={value} is out of range: expected {low}..{high}")
+        return value
+
+    def float(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number: expected {low:g}..{high:g}") from None
+        if not low <= value <= high:  # also false for nan
+            raise ConfigError(f"{name}={value:g} is out of range: expected {low:g}..{high:g}")
         return value
 
     def match(self, name: str, default: str, pattern: str) -> str:

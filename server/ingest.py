@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -62,10 +62,12 @@ class Outcome:
 class Ingestor:
     """Stores events and applies them to the live state; shared by every ingest route."""
 
-    def __init__(self, db: Database, live: LiveState, store: SettingsStore) -> None:
+    def __init__(self, db: Database, live: LiveState, store: SettingsStore,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.db = db
         self.live = live
         self.store = store
+        self.on_change = on_change  # told the tenant after new events were committed
         self._partitions: set[date] = set()
 
     async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
@@ -84,6 +86,8 @@ class Ingestor:
         outcome.accepted = len(fresh)
         outcome.duplicates += len(events) - len(fresh)
         if fresh:
+            if self.on_change is not None:
+                self.on_change(tenant)
             new = [e for e in events if e.event_id in fresh]
             await self.live.apply(tenant, new, settings)
         return outcome

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from .auth import Principal, Role, bearer
 
 if TYPE_CHECKING:  # the types only: app.py builds the services, route modules import this one
+    from .analytics import Analytics
     from .auth import TokenVerifier
     from .config import Settings
     from .db import Database
@@ -40,6 +41,7 @@ class Services:
     ingestor: Ingestor
     hub: Hub
     scorecards: ScorecardRefresher
+    analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics.py)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -18,6 +18,13 @@ below is the single description of both sides.
     {p}:{t}:seen:{day}         event ids of CSAT/quality events applied (they have no natural key)
     {p}:{t}:rebuild            lock held while the state is rebuilt
     {p}:changes                pub/sub channel: the tenant id, after each applied batch
+    {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
+    {p}:{t}:staffing:{ms}      marker: forecast staffing written into the qi hashes of interval ms
+    {p}:alertstate:{t}:open    set of the threshold conditions raised and not cleared ("q|metric|level")
+    {p}:alertstate:{t}:c:{q|m|l}  one threshold condition: at = the newest observation that decided it (ms)
+    {p}:alertstate:{t}:checked:{ms}  marker: the interval starting at ms was checked against its forecast
+    (alerts sit outside the tenant pattern, so a rebuild of the live state neither forgets an
+    open alert nor re-checks an interval; they share the tenant's hash tag all the same)
 """
 
 from __future__ import annotations
@@ -46,3 +53,25 @@ class Keys:
     def tenant_pattern(self, tenant: str) -> str:
         """A SCAN pattern matching every key of the tenant (for flushes in tests and tools)."""
         return self.tenant_prefix(tenant).replace("{", "\\{").replace("}", "\\}") + "*"
+
+    # -- analytics (forecasts, anomalies, threshold alerts) ---------------
+
+    @property
+    def active_tenants(self) -> str:
+        return f"{self.prefix}:analytics:tenants"
+
+    def alerts_prefix(self, tenant: str) -> str:
+        return f"{self.prefix}:alertstate:{{{tenant}}}:"
+
+    def alerts_open(self, tenant: str) -> str:
+        return self.alerts_prefix(tenant) + "open"
+
+    def anomaly_checked(self, tenant: str, interval_ms: int) -> str:
+        return self.alerts_prefix(tenant) + f"checked:{interval_ms}"
+
+    def staffing_written(self, tenant: str, interval_ms: int) -> str:
+        return self.tenant_prefix(tenant) + f"staffing:{interval_ms}"
+
+    def queue_interval(self, tenant: str, interval_ms: int, queue_id: str) -> str:
+        """The counters of a queue's 15-minute interval (apply.lua writes them; the forecast adds its staffing)."""
+        return self.tenant_prefix(tenant) + f"qi:{interval_ms}:{queue_id}"

@@ -11,6 +11,8 @@ from .. import metrics
 from ..tenant_settings import TenantSettings
 
 AGENT_STATES = ("available", "on_call", "wrap_up", "break", "other")
+# The forecast's Erlang C staffing of the interval, written into its counters hash by server/predictions.py.
+FORECAST_FIELD = "fc_required_agents"
 
 
 def iso_ms(ms: float) -> str:
@@ -66,6 +68,7 @@ class Snapshot:
         """
         by_state = dict.fromkeys(AGENT_STATES, 0)
         available_in: dict[str, int] = {}
+        logged_in_in: dict[str, int] = {}
         for _, agent, _, _ in self.agents:
             state = agent.get("state", "logged_out")
             serves = orjson.loads(agent.get("queues", "[]"))
@@ -73,6 +76,8 @@ class Snapshot:
                 continue
             if state in by_state:
                 by_state[state] += 1
+                for q in serves:
+                    logged_in_in[q] = logged_in_in.get(q, 0) + 1
             if state == "available":
                 for q in serves:
                     available_in[q] = available_in.get(q, 0) + 1
@@ -88,6 +93,9 @@ class Snapshot:
                 "agents_available": available_in.get(q, 0),
                 "today": metrics.queue_figures(day, formula),
                 "interval": metrics.queue_figures(iv, formula),
+                # Erlang C on this interval's forecast; the gap counts every logged-in agent serving the queue.
+                "required_agents": iv.get(FORECAST_FIELD),
+                "agents_gap": logged_in_in.get(q, 0) - iv[FORECAST_FIELD] if FORECAST_FIELD in iv else None,
             })
         today = metrics.queue_figures(metrics.total(day for _, day, _, _, _ in rows), self.settings.sl_formula)
         if only is None:
