@@ -16,7 +16,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -127,10 +127,19 @@ async def report(request: Request) -> Response:
             rows = await conn.fetch(f"{spec.sql(scope)} LIMIT {cap}", *spec.args(scope))
         data = [dict(zip(spec.columns, spec.row(r, scope), strict=True)) for r in rows]
         return success(data, statistics=scope.period.describe())
-    filename = f"{name}_{scope.period.describe()['from'][:10]}_{scope.period.describe()['to'][:10]}.csv"
+    filename = f"{name}_{_span(scope)}.csv"
     return StreamingResponse(stream(request, scope, spec), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       "Cache-Control": "no-store"})
+
+
+def _span(scope: Scope) -> str:
+    """The period in a file name: first and last tenant day (inclusive), else the UTC times."""
+    days = scope.period.days
+    if days is not None:
+        return f"{days[0].isoformat()}_{(days[-1] - timedelta(days=1)).isoformat()}"
+    described = scope.period.describe()
+    return f"{described['from'].replace(':', '')}_{described['to'].replace(':', '')}"
 
 
 async def stream(request: Request, scope: Scope, spec: Report) -> AsyncIterator[bytes]:

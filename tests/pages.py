@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import secrets
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 
 from server.app import create_app, uvicorn_options
@@ -149,3 +152,74 @@ async def wait_for_tile(page: Any, metric: str, value: str, timeout_s: float = 5
     await page.wait_for_function(
         "([m, v]) => document.querySelector(`.tile[data-metric=\"${m}\"]`)?.dataset.value === v",
         arg=[metric, value], timeout=timeout_s * 1000)
+
+
+# -- history data (the supervisor console's tests) -----------------------------------------
+
+
+async def api_get(server: RunningServer, tenant: str, path: str, role: str = "supervisor", **params: Any) -> dict[str, Any]:
+    """GET an API path with a token of the tenant; the whole success envelope."""
+    async with server.client(server.token(tenant, role)) as client:
+        response = await client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def same(shown: str | None, expected: float | None) -> bool:
+    """A ``data-value`` equals an API figure (a rate or a duration; "" stands for null)."""
+    if expected is None:
+        return shown in ("", None)
+    return shown not in ("", None) and float(shown) == pytest.approx(expected)
+
+
+async def day_started_hours_ago(server: RunningServer, tenant: str, hours: int) -> None:
+    """Make the tenant's day begin on the hour ``hours`` hours ago, so the events of the last hours are all today."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
+    async with server.client(server.token(tenant, "admin")) as client:
+        response = await client.put("/api/settings", json={"day_starts_at": start.strftime("%H:%M")})
+    assert response.status_code == 200, response.text
+
+
+def handled(queue: str, agent_id: str, *, ago_s: float, wait_s: float, talk_s: float, resolved: bool = True) -> list[dict[str, Any]]:
+    """A call queued ``ago_s`` ago, answered by the agent after ``wait_s``, completed after ``talk_s``."""
+    call_id = secrets.token_hex(6)
+    start = now_ms(-ago_s)
+    answered = start + int(wait_s * 1000)
+    return [
+        event("call.queued", start, call_id=call_id, queue_id=queue),
+        event("call.answered", answered, call_id=call_id, queue_id=queue, agent_id=agent_id),
+        event("call.completed", answered + int(talk_s * 1000) + 15_000, call_id=call_id, queue_id=queue, agent_id=agent_id,
+              talk_s=talk_s, hold_s=5, wrap_s=15, resolved=resolved),
+    ]
+
+
+def busy_center(hours: int = 4) -> list[dict[str, Any]]:
+    """Agents of two teams in every state, calls over the last ``hours`` hours in three queues, CSAT/NPS and quality reviews."""
+    names = ["Alice Martin", "Bruno Costa", "Chen Wei", "Dana Okafor", "Emil Novak", "Fatima Zahra", "Greta Lind",
+             "Hugo Silva", "Ines Duarte", "Jonas Berg", "Kara Singh", "Liam O'Brien", "Maya Cohen", "Nils Dahl"]
+    states = ["available"] * 3 + ["on_call"] * 6 + ["wrap_up"] * 2 + ["break"] * 2 + ["other"]
+    reasons = {"break": ["Lunch", "Coffee"], "other": ["Meeting"]}
+    queue_sets = [["sales"], ["support"], ["billing"], ["sales", "support"], ["support", "billing"]]
+    events = []
+    for index, (name, state) in enumerate(zip(names, states, strict=True)):
+        extra = {"reason": reasons[state].pop()} if state in reasons else {}
+        events.append(agent(f"ag{index:02d}", state, queue_sets[index % 5], ago_s=17 + index * 41, name=name,
+                            team="blue" if index % 2 else "green", **extra))
+    rng = random.Random(7)
+    for minute in range(10, hours * 60, 4):
+        queue = rng.choice(["sales", "sales", "support", "billing"])
+        ago = minute * 60 + rng.randint(0, 200)
+        if rng.random() < 0.14:
+            events += call(queue, wait_s=rng.randint(3, 90), outcome="abandoned", ago_s=ago)
+        else:
+            events += handled(queue, f"ag{rng.randrange(14):02d}", ago_s=ago, wait_s=rng.randint(2, 60),
+                              talk_s=rng.randint(60, 420), resolved=rng.random() < 0.8)
+    for index in range(12):
+        events.append(event("csat.response", now_ms(-600 - index * 500), call_id=f"csat-{index}", agent_id=f"ag{index:02d}",
+                            csat=[5, 4, 4, 3, 5, 2][index % 6], nps=[10, 9, 7, 4, 9, 10][index % 6]))
+    for index in range(6):
+        events.append(event("quality.scored", now_ms(-900 - index * 700), call_id=f"qa-{index}", agent_id=f"ag{index:02d}",
+                            score=[4.5, 3.5, 5, 2.5, 4, 3][index], criteria={"greeting": 4, "resolution": 3 + index % 3},
+                            reviewer="coach"))
+    events += call("sales", wait_s=0, outcome=None, ago_s=25) + call("support", wait_s=0, outcome=None, ago_s=48)
+    return events

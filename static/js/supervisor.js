@@ -1,0 +1,307 @@
+// The supervisor console: agents now (live), drill-down, queue history, sectors, quality,
+// satisfaction, costs, CSV exports and (for admins) the tenant's settings.
+//
+// The token comes from the URL fragment (`#token=…`), which browsers never send; REST calls
+// carry it as `Authorization: Bearer`, the WebSocket as a subprotocol (live.js). The period
+// of every history section is one picker in the header, in the tenant's days (ISO dates; the
+// tenant's today comes from the overview's `day`), defaulting to today.
+
+import { LiveClient, fragmentParams, jwtPayload } from "./live.js";
+import { $, addDays, createApi, explain } from "./supervisor-api.js";
+import { createAgents } from "./supervisor-agents.js";
+import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
+import { createQuality } from "./supervisor-quality.js";
+import { createReports, createSettings } from "./supervisor-admin.js";
+
+const READERS = new Set(["supervisor", "admin"]);
+const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
+const STALE_AFTER_S = 20;
+const REFRESH_MS = 60_000;
+
+const page = {
+  token: null,
+  role: null,
+  day: null,                // the tenant's today (overview `day`)
+  from: null,
+  to: null,
+  preset: "today",
+  timeZone: undefined,      // the tenant's zone when known (admins read settings), else the browser's
+  skewMs: 0,                // server clock − client clock
+  queues: new Set(),
+  tab: "agents",
+  refused: false,
+};
+let client = null;
+
+// -- refusal ---------------------------------------------------------------------------
+
+function refuse(title, text) {
+  page.refused = true;
+  $("overlay-title").textContent = title;
+  $("overlay-text").textContent = text;
+  $("overlay").hidden = false;
+  document.body.dataset.state = "unauthorized";
+  $("badge").dataset.state = "unauthorized";
+  $("badge-label").textContent = BADGE.unauthorized;
+  client?.stop();
+}
+
+// -- period ----------------------------------------------------------------------------
+
+function presetRange(preset, today) {
+  switch (preset) {
+    case "yesterday": return [addDays(today, -1), addDays(today, -1)];
+    case "last7": return [addDays(today, -6), today];
+    case "last30": return [addDays(today, -29), today];
+    case "month": return [`${today.slice(0, 8)}01`, today];
+    default: return [today, today];
+  }
+}
+
+function setPeriod(from, to, { preset = "custom", reload = true } = {}) {
+  if (from > to) [from, to] = [to, from];
+  page.from = from;
+  page.to = to;
+  page.preset = preset;
+  $("period-from").value = from;
+  $("period-to").value = to;
+  $("period-preset").value = preset;
+  document.body.dataset.from = from;
+  document.body.dataset.to = to;
+  const days = Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000) + 1;
+  sections.queues?.suit(days);
+  if (reload) periodChanged();
+}
+
+function periodChanged() {
+  loadTab(page.tab); // the other sections load the new period when shown
+  sections.agents.load(); // the drill-down's history, when one is open
+}
+
+// -- tabs ------------------------------------------------------------------------------
+
+function showTab(name, { remember = true } = {}) {
+  const button = document.querySelector(`.tabs [data-tab="${name}"]`);
+  if (!button || button.hidden) name = "agents";
+  page.tab = name;
+  for (const b of document.querySelectorAll(".tabs [data-tab]")) {
+    const on = b.dataset.tab === name;
+    b.setAttribute("aria-selected", String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
+  for (const panel of document.querySelectorAll(".tabpanel")) panel.hidden = panel.dataset.tab !== name;
+  document.body.dataset.tab = name;
+  if (remember) {
+    // The tab is kept in the fragment beside the token (replaceState: no hashchange, no history entry).
+    const params = fragmentParams();
+    params.set("tab", name);
+    history.replaceState(null, "", `#${params.toString()}`);
+  }
+  loadTab(name);
+}
+
+function loadTab(name) {
+  const section = sections[name];
+  // Agents are live; settings are read once (a reload would drop what an admin is typing).
+  if (!section || name === "agents" || name === "settings" || !page.from) return;
+  section.load();
+}
+
+// -- live --------------------------------------------------------------------------------
+
+function serverNow() {
+  return Date.now() + page.skewMs;
+}
+
+/**
+ * The server clock's offset from ours, from an overview's `as_of`. A document arrives some time
+ * after its `as_of`, so each sample underestimates the offset by that delay: the largest sample
+ * of the last minute (the least delayed) is the best guess, and a clock change ages out.
+ */
+function learnSkew(asOf) {
+  const server = Date.parse(asOf);
+  if (!Number.isFinite(server)) return;
+  const now = Date.now();
+  page.skewSamples = (page.skewSamples || []).filter((s) => now - s.at < 60_000);
+  page.skewSamples.push({ at: now, skew: server - now });
+  page.skewMs = Math.max(...page.skewSamples.map((s) => s.skew));
+}
+
+function onOverview(doc) {
+  learnSkew(doc.as_of);
+  for (const q of doc.queues || []) page.queues.add(q.queue_id);
+  const t = doc.today || {};
+  const strip = { offered: t.offered, answered: t.answered, waiting: t.waiting, service_level: t.service_level, abandon_rate: t.abandon_rate };
+  for (const [metric, value] of Object.entries(strip)) {
+    const el = document.querySelector(`#today-strip [data-metric="${metric}"] b`);
+    if (!el) continue;
+    el.dataset.value = value == null ? "" : String(value);
+    el.textContent = value == null ? "–" : metric === "service_level" || metric === "abandon_rate" ? `${Math.round(value * 100)}%` : String(value);
+  }
+  if (doc.day && doc.day !== page.day) {
+    const rolled = page.day !== null;
+    page.day = doc.day;
+    // A new tenant day: a period that was "today" (or a preset relative to it) moves with it.
+    if (rolled && page.preset !== "custom") setPeriod(...presetRange(page.preset, page.day), { preset: page.preset });
+  }
+}
+
+function onState(state, detail) {
+  if (state === "unauthorized") {
+    refuse("Access refused", `This console's token was refused: ${detail.reason}.`);
+    return;
+  }
+  updateBadge();
+}
+
+function updateBadge() {
+  if (page.refused) return;
+  const age = client ? client.secondsSinceUpdate() : null;
+  let state = client ? client.state : "connecting";
+  if ((state === "live" || state === "polling") && age != null && age > STALE_AFTER_S) state = "stale";
+  $("badge").dataset.state = state;
+  $("badge-label").textContent = BADGE[state] || state;
+  $("badge-age").textContent = age == null ? "" : age < 2 ? " · just now" : ` · ${Math.floor(age)} s ago`;
+  $("badge").title = client?.pollReason && state === "polling" ? `Polling: ${client.pollReason}` : "";
+  document.body.dataset.state = state;
+  document.body.classList.toggle("old-data", state === "stale" || state === "reconnecting");
+}
+
+function tick() {
+  $("clock").textContent = new Date(serverNow()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", timeZone: page.timeZone });
+  sections.agents?.tick();
+  updateBadge();
+}
+
+// -- sections -----------------------------------------------------------------------------
+
+const ctx = {
+  api: null,
+  period: () => ({ from: page.from, to: page.to }),
+  serverNow,
+  timeZone: () => page.timeZone,
+  queues: () => [...page.queues],
+  addQueues: (ids) => ids.forEach((id) => page.queues.add(id)),
+  agents: () => sections.agents?.list() || [],
+  onScore(agent) {
+    showTab("quality");
+    sections.quality.prefill(agent);
+  },
+  openQueue(queueId) {
+    sections.queues.showQueue(queueId);
+    showTab("queues");
+  },
+  settingsChanged(settings) {
+    page.timeZone = settings.timezone;
+    $("tz-note").textContent = `Tenant time zone ${settings.timezone}, day starts ${settings.day_starts_at}`;
+  },
+};
+const sections = {};
+
+async function main() {
+  const params = fragmentParams();
+  page.token = params.get("token");
+  $("to-wallboard").href = `wallboard.html#token=${encodeURIComponent(page.token || "")}`;
+  if (!page.token) {
+    refuse("No token", "This console's token was refused: the page address carries no #token=… fragment.");
+    return;
+  }
+  const claims = jwtPayload(page.token);
+  if (claims?.client_id) $("tenant").textContent = claims.client_id;
+  ctx.api = createApi({
+    token: () => page.token,
+    onUnauthorized: (message) => refuse("Access refused", `This console's token was refused: ${message}.`),
+  });
+
+  let who;
+  try {
+    who = (await ctx.api.get("api/auth/whoami")).data;
+  } catch (err) {
+    if (!page.refused) refuse("Cannot start", `The server did not confirm this console's token: ${explain(err)}`);
+    return;
+  }
+  page.role = who.role;
+  $("tenant").textContent = who.client_id;
+  $("role").textContent = who.role;
+  document.body.dataset.role = who.role;
+  if (!READERS.has(who.role)) {
+    refuse("Not a supervisor token", `This console's token was refused: its role is ${who.role}, and this console needs `
+      + "a supervisor or admin token (an ingest token may read nothing; an agent token sees only itself).");
+    return;
+  }
+  const admin = who.role === "admin";
+  $("tab-settings").hidden = !admin;
+  if (!admin) $("panel-settings").remove();
+
+  Object.assign(sections, {
+    agents: createAgents(ctx),
+    queues: createQueues(ctx),
+    sectors: createSectors(ctx),
+    quality: createQuality(ctx),
+    satisfaction: createSatisfaction(ctx),
+    costs: createCosts(ctx),
+    reports: createReports(ctx),
+  });
+  if (admin) {
+    sections.settings = createSettings(ctx);
+    const settings = await sections.settings.load();
+    if (settings) ctx.settingsChanged(settings);
+  }
+
+  // The tenant's today, before any history is asked for.
+  try {
+    onOverview((await ctx.api.get("api/metrics/live")).data);
+  } catch (err) {
+    if (page.refused) return;
+    page.day = new Date().toISOString().slice(0, 10);
+    console.warn("supervisor: no overview yet, taking the UTC date as today", err);
+  }
+  setPeriod(page.day, page.day, { preset: "today", reload: false });
+
+  for (const button of document.querySelectorAll(".tabs [data-tab]")) {
+    button.addEventListener("click", () => showTab(button.dataset.tab));
+  }
+  $("tabs").addEventListener("keydown", (ev) => {
+    if (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft") return;
+    const tabs = [...document.querySelectorAll(".tabs [data-tab]")].filter((b) => !b.hidden);
+    const i = tabs.findIndex((b) => b.dataset.tab === page.tab);
+    const next = tabs[(i + (ev.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    showTab(next.dataset.tab);
+    next.focus();
+  });
+  $("period-preset").addEventListener("change", (ev) => {
+    if (ev.target.value !== "custom") setPeriod(...presetRange(ev.target.value, page.day), { preset: ev.target.value });
+  });
+  for (const id of ["period-from", "period-to"]) {
+    $(id).addEventListener("change", () => {
+      if ($("period-from").value && $("period-to").value) setPeriod($("period-from").value, $("period-to").value);
+    });
+  }
+  $("refresh").addEventListener("click", () => loadTab(page.tab));
+
+  const refreshToken = () => fragmentParams().get("token");
+  client = new LiveClient({
+    token: page.token, views: ["overview", "agents"], onState, refreshToken,
+    onData: (view, data) => (view === "overview" ? onOverview(data) : sections.agents.update(data)),
+  });
+  window.supervisor = client; // for the console and for tests
+  window.addEventListener("hashchange", () => {
+    const fresh = fragmentParams().get("token");
+    if (fresh && fresh !== page.token) {
+      page.token = fresh;
+      client.setToken(fresh);
+    }
+  });
+  client.start();
+  showTab(params.get("tab") || "agents", { remember: false });
+
+  // History that includes today moves on: refresh the shown section now and then.
+  setInterval(() => {
+    if (!document.hidden && !page.refused && page.to >= page.day) loadTab(page.tab);
+  }, REFRESH_MS);
+  const align = () => setTimeout(() => { tick(); align(); }, 1000 - (serverNow() % 1000) + 5);
+  align();
+  tick();
+}
+
+main();
