@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.set_defaults(func=cmd_rebuild_live)
 
+    p = sub.add_parser("seed-history", help="write a reproducible year of history straight to PostgreSQL "
+                                           "(history benchmarks; no raw events)")
+    p.add_argument("--tenant", required=True, help="the tenant to seed")
+    for name, default, what in (("days", 365, "tenant days"), ("agents", 500, "agents"), ("queues", 8, "queues"),
+                                ("calls", 10_000_000, "customer calls in all"), ("seed", 1, "random seed")):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"{what} (default {default})")
+    p.add_argument("--end", default=None, help="the last day, YYYY-MM-DD (default yesterday, UTC)")
+    p.add_argument("--replace", action="store_true", help="delete the tenant's history first, if it has any")
+    p.set_defaults(func=cmd_seed_history)
+
     p = sub.add_parser("migrate", help="apply the sql/ migrations to DATABASE_URL")
     p.set_defaults(func=cmd_migrate)
 
@@ -107,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=30.0, help="length of each phase's load window (default 30)")
     b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
     b.set_defaults(func=cmd_bench_fanout)
+    b = bench.add_parser("history", help="p50/p95 of every history endpoint over 1, 30 and 365 days of a seeded "
+                                         "tenant, against counting the raw rows (baseline)")
+    b.add_argument("--tenant", default="big", help="the seeded tenant to query (default big)")
+    b.add_argument("--repeat", type=int, default=20, help="timed requests per endpoint and range (default 20)")
+    b.set_defaults(func=cmd_bench_history)
+    b = bench.add_parser("forecast", help="forecast accuracy (1 - WAPE per queue) and anomaly precision/recall on "
+                                          "simulated seasonal traffic, in memory")
+    b.add_argument("--queues", type=_positive_int, default=4, help="queues (default 4)")
+    b.add_argument("--calls-per-hour", type=float, default=1200.0, help="all queues, averaged over the week (default 1200)")
+    b.add_argument("--weeks", type=_positive_int, default=8, help="weeks simulated; the last 2 are held out (default 8)")
+    b.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    b.add_argument("--timezone", default="UTC", help="the tenant's time zone (default UTC)")
+    b.add_argument("--injections", type=int, default=60, help="spikes injected into the held-out weeks (default 60)")
+    b.add_argument("--target", type=float, default=0.85, help="1 - WAPE each queue must reach (default 0.85)")
+    b.set_defaults(func=cmd_bench_forecast)
     return parser
 
 
@@ -198,7 +223,10 @@ async def _announce(server: Any, settings: Settings, host: str, port: int) -> No
     lines = [f"wallboard server listening on {base}"]
     if settings.jwt_secret is not None or settings.jwt_private_key is not None:
         token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
+        admin = mint(settings, tenant=DEMO_TENANT, role="admin", sub="demo-admin", ttl_s=7 * 86400)
         lines.append(f"open {base}/#token={token}")
+        lines.append(f"  wallboard:  {base}/wallboard.html#token={token}")
+        lines.append(f"  supervisor: {base}/supervisor.html#token={admin}  (admin: settings too)")
         lines.append("(the token is in the URL fragment, which browsers never send to the server)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
@@ -377,6 +405,24 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from .bench import cmd_bench_ingest
 
     return cmd_bench_ingest(args)
+
+
+def cmd_bench_history(args: argparse.Namespace) -> int:
+    from .bench_history import cmd_bench_history as run
+
+    return run(args)
+
+
+def cmd_bench_forecast(args: argparse.Namespace) -> int:
+    from .bench_forecast import cmd_bench_forecast as run
+
+    return run(args)
+
+
+def cmd_seed_history(args: argparse.Namespace) -> int:
+    from .seed_history import cmd_seed_history
+
+    return cmd_seed_history(args)
 
 
 def cmd_bench_fanout(args: argparse.Namespace) -> int:

@@ -52,8 +52,11 @@ WITH e AS (
         resolved = CASE WHEN l.completed_at IS NULL THEN excluded.resolved ELSE l.resolved END,
         transferred = CASE WHEN l.completed_at IS NULL THEN excluded.transferred ELSE l.transferred END,
         disposition = CASE WHEN l.completed_at IS NULL THEN excluded.disposition ELSE l.disposition END,
-        sl_ms = excluded.sl_ms,
-        short_abandon_ms = excluded.short_abandon_ms,
+        -- The thresholds a wait was counted with stay with the leg (a rebuild counts it the same way).
+        sl_ms = CASE WHEN l.queued_at IS NULL OR (l.answered_at IS NULL AND l.abandoned_at IS NULL)
+                     THEN excluded.sl_ms ELSE l.sl_ms END,
+        short_abandon_ms = CASE WHEN l.queued_at IS NULL OR (l.answered_at IS NULL AND l.abandoned_at IS NULL)
+                                THEN excluded.short_abandon_ms ELSE l.short_abandon_ms END,
         news = (CASE WHEN l.queued_at IS NULL AND excluded.queued_at IS NOT NULL THEN 1 ELSE 0 END)
              | (CASE WHEN l.answered_at IS NULL AND excluded.answered_at IS NOT NULL THEN 2 ELSE 0 END)
              | (CASE WHEN l.abandoned_at IS NULL AND excluded.abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
