@@ -84,37 +84,9 @@ CREATE INDEX performance_trends_time ON performance_trends (client_id, dimension
 
 -- The same counters per tenant day (day_starts_at in the tenant's time zone, as of the event):
 -- day, week and month queries over whole days read these, 96 times fewer rows.
-CREATE TABLE performance_daily (
-    client_id            text NOT NULL,
-    dimension            text NOT NULL CHECK (dimension IN ('queue', 'agent', 'tenant')),
-    key                  text NOT NULL,
-    day                  date NOT NULL,
-    offered              integer NOT NULL DEFAULT 0,
-    answered             integer NOT NULL DEFAULT 0,
-    abandoned            integer NOT NULL DEFAULT 0,
-    short_abandoned      integer NOT NULL DEFAULT 0,
-    answered_within_sl   integer NOT NULL DEFAULT 0,
-    abandoned_within_sl  integer NOT NULL DEFAULT 0,
-    handled              integer NOT NULL DEFAULT 0,
-    handle_ms            bigint NOT NULL DEFAULT 0,
-    talk_ms              bigint NOT NULL DEFAULT 0,
-    hold_ms              bigint NOT NULL DEFAULT 0,
-    wrap_ms              bigint NOT NULL DEFAULT 0,
-    wait_answered_ms     bigint NOT NULL DEFAULT 0,
-    wait_abandoned_ms    bigint NOT NULL DEFAULT 0,
-    resolved             integer NOT NULL DEFAULT 0,
-    resolved_given       integer NOT NULL DEFAULT 0,
-    transferred          integer NOT NULL DEFAULT 0,
-    csat_n               integer NOT NULL DEFAULT 0,
-    csat_sum             integer NOT NULL DEFAULT 0,
-    csat_satisfied       integer NOT NULL DEFAULT 0,
-    nps_n                integer NOT NULL DEFAULT 0,
-    nps_promoters        integer NOT NULL DEFAULT 0,
-    nps_detractors       integer NOT NULL DEFAULT 0,
-    quality_n            integer NOT NULL DEFAULT 0,
-    quality_milli        bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (client_id, dimension, key, day)
-);
+CREATE TABLE performance_daily (LIKE performance_trends INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE performance_daily DROP COLUMN interval_start, ADD COLUMN day date NOT NULL;
+ALTER TABLE performance_daily ADD PRIMARY KEY (client_id, dimension, key, day);
 CREATE INDEX performance_daily_time ON performance_daily (client_id, dimension, day);
 
 -- The agents history has seen: the newest name and team (team rollups group agents by it).

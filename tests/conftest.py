@@ -183,3 +183,16 @@ async def server_factory(database_factory: Callable[..., Awaitable[str]]) -> Asy
 async def server(server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> RunningServer:
     """The run's shared server (HS256, the run's database and key prefix)."""
     return await server_factory(settings)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Any]:
+    """One headless Debian Chromium per browser-test module (tests/pages.py has the launch options)."""
+    from .pages import LAUNCH, playwright_or_skip
+
+    async with playwright_or_skip().async_playwright() as pw:
+        chromium = await pw.chromium.launch(**LAUNCH)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

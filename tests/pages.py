@@ -32,6 +32,17 @@ LAUNCH = {
 }
 ARTIFACTS = ROOT / "test-artifacts"
 
+
+def playwright_or_skip() -> Any:
+    """``playwright.async_api``, or skip the calling test module with the reason (call at its top level)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium); it is missing",
+                    allow_module_level=True)
+    return pytest.importorskip("playwright.async_api",
+                               reason="browser tests need the playwright package (pip install -e '.[test]')")
+
+
+
 _ids = itertools.count()
 
 

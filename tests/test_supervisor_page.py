@@ -21,7 +21,7 @@ import pytest
 from server.config import Settings
 
 from .conftest import ROOT, RunningServer
-from .pages import (
+from .pages import (  # noqa: F401 - browser is a fixture
     ARTIFACTS,
     CHROMIUM,
     LAUNCH,
@@ -34,6 +34,7 @@ from .pages import (
     handled,
     new_tenant,
     now_ms,
+    playwright_or_skip,
     port_of,
     post_events,
     same,
@@ -41,27 +42,13 @@ from .pages import (
     wait_for_badge,
 )
 
-if not CHROMIUM.exists():
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium); it is missing",
-                allow_module_level=True)
-async_api = pytest.importorskip("playwright.async_api", reason="browser tests need the playwright package (pip install -e '.[test]')")
+async_api = playwright_or_skip()
 
 SCREENSHOTS = ROOT / "static" / "screenshots"
 REPORTS = ("agent-performance", "queue-intervals", "quality", "satisfaction")
 
 
 # -- browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    """One headless Chromium for the module."""
-    async with async_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(**LAUNCH)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 class Console:

@@ -6,6 +6,7 @@
 // `oldest_queued_at` / `since`, corrected by the server clock's offset from `as_of`.
 
 import { LiveClient, fragmentParams, jwtPayload } from "./live.js";
+import { duration, percent } from "./format.js";
 
 // Alert thresholds: tenant_settings.DEFAULT_ALERTS; a `thresholds` (or `alerts`) block in the
 // overview document, when the server sends one, wins.
@@ -29,21 +30,7 @@ const board = {
 
 // -- formatting ---------------------------------------------------------------
 
-/** Seconds as mm:ss, or h:mm:ss from an hour on; "–" for null. */
-export function duration(seconds) {
-  if (seconds == null || !Number.isFinite(seconds)) return "–";
-  const s = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const pad = (n) => String(n).padStart(2, "0");
-  return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
-}
-
-/** A fraction as a percentage: "73%" (digits=0) or "13.0%"; "–" for null (no calls yet). */
-export function percent(fraction, digits = 0) {
-  if (fraction == null || !Number.isFinite(fraction)) return "–";
-  return `${(fraction * 100).toFixed(digits)}%`;
-}
+export { duration, percent } from "./format.js";
 
 function count(n) {
   return n == null ? "–" : String(n);
