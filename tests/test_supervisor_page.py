@@ -8,6 +8,7 @@ for the same tenant and period, read here over HTTP with the same kind of token.
 from __future__ import annotations
 
 import asyncio
+import os
 import csv
 import io
 import shutil
@@ -44,7 +45,9 @@ from .pages import (  # noqa: F401 - browser is a fixture
 
 async_api = playwright_or_skip()
 
+# The README's pictures: refreshed only when asked (WALLBOARD_README_SCREENSHOTS=1), so a test run leaves the tree clean.
 SCREENSHOTS = ROOT / "static" / "screenshots"
+README_SCREENSHOTS = os.environ.get("WALLBOARD_README_SCREENSHOTS") == "1"
 REPORTS = ("agent-performance", "queue-intervals", "quality", "satisfaction")
 
 
@@ -588,7 +591,6 @@ async def test_screenshots(server: RunningServer, open_console: Callable[..., Aw
     await day_started_hours_ago(server, tenant, 5)
     await post_events(server, tenant, busy_center(hours=4))
     ARTIFACTS.mkdir(exist_ok=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for width, height in ((1920, 1080), (1280, 720)):
         console = await open_console(width, height)
         await console.open(server, server.token(tenant, "admin"))
@@ -603,7 +605,8 @@ async def test_screenshots(server: RunningServer, open_console: Callable[..., Aw
         path = ARTIFACTS / f"supervisor-{width}x{height}.png"
         await p.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
-        shutil.copyfile(path, SCREENSHOTS / path.name)
+        if README_SCREENSHOTS:
+            shutil.copyfile(path, SCREENSHOTS / path.name)
         for tab in ("queues", "quality"):
             await console.tab(tab)
             await asyncio.sleep(0.3)
@@ -615,6 +618,8 @@ async def test_screenshots(server: RunningServer, open_console: Callable[..., Aw
         await wait_for_badge(wallboard.page, "live")
         await wallboard.page.wait_for_function("document.querySelectorAll('.agent').length === 14")
         await asyncio.sleep(1.2)
-        path = SCREENSHOTS / f"wallboard-{width}x{height}.png"
+        path = ARTIFACTS / f"wallboard-busy-{width}x{height}.png"
         await wallboard.page.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
+        if README_SCREENSHOTS:
+            shutil.copyfile(path, SCREENSHOTS / f"wallboard-{width}x{height}.png")
