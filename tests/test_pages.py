@@ -17,10 +17,8 @@ import pytest
 from server.config import Settings
 
 from .conftest import RunningServer
-from .pages import (  # noqa: F401 - browser is a fixture
+from .pages import (
     ARTIFACTS,
-    CHROMIUM,
-    LAUNCH,
     agent,
     badge_state,
     call,

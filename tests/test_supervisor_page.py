@@ -8,9 +8,9 @@ for the same tenant and period, read here over HTTP with the same kind of token.
 from __future__ import annotations
 
 import asyncio
-import os
 import csv
 import io
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,10 +22,8 @@ import pytest
 from server.config import Settings
 
 from .conftest import ROOT, RunningServer
-from .pages import (  # noqa: F401 - browser is a fixture
+from .pages import (
     ARTIFACTS,
-    CHROMIUM,
-    LAUNCH,
     agent,
     api_get,
     busy_center,
