@@ -22,6 +22,10 @@ Trade-offs, stated plainly:
 - When Redis is away every client is told ``status: stale``; on return every
   stream is sent again as a ``snapshot`` (the live state is rebuilt first if
   Redis lost it).
+- Alerts (:meth:`Hub.publish_alert`) ride the same subscription on a second
+  channel and are delivered as soon as they arrive, never coalesced: each is a
+  control message, in order. Pub/sub is at most once: a process cut off from
+  Redis at that moment misses the alert (its clients are told ``stale``).
 """
 
 from __future__ import annotations
@@ -107,6 +111,12 @@ class Outbox:
             self.control.append(data)
         self.notify()
 
+    def follows(self, queue: Any) -> bool:
+        """Whether the client's queue filter lets ``queue`` through (no filter, or no subscription: yes)."""
+        for key in self.streams:  # one subscribe message sets one filter for all of a client's streams
+            return not key.queues or queue in key.queues
+        return True
+
     def take(self) -> list[str]:
         """Everything due, control messages first; clears the outbox."""
         out = self.control or []
@@ -131,6 +141,7 @@ class Hub:
         self.live = live
         self.store = store
         self.keys = keys
+        self.alerts = f"{keys.prefix}:alerts"  # pub/sub: b"<tenant>\n<encoded alert message>"
         self.tick_s = settings.ws_tick_ms / 1000
         self.refresh_s = settings.ws_refresh_s
         self.max_per_tenant = settings.ws_max_connections_per_tenant
@@ -301,11 +312,16 @@ class Hub:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.changes)
+                await pubsub.subscribe(self.keys.changes, self.alerts)
                 attempt = 0
+                changes = self.keys.changes.encode()
                 async for message in pubsub.listen():
-                    if message["type"] == "message":
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == changes:
                         self.dirty.add(message["data"].decode())
+                    else:
+                        self.deliver_alert(message["data"])
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, ServiceUnavailable) as exc:
@@ -335,6 +351,41 @@ class Hub:
         for boxes in self.clients.values():
             for box in boxes:
                 box.say(message)
+
+    # -- alerts ----------------------------------------------------------
+
+    async def publish_alert(self, tenant: str, alert: dict[str, Any]) -> None:
+        """Send ``{"type": "alert", **alert}`` to every client of ``tenant``, at every server process.
+
+        Encoded once, here; each process hands the same string to each of the
+        tenant's clients, in publish order, without waiting for the tick. A client
+        whose queue filter excludes the alert's ``queue_id`` is skipped; an alert
+        without ``queue_id`` goes to all. At most once: see the module docstring.
+        """
+        if "type" in alert:
+            raise ValueError(f"alert has its own 'type' ({alert['type']!r}): the message type is always 'alert'; "
+                             "name the kind of alert with another key, e.g. 'kind'")
+        if "\n" in tenant:
+            raise ValueError(f"tenant {tenant!r}: expected a tenant id without a newline")
+        message = orjson.dumps({"type": "alert", **alert})
+        await self.redis.publish(self.alerts, tenant.encode() + b"\n" + message)
+
+    def deliver_alert(self, payload: bytes) -> None:
+        """Queue one alert from the alerts channel for this process's clients of its tenant."""
+        tenant, _, message = payload.partition(b"\n")
+        boxes = self.clients.get(tenant.decode())
+        if not boxes:
+            return
+        try:
+            body = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            log.warning("hub.bad_alert", extra={"tenant": tenant.decode(), "payload": message[:200].decode(errors="replace")})
+            return
+        queue = body.get("queue_id") if isinstance(body, dict) else None
+        data = message.decode()
+        for box in list(boxes):
+            if queue is None or box.follows(queue):
+                box.say(data)
 
     def tenant_connections(self, tenant: str) -> int:
         return len(self.clients.get(tenant, ()))
