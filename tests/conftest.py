@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import socket
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +91,17 @@ async def database_factory(backends: Backends) -> AsyncIterator[Callable[..., Aw
         return dsn
 
     yield make
-    admin = await asyncpg.connect(backends.admin_dsn)
-    try:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    # Housekeeping, not a test: a database that cannot be dropped now (the server busy or gone at the very
+    # end of the run) is left for the next run's DROP ... IF EXISTS, with a warning, never a failed run.
+    for name in created:
+        try:
+            admin = await asyncpg.connect(backends.admin_dsn)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            warnings.warn(f"could not drop test database {name}: {type(exc).__name__}: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
