@@ -179,9 +179,14 @@ def run(traffic: Traffic, *, injections: int = 60) -> Report:
         assert model is not None
         points = model.predict(sim.clock, sim.cut_ms, sim.end_ms)
         actual = [rows[p.start_ms]["offered"] for p in points]
+        # Baseline: the seasonal naive forecast, the same slot in the last training week.
+        week_ms = 7 * 86_400_000
+        naive = [rows.get(p.start_ms - week_ms * (1 + (p.start_ms - sim.cut_ms) // week_ms), {}).get("offered", 0)
+                 for p in points]
         report.queues.append({
             "queue_id": queue_id, "calls_per_hour": traffic.calls_per_hour * traffic.shares()[q], "model": model.name,
             "accuracy": forecast.accuracy(actual, [p.offered for p in points]),
+            "naive": forecast.accuracy(actual, naive),
             "noise_floor": forecast.poisson_floor([sim.mean(q, p.start_ms) for p in points]),
             "backtest": forecast.backtest(history, sim.zone, sim.cut_ms)})
         week_start = sim.clock.day_start_ms(sim.clock.locate(sim.cut_ms)[0] - 7)
@@ -230,13 +235,16 @@ def render(traffic: Traffic, report: Report, target: float) -> str:
     lines = [f"wallboard bench forecast: {traffic.queues} queues, {traffic.calls_per_hour:g} calls/h in all, "
              f"{traffic.weeks} weeks of 15-minute intervals (seed {traffic.seed}); fitted on the first "
              f"{traffic.weeks - traffic.held_out_weeks} weeks, forecasting the {traffic.held_out_weeks} held-out weeks",
-             "", f"{'queue':<12}{'calls/h':>9}  {'model':<22}{'1-WAPE':>8}{'floor':>8}{'backtest':>10}"]
+             "", f"{'queue':<12}{'calls/h':>9}  {'model':<22}{'1-WAPE':>8}{'floor':>8}{'backtest':>10}"
+                 f"{'naive':>8}{'ratio':>7}"]
     for row in report.queues:
         backtest = f"{row['backtest']:.3f}" if row["backtest"] is not None else "-"
+        ratio = f"{row['accuracy'] / row['naive']:.2f}" if row["naive"] else "-"
         lines.append(f"{row['queue_id']:<12}{row['calls_per_hour']:>9.1f}  {row['model']:<22}{row['accuracy']:>8.3f}"
-                     f"{row['noise_floor']:>8.3f}{backtest:>10}")
+                     f"{row['noise_floor']:>8.3f}{backtest:>10}{row['naive'] or 0:>8.3f}{ratio:>7}")
     lines += ["", f"1-WAPE: offered calls per interval over held-out intervals with traffic (target >= {target:g}); "
-                  "floor: a perfect forecast against Poisson counts; backtest: the server's own figure (last training week held out)"]
+                  "floor: a perfect forecast against Poisson counts; backtest: the server's own figure (last training week held out); "
+                  "naive: the baseline, each slot of the last training week repeated; ratio: 1-WAPE / naive"]
     if report.injected:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.by_kind.items()))
         lines += ["", f"anomalies: {report.injected} spikes injected for 30 minutes each ({kinds}; volume x3, AHT x2)",
