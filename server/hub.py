@@ -4,15 +4,20 @@ How an event reaches a wallboard: the apply script publishes the tenant id on
 one channel; every server process holds ONE subscription to it and marks the
 tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state
 once, renders each distinct stream (tenant × view × queue filter × agent) once,
-encodes it once with orjson and offers the same bytes to every subscriber.
+encodes it once with orjson, frames it once as a WebSocket text frame, and
+offers the same bytes to every subscriber.
 
 Trade-offs, stated plainly:
 
-- The hub never awaits a socket. Each client has an outbox holding at most
-  the newest message per stream (an unsent update is replaced by a newer one:
-  latest wins, nothing piles up) plus a short queue of control messages. A
-  client's own writer task drains it; a socket that stays blocked longer than
-  ``ws_send_timeout_s`` is closed with 1013 (see ws.py).
+- The hub never awaits a socket. A client whose socket takes data without
+  waiting (the usual case) gets the frame written at once, from the tick: no
+  task, no copy. Only a client whose socket is blocked (its transport paused
+  writing) gets a writer task, and an outbox holding at most the newest message
+  per stream (an unsent update is replaced by a newer one: latest wins, nothing
+  piles up) plus a short queue of control messages.
+- A sweep, once a second, closes with 1013 a client blocked longer than
+  ``ws_send_timeout_s`` and with 4401 one whose token expired (plus the grace):
+  one pass over the clients instead of a timer per connection or per send.
 - ``seq`` belongs to the stream, so all subscribers of a stream share bytes.
   A client whose outbox dropped an update sees a gap and asks for ``resync``.
 - Updates carry the whole view (not a diff): a wallboard that missed one is
@@ -33,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +59,24 @@ log = logging.getLogger("wallboard.hub")
 
 VIEWS = ("overview", "agents")
 CONTROL_QUEUE = 64
+SWEEP_S = 1.0  # how often blocked and expired clients are looked for
+
+Frame = bytes  # one complete, unmasked WebSocket text frame (RFC 6455 §5.2)
+
+
+def frame(payload: bytes) -> Frame:
+    """``payload`` (UTF-8 JSON) as a final text frame, built once and written as-is to every recipient."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def encode(body: Any) -> Frame:
+    """A server → client message: orjson, then one text frame."""
+    return frame(orjson.dumps(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,43 +97,69 @@ class Stream:
     tag: str | None = None
     doc: Any = None
     sent_at: float = 0.0
-    snapshot: str | None = None  # the encoded snapshot of ``seq``
+    snapshot: Frame | None = None  # the encoded snapshot of ``seq``
 
 
 class Outbox:
-    """What one client has yet to receive: the newest message per stream and a few control messages.
+    """One client as the hub sees it: what it follows, and what it has yet to receive.
 
-    ``notify`` is called whenever something is queued; the connection uses it to
-    start its writer. An idle client holds no task and no event: just this object.
+    The connection (ws.py) subclasses it and supplies the socket side:
+    :meth:`write_now` writes a frame at once when the socket takes it without
+    waiting, :meth:`wake` starts a writer for what had to be queued, and
+    :meth:`evict` closes the client. What is queued is the newest message per
+    stream and a few control messages. An idle client holds no task, no timer
+    and no empty containers: just this object's slots.
     """
 
-    __slots__ = ("tenant", "pending", "control", "overflowed", "streams", "notify", "joining")
+    __slots__ = ("tenant", "pending", "control", "streams", "joining", "expires_at", "blocked_since")
 
-    def __init__(self, tenant: str, notify: Callable[[], None]) -> None:
+    def __init__(self, tenant: str, expires_at: float) -> None:
         self.tenant = tenant
-        self.notify = notify
-        self.pending: dict[StreamKey, str] = {}
-        self.control: list[str] | None = None
-        self.overflowed = False
-        self.streams: set[StreamKey] = set()
+        self.pending: dict[StreamKey, Frame] | None = None
+        self.control: list[Frame] | None = None
+        self.streams: tuple[StreamKey, ...] = ()
         self.joining: set[StreamKey] | None = None
+        self.expires_at = expires_at  # wall-clock time after which the sweep closes it with 4401
+        self.blocked_since = 0.0  # monotonic time its current send started waiting on the socket; 0: not waiting
 
-    def offer(self, key: StreamKey, data: str) -> None:
-        """Queue a stream message, replacing an unsent older one of the same stream."""
+    # -- the socket side (ws.Connection) ---------------------------------
+
+    def write_now(self, data: Frame) -> bool:
+        """Write ``data`` at once if nothing is queued and the socket takes it without waiting."""
+        return False
+
+    def wake(self) -> None:
+        """Something was queued: make sure a writer drains it."""
+
+    def evict(self, code: int, reason: str) -> None:
+        """Close the client with ``code``; must not change the hub's sets on the spot (they may be iterated)."""
+
+    # -- queueing --------------------------------------------------------
+
+    def offer(self, key: StreamKey, data: Frame) -> None:
+        """Send a stream message, or queue it in place of an unsent older one of the same stream."""
         if self.joining is not None and key in self.joining:
             return
-        self.pending[key] = data
-        self.notify()
+        if self.write_now(data):
+            return
+        if self.pending is None:
+            self.pending = {key: data}
+        else:
+            self.pending[key] = data
+        self.wake()
 
-    def say(self, data: str) -> None:
-        """Queue a control message; a client that lets CONTROL_QUEUE of them pile up is overflowed."""
+    def say(self, data: Frame) -> None:
+        """Send a control message, or queue it; a client that lets CONTROL_QUEUE of them pile up is evicted."""
+        if self.write_now(data):
+            return
         if self.control is None:
-            self.control = []
-        if len(self.control) >= CONTROL_QUEUE:
-            self.overflowed = True
+            self.control = [data]
+        elif len(self.control) >= CONTROL_QUEUE:
+            self.evict(1013, "client is not reading its messages")
+            return
         else:
             self.control.append(data)
-        self.notify()
+        self.wake()
 
     def follows(self, queue: Any) -> bool:
         """Whether the client's queue filter lets ``queue`` through (no filter, or no subscription: yes)."""
@@ -117,19 +167,17 @@ class Outbox:
             return not key.queues or queue in key.queues
         return True
 
-    def take(self) -> list[str]:
+    def take(self) -> list[Frame]:
         """Everything due, control messages first; clears the outbox."""
         out = self.control or []
         if self.pending:
             out.extend(self.pending.values())
-            self.pending = {}
-        self.control = None
+        self.pending = self.control = None
         return out
 
 
-def status_message(live_ok: bool) -> str:
-    return orjson.dumps({"type": "status", "live": "ok" if live_ok else "stale",
-                         "as_of": iso_ms(time.time() * 1000)}).decode()
+def status_message(live_ok: bool) -> Frame:
+    return encode({"type": "status", "live": "ok" if live_ok else "stale", "as_of": iso_ms(time.time() * 1000)})
 
 
 class Hub:
@@ -144,6 +192,7 @@ class Hub:
         self.alerts = f"{keys.prefix}:alerts"  # pub/sub: b"<tenant>\n<encoded alert message>"
         self.tick_s = settings.ws_tick_ms / 1000
         self.refresh_s = settings.ws_refresh_s
+        self.send_timeout_s = settings.ws_send_timeout_s
         self.max_per_tenant = settings.ws_max_connections_per_tenant
         self.streams: dict[StreamKey, Stream] = {}
         self.by_tenant: dict[str, set[StreamKey]] = {}
@@ -197,18 +246,18 @@ class Hub:
                     keys.discard(key)
                     if not keys:
                         del self.by_tenant[key.tenant]
-        box.streams = set()
+        box.streams = ()
 
     async def subscribe(self, box: Outbox, keys: Iterable[StreamKey]) -> None:
         """Replace the client's subscriptions and queue a snapshot of each new stream."""
         self.unsubscribe(box)
-        for key in keys:
+        box.streams = tuple(dict.fromkeys(keys))
+        for key in box.streams:
             stream = self.streams.get(key)
             if stream is None:
                 stream = self.streams[key] = Stream(key)
                 self.by_tenant.setdefault(key.tenant, set()).add(key)
             stream.subscribers.add(box)
-            box.streams.add(key)
         await self.resync(box)
 
     async def resync(self, box: Outbox) -> None:
@@ -225,8 +274,7 @@ class Hub:
                 if stream is None or stream.doc is None:
                     continue
                 if stream.snapshot is None:
-                    stream.snapshot = orjson.dumps({"type": "snapshot", "view": key.view, "seq": stream.seq,
-                                                    "data": stream.doc}).decode()
+                    stream.snapshot = encode({"type": "snapshot", "view": key.view, "seq": stream.seq, "data": stream.doc})
                 box.joining.discard(key)
                 box.offer(key, stream.snapshot)
         finally:
@@ -260,17 +308,21 @@ class Hub:
                 stream.seq += 1
                 stream.doc, stream.tag, stream.sent_at = doc, tag, now
                 stream.snapshot = None
-                data = orjson.dumps({"type": kind, "view": key.view, "seq": stream.seq, "data": doc}).decode()
+                data = encode({"type": kind, "view": key.view, "seq": stream.seq, "data": doc})
                 if kind == "snapshot":
                     stream.snapshot = data
                 for box in stream.subscribers:
                     box.offer(key, data)
 
     async def _tick(self) -> None:
-        """Every tick: publish the dirty tenants, and the quiet ones that are due for a refresh."""
+        """Every tick: publish the dirty tenants, and the quiet ones that are due for a refresh; sweep each second."""
+        swept = time.monotonic()
         while True:
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
+            if now - swept >= SWEEP_S:
+                swept = now
+                self.sweep(now)
             due = {k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s}
             tenants = (self.dirty & self.by_tenant.keys()) | due
             self.dirty.clear()
@@ -287,6 +339,21 @@ class Hub:
                 task = asyncio.create_task(self.publish(tenant), name=f"publish-{tenant}")
                 self._inflight[tenant] = task
                 task.add_done_callback(self._published)
+
+    def sweep(self, now: float) -> None:
+        """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401).
+
+        One pass over every client a second (about a millisecond for 10,000)
+        costs less than a timer per connection or a timeout per send.
+        """
+        stuck_before = now - self.send_timeout_s
+        wall = time.time()
+        for boxes in self.clients.values():
+            for box in boxes:
+                if box.expires_at <= wall:
+                    box.evict(4401, "token expired: send a fresh token in an auth message before it expires")
+                elif box.blocked_since and box.blocked_since < stuck_before:
+                    box.evict(1013, "client is not reading its messages")
 
     def _published(self, task: asyncio.Task[None]) -> None:
         """A tenant's publish ended; a slow tenant never holds up the others' ticks."""
@@ -348,8 +415,8 @@ class Hub:
             return
         self.live_ok = ok
         message = status_message(ok)
-        for boxes in self.clients.values():
-            for box in boxes:
+        for boxes in list(self.clients.values()):
+            for box in list(boxes):
                 box.say(message)
 
     # -- alerts ----------------------------------------------------------
@@ -367,7 +434,7 @@ class Hub:
                              "name the kind of alert with another key, e.g. 'kind'")
         if "\n" in tenant:
             raise ValueError(f"tenant {tenant!r}: expected a tenant id without a newline")
-        message = orjson.dumps({"type": "alert", **alert})
+        message = orjson.dumps({"type": "alert", **alert})  # framed once per process, on arrival
         await self.redis.publish(self.alerts, tenant.encode() + b"\n" + message)
 
     def deliver_alert(self, payload: bytes) -> None:
@@ -382,7 +449,7 @@ class Hub:
             log.warning("hub.bad_alert", extra={"tenant": tenant.decode(), "payload": message[:200].decode(errors="replace")})
             return
         queue = body.get("queue_id") if isinstance(body, dict) else None
-        data = message.decode()
+        data = frame(message)
         for box in list(boxes):
             if queue is None or box.follows(queue):
                 box.say(data)

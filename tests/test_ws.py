@@ -15,13 +15,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from server.app import create_app, uvicorn_options
 from server.config import Settings
 
-from .conftest import ROOT, TEST_SECRET, RunningServer, free_socket
+from .conftest import ROOT, TEST_SECRET, RunningServer, _Server, free_socket
 
 SUBPROTOCOL = "wallboard.v1"
 
@@ -558,3 +560,36 @@ async def test_joiners_of_busy_tenant_get_snapshot_first(server_factory: Factory
             if stream[0][0] != "snapshot" or seqs != sorted(set(seqs)):
                 wrong.append((n, view, stream[:3]))
     assert not wrong, f"{len(wrong)} of {2 * len(clients)} streams did not start with a snapshot: {wrong[:4]}"
+
+
+@pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated")
+async def test_other_websocket_implementation_gets_the_same_protocol(settings: Settings) -> None:
+    """Under a WebSocket implementation other than websockets-sansio, messages go through the ASGI send, same protocol."""
+    sock = free_socket()
+    config = uvicorn.Config(create_app(settings), log_level="warning",
+                            **{**uvicorn_options(settings), "ws": "websockets"})
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            assert not task.done(), "server exited during start-up"
+            await asyncio.sleep(0.01)
+        running = RunningServer(url=f"http://127.0.0.1:{sock.getsockname()[1]}", settings=settings, server=server,
+                                task=task)
+        tenant = new_tenant("legacy")
+        async with board(running.url, running.token(tenant)) as client:
+            await client.subscribe(["overview"])
+            snapshot = await client.next(lambda m: m["type"] == "snapshot")
+            [connection] = server.lifespan.state["services"].hub.clients[tenant]
+            assert connection.wire is None, "no direct writes under another implementation"
+            await post(running, tenant, queued("sales"))
+            await client.next(update_offered(1))
+            await client.send({"type": "ping", "ts": 7})
+            assert (await client.next(lambda m: m["type"] == "pong"))["ts"] == 7
+        assert client.bodies[0]["type"] == "status"
+        assert_consecutive([m for m in client.bodies if m.get("view") == "overview"])
+        assert snapshot["seq"] < client.of("update")[-1]["seq"]
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

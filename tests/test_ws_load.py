@@ -181,6 +181,44 @@ async def test_stuck_client_is_evicted_and_costs_nothing(server_factory: Factory
     assert hub.tenant_connections(tenant) == 0
 
 
+async def test_readers_are_written_to_from_the_tick(server_factory: Factory, settings: Settings) -> None:
+    """Clients that keep reading get every update written straight from the tick: no writer task, nothing queued."""
+    server = await server_factory(settings.replace(ws_tick_ms=50))
+    tenant = new_tenant("direct")
+    token = server.token(tenant)
+    readers = await asyncio.gather(*(open_reader(server, token, ["overview"]) for _ in range(100)))
+    for reader in readers:
+        while not reader.arrivals:
+            await asyncio.sleep(0.05)
+    hub = hub_of(server)
+    connections = list(hub.clients[tenant])
+    assert all(c.wire is not None for c in connections), "uvicorn's websockets-sansio: frames are written directly"
+    writers = 0
+    done = False
+
+    async def watch() -> None:  # every turn of the event loop: a writer task lives at least one
+        nonlocal writers
+        while not done:
+            writers = max(writers, sum(c.writer is not None or c.pending is not None for c in connections))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    for n in range(20):
+        await post(server, tenant, [{"event_id": f"d-{n}", "type": "call.queued", "ts": int(time.time() * 1000),
+                                     "call_id": f"call-{n}", "queue_id": "sales"}])
+        await asyncio.sleep(0.06)
+    await asyncio.sleep(0.3)
+    done = True
+    await watcher
+    for reader in readers:
+        await reader.ws.close()
+    await asyncio.gather(*(r.task for r in readers if r.task), return_exceptions=True)
+    seqs = [[s for _, s in r.arrivals] for r in readers]
+    assert writers == 0
+    assert all(s == list(range(s[0], s[0] + len(s))) for s in seqs), "no update was dropped"
+    assert min(len(s) for s in seqs) >= 15
+
+
 def cut_points(events: list[dict[str, Any]]) -> list[int]:
     """Indexes where the ts changes: the simulator posts every event up to some instant, in ts order."""
     return [i for i in range(1, len(events) + 1) if i == len(events) or ms(events[i]["ts"]) != ms(events[i - 1]["ts"])]
