@@ -189,7 +189,7 @@ class Hub:
         self.live = live
         self.store = store
         self.keys = keys
-        self.alerts = f"{keys.prefix}:alerts"  # pub/sub: b"<tenant>\n<encoded alert message>"
+        self.alerts = keys.alerts
         self.tick_s = settings.ws_tick_ms / 1000
         self.refresh_s = settings.ws_refresh_s
         self.send_timeout_s = settings.ws_send_timeout_s

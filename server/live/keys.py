@@ -18,6 +18,7 @@ below is the single description of both sides.
     {p}:{t}:seen:{day}         event ids of CSAT/quality events applied (they have no natural key)
     {p}:{t}:rebuild            lock held while the state is rebuilt
     {p}:changes                pub/sub channel: the tenant id, after each applied batch
+    {p}:alerts                 pub/sub channel: "<tenant>\n<alert message>", delivered by every hub
     {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
     {p}:{t}:staffing:{ms}      marker: forecast staffing written into the qi hashes of interval ms
     {p}:alertstate:{t}:open    set of the threshold conditions raised and not cleared ("q|metric|level")
@@ -40,6 +41,11 @@ class Keys:
     def changes(self) -> str:
         """The pub/sub channel on which every applied batch announces its tenant."""
         return f"{self.prefix}:changes"
+
+    @property
+    def alerts(self) -> str:
+        """The pub/sub channel of alerts: ``<tenant>\n<the encoded alert message>``."""
+        return f"{self.prefix}:alerts"
 
     def tenant_prefix(self, tenant: str) -> str:
         return f"{self.prefix}:{{{tenant}}}:"
