@@ -367,3 +367,46 @@ async def test_scorecards_sum_the_last_30_whole_days(server: RunningServer) -> N
     assert [(c["agent_id"], c["handled"], c["aht_s"], c["days"]) for c in cards["data"]] == [("ann", 2, 120.0, 2)]
     assert cards["statistics"]["refreshed_at"] is not None
     assert (await get(server, new_tenant("score-other"), "performance/scorecards"))["data"] == []
+
+
+async def test_weekly_trends_in_kolkata_equal_a_recount(server: RunningServer) -> None:
+    """A +05:30 tenant whose day starts at 00:00: day and ISO-week buckets start at local midnight and equal a recount."""
+    tenant = new_tenant("kol")
+    await put_settings(server, tenant, timezone="Asia/Kolkata", day_starts_at="00:00")
+    now = datetime.now(UTC).replace(microsecond=0)
+    config = SimulationConfig(agents=8, queues=2, calls_per_hour=60, seed=9)
+    events = generate(config, now - timedelta(days=9), timedelta(days=9) - timedelta(seconds=30))
+    async with server.client(server.token(tenant, "ingest")) as client:
+        totals = await post_all(client, delivery(events, random.Random(5), dup_share=0.02, disorder_share=0.1))
+    assert totals["accepted"] == len(events)
+    local = now.astimezone(ZoneInfo("Asia/Kolkata")).date()
+    for granularity in ("day", "week"):
+        body = await get(server, tenant, "performance/trends", granularity=granularity,
+                         **{"from": (local - timedelta(days=9)).isoformat(), "to": local.isoformat()})
+        for bucket in body["data"]:
+            start = datetime.fromisoformat(bucket["start"].replace("Z", "+00:00")).astimezone(ZoneInfo("Asia/Kolkata"))
+            assert (start.hour, start.minute) == (0, 0), bucket["start"]
+            if granularity == "week" and bucket is not body["data"][0]:
+                assert start.weekday() == 0
+            agree(bucket, tenant_total(recompute(events, ms(bucket["start"]), ms(bucket["end"]))),
+                  (granularity, bucket["start"]))
+        assert body["statistics"]["offered"] == sum(b["offered"] for b in body["data"]) > 100
+
+
+async def test_tenant_b_naming_tenant_a_in_path_and_body_gets_nothing(server: RunningServer,
+                                                                        history: dict[str, Any]) -> None:
+    """B's token with A's agent in the path sees no figures; B's review of A's call lands under B only."""
+    tenant, events = history["tenant"], history["events"]
+    completed = next(e for e in events if e["type"] == "call.completed")
+    other = new_tenant("intruder")
+    since = {"from": (history["now"] - timedelta(days=4)).date().isoformat()}
+    detail = (await get(server, other, f"performance/agent/{completed['agent_id']}/detailed", **since))["data"]
+    assert (detail["handled"], detail["recent_calls"], detail["name"]) == (0, [], None)
+    async with server.client(server.token(other, "supervisor", sub="mallory")) as client:
+        made = await client.post("/api/analytics/calls/quality", json={
+            "call_id": completed["call_id"], "agent_id": completed["agent_id"], "score": 0})
+    assert made.status_code == 201
+    reviews = (await get(server, tenant, "calls/quality", **since))["data"]
+    assert all(r["reviewer"] != "mallory" for r in reviews)
+    mine = (await get(server, other, "calls/quality", **since))["data"]
+    assert [(r["call_id"], r["reviewer"]) for r in mine] == [(completed["call_id"], "mallory")]
