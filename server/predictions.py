@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import forecast, staffing
+from . import audit, forecast, staffing
 from .auth import ADMIN, READ_ALL
 from .db import Database, query
 from .errors import ServiceUnavailable
@@ -291,6 +291,7 @@ async def refresh_route(request: Request) -> Response:
         raise ServiceUnavailable("forecasts are not running in this process", code="forecast_unavailable")
     svc.analytics.activity.touch(who.tenant)
     queues = await svc.analytics.forecaster.refresh(who.tenant, force=True) or []
+    await audit.request_entry(request, who, "forecast.refresh", {"queues": len(queues)})
     return success([q.summary() for q in queues])
 
 
