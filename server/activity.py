@@ -18,6 +18,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import background
 from .live.keys import Keys
 
 log = logging.getLogger("wallboard.activity")
@@ -40,9 +41,7 @@ class TenantActivity:
         self._tasks = [asyncio.create_task(self._flush_loop(), name="activity-flush")]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await background.stop(self._tasks)
 
     def touch(self, tenant: str, at: float | None = None) -> None:
         """Note a change of the tenant (new events ingested, or a request that concerns it)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 
+from . import background
 from .db import Database, query
 from .errors import ServiceUnavailable
 from .live.keys import Keys
@@ -94,9 +95,7 @@ class AlertEvaluator:
         self._task = asyncio.create_task(self._loop(), name="alert-evaluator")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await background.stop([self._task])
 
     def due(self, now: float) -> set[str]:
         """Tenants to evaluate now: changed since last looked at, watched, or due for the sweep."""

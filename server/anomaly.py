@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import metrics
+from . import background, metrics
 from .auth import READ_ALL
 from .db import query
 from .period import bad, iso, parse
@@ -150,9 +150,7 @@ class AnomalyDetector:
         self._task = asyncio.create_task(self._loop(), name="anomaly-detector")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await background.stop([self._task])
 
     async def _loop(self) -> None:
         failures = 0

@@ -10,6 +10,7 @@ sees one tenant only, and a transaction that set no tenant sees nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -137,8 +138,13 @@ class Database:
             raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
         return cls(pool, app_role)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout_s)
+        except TimeoutError:
+            log.warning("db.close_timeout", extra={"seconds": timeout_s})
+            self.pool.terminate()
 
     @asynccontextmanager
     async def tenant(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:

@@ -48,6 +48,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from . import background
 from .config import Settings
 from .errors import ServiceUnavailable
 from .live.keys import Keys
@@ -210,10 +211,7 @@ class Hub:
                        asyncio.create_task(self._tick(), name="hub-tick")]
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *self._inflight.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await background.stop([*self._tasks, *self._inflight.values()])
 
     # -- clients ---------------------------------------------------------
 

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import audit, forecast, staffing
+from . import audit, background, forecast, staffing
 from .auth import ADMIN, READ_ALL
 from .db import Database, query
 from .errors import ServiceUnavailable
@@ -140,9 +140,7 @@ class Forecaster:
                        asyncio.create_task(self._staffing_loop(), name="forecast-staffing")]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await background.stop(self._tasks)
 
     async def refresh(self, tenant: str, *, force: bool = False, now_ms: int | None = None) -> list[QueueForecast] | None:
         """Refit and store the tenant's forecast; None when another process holds the lock, or (unless

@@ -11,7 +11,6 @@ filters to the transaction's tenant.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import background
 from .auth import READ_LIVE, Role
 from .db import UNAVAILABLE, Database
 from .history import agent_figures, counters
@@ -41,11 +41,8 @@ class ScorecardRefresher:
         self._task = asyncio.create_task(self._run(), name="scorecards.refresh")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await background.stop([self._task])
+        self._task = None
 
     async def refresh(self) -> bool:
         """One refresh; False when another process was refreshing."""

@@ -29,6 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .. import background
 from ..db import Database, query
 from ..errors import ServiceUnavailable
 from ..events import Event
@@ -145,10 +146,7 @@ class LiveState:
         self._repair = asyncio.create_task(self._repair_loop(), name="live-repair")
 
     async def close(self) -> None:
-        tasks = [t for t in [self._repair, *self._rebuilds.values()] if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await background.stop([self._repair, *self._rebuilds.values()])
 
     @property
     def stale(self) -> bool:
