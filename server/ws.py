@@ -32,7 +32,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .auth import Principal, Role
 from .errors import Unauthorized
-from .hub import VIEWS, Frame, Hub, Outbox, StreamKey, encode, status_message
+from .hub import Hub
+from .outbox import VIEWS, Frame, Outbox, StreamKey, encode, status_message
 from .services import Services, services
 
 log = logging.getLogger("wallboard.ws")
