@@ -34,16 +34,15 @@ import tempfile
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from itertools import accumulate
 from typing import IO, Any
 
 import orjson
 import psutil
-from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from .auth import mint
 from .bench import BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
+from .bench_baseline import baseline_process
 from .bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
 from .bench_ingest import Connection, free_port, mark_ready, stop, tail, wait_healthy
 from .cli import with_runtime
@@ -388,52 +387,6 @@ async def baseline_phase(settings: Settings, clients: int, tenants: list[str], r
         server.join(15)
         if server.is_alive():
             server.terminate()
-
-
-def baseline_process(port: int, redis_url: str, channel: str, size: int, ready: Any, done: Any) -> None:
-    raise_fd_limit()
-    run_async(serve_baseline(port, redis_url, channel, size, ready, done))
-
-
-async def serve_baseline(port: int, redis_url: str, channel: str, size: int, ready: Any, done: Any) -> None:
-    """Connections by tenant (the first message names it); per pub/sub message one document, broadcast."""
-    groups: dict[str, set[ServerConnection]] = {}
-    seqs: dict[str, int] = {}
-    latest: dict[str, int] = {}
-    pad = "x" * max(0, size - 190)
-
-    def render(tenant: str, count: int, kind: str = "update") -> bytes:
-        seqs[tenant] = seqs.get(tenant, 0) + (kind == "update")  # a snapshot repeats the stream's seq
-        return orjson.dumps({"type": kind, "view": "overview", "seq": seqs[tenant], "data": {
-            "as_of": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "agents": {"logged_in": 1}, "queues": [], "today": {"offered": count, "answered": 0}, "pad": pad}})
-
-    async def handler(ws: ServerConnection) -> None:
-        tenant = orjson.loads(await ws.recv())["tenant"]
-        await ws.send(render(tenant, latest.get(tenant, 0), "snapshot"), text=True)
-        groups.setdefault(tenant, set()).add(ws)
-        try:
-            await ws.wait_closed()
-        finally:
-            groups[tenant].discard(ws)
-
-    async def listen() -> None:
-        async for message in pubsub.listen():
-            if message["type"] == "message":
-                tenant, latest[tenant] = orjson.loads(message["data"])
-                broadcast(groups.get(tenant, ()), render(tenant, latest[tenant]), text=True)
-
-    client = redis_client(redis_url)
-    pubsub = client.pubsub()
-    await pubsub.subscribe(channel)
-    async with serve(handler, "127.0.0.1", port, compression=None, backlog=4096):
-        listener = asyncio.create_task(listen())
-        ready.set()
-        while not done.is_set() and not listener.done():
-            await asyncio.sleep(0.1)
-        listener.cancel()
-    await pubsub.aclose()
-    await client.aclose()
 
 
 def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
