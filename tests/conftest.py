@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import socket
-import warnings
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +49,16 @@ class Backends:
 
 
 @pytest.fixture(scope="session")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+def backends() -> Iterator[Backends]:
     """The machine's servers from DATABASE_URL/REDIS_URL, else the embedded ones."""
     dsn = os.environ.get("DATABASE_URL")
     url = os.environ.get("REDIS_URL")
     embedded = None
+    # Outside pytest's own temporary tree: every pytest session makes /tmp/pytest-of-<user> private
+    # again (0700), which would lock the embedded servers' own user out of their data mid-run.
+    home = Path(tempfile.mkdtemp(prefix="wallboard-embedded-"))
     if not dsn or not url:
-        embedded = EmbeddedServices(tmp_path_factory.mktemp("embedded"), postgres=not dsn, valkey=not url)
+        embedded = EmbeddedServices(home, postgres=not dsn, valkey=not url)
         embedded.start(progress=lambda message: None)
         dsn = dsn or embedded.database_url
         url = url or embedded.redis_url
@@ -63,6 +68,7 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     finally:
         if embedded is not None:
             embedded.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -101,7 +107,7 @@ async def database_factory(backends: Backends) -> AsyncIterator[Callable[..., Aw
             finally:
                 await admin.close()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            warnings.warn(f"could not drop test database {name}: {type(exc).__name__}: {exc}", stacklevel=1)
+            print(f"\nconftest: could not drop test database {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
