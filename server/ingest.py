@@ -82,14 +82,15 @@ class Ingestor:
         # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
         events = sorted(unique.values(), key=lambda e: e.event_id)
         settings = await self.store.get(tenant)
-        fresh = await self.store_events(tenant, events, Calendar(settings))
+        cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
+        fresh = await self.store_events(tenant, events, cal)
         outcome.accepted = len(fresh)
         outcome.duplicates += len(events) - len(fresh)
         if fresh:
             if self.on_change is not None:
                 self.on_change(tenant)
             new = [e for e in events if e.event_id in fresh]
-            await self.live.apply(tenant, new, settings)
+            await self.live.apply(tenant, new, settings, cal)
         return outcome
 
     async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar) -> set[str]:

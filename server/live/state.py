@@ -155,14 +155,16 @@ class LiveState:
 
     # -- apply -----------------------------------------------------------
 
-    async def apply(self, tenant: str, events: Sequence[Event], settings: TenantSettings) -> bool:
+    async def apply(self, tenant: str, events: Sequence[Event], settings: TenantSettings,
+                    cal: Calendar | None = None) -> bool:
         """Apply committed events; never raises for Redis trouble (the tenant is rebuilt later).
 
-        Returns True when the events are in the live state now.
+        ``cal``: the batch's calendar when the caller has one already (ingest resolved the
+        same days and thresholds for history). Returns True when the events are in the live state now.
         """
         if not events:
             return True
-        cal = Calendar(settings)
+        cal = cal or Calendar(settings)
         payload = orjson.dumps([compact(e, cal) for e in events])
         try:
             result = await self._run_apply(tenant, payload, force=False)
