@@ -7,7 +7,7 @@ the same empty event tables:
   driven by ``--concurrency`` keep-alive connections posting pre-encoded
   batches. Every reply must be 200 with every event accepted.
 - **baseline**: what ingest cannot avoid, in this process: per batch one
-  ``events_insert`` and ``history_apply`` (:meth:`Ingestor.store_events`) and one ``apply.lua`` call,
+  ``events_store`` (:meth:`Ingestor.store_events`, events and history in one statement) and one ``apply.lua`` call,
   with the events parsed, sorted and compacted beforehand, outside the clock.
 
 ``ratio = server / baseline`` is the share of the storage work's throughput
@@ -241,7 +241,7 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
 
 async def baseline_phase(settings: Settings, batches: Sequence[Batch], concurrency: int,
                          seconds: float | None) -> Phase:
-    """The storage work alone, in this process: events_insert and history_apply, then one apply.lua call, per batch."""
+    """The storage work alone, in this process: events_store, then one apply.lua call, per batch."""
     svc = await open_services(settings, background=False)
     try:
         tenant_settings = await svc.settings_store.get(BASELINE_TENANT)
@@ -259,7 +259,7 @@ async def baseline_phase(settings: Settings, batches: Sequence[Batch], concurren
             events, calendar, payload = item
             fresh = await svc.ingestor.store_events(BASELINE_TENANT, events, calendar)
             if len(fresh) != len(events):
-                raise BenchFailed(f"events_insert stored {len(fresh)} of {len(events)} events: expected all")
+                raise BenchFailed(f"events_store stored {len(fresh)} of {len(events)} events: expected all")
             result = await svc.live._run_apply(BASELINE_TENANT, payload, force=False)
             if result[0] == -1:
                 raise BenchFailed("apply.lua found the live state not ready: expected it marked ready")

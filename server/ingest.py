@@ -94,11 +94,12 @@ class Ingestor:
         return outcome
 
     async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar) -> set[str]:
-        """Insert in one statement, apply the new ones to the history tables in the same transaction;
-        return the ids that were new. 503 when PostgreSQL is away."""
+        """Insert the batch and apply the new events to the history tables, in one statement
+        (events_store.sql); return the ids that were new. 503 when PostgreSQL is away."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
-        ids, types, stamps, queues, agents, calls, bodies = columns = ([], [], [], [], [], [], [])
+        ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
+            [], [], [], [], [], [], [], [], [])
         for e in events:
             ids.append(e.event_id)
             types.append(e.type)
@@ -108,20 +109,16 @@ class Ingestor:
             calls.append(e.call_id)
             # The columns are not repeated in the stored body.
             bodies.append(orjson.dumps({k: v for k, v in e.body.items() if k not in COLUMNS}).decode())
-        thresholds = [cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0) for e in events]
+            sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
+            service_level.append(sl_ms)
+            short_abandon.append(sa_ms)
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
-                    rows = await conn.fetch(query("events_insert"), tenant, *columns)
-                    new = {row["event_id"] for row in rows}
-                    keep = [i for i, event_id in enumerate(ids) if event_id in new]
-                    if keep:
-                        await conn.execute(query("history_apply"), tenant,
-                                           *([column[i] for i in keep] for column in columns),
-                                           [thresholds[i][0] for i in keep], [thresholds[i][1] for i in keep],
-                                           cal.settings.timezone, cal.settings.day_start_minutes)
+                    rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
+                                            cal.settings.day_start_minutes)
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
@@ -132,7 +129,7 @@ class Ingestor:
                                              code="database_busy") from None
                 await asyncio.sleep(0.01 * 2 ** attempt)
         self._partitions |= missing
-        return new
+        return {row["event_id"] for row in rows}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

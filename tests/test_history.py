@@ -15,6 +15,7 @@ from server.simulate import SimulationConfig, generate
 
 from .conftest import RunningServer
 from .live_reference import ms, recompute
+from .test_anomaly import services_of
 from .test_live_exact import delivery, live_documents, new_tenant, post_all, put_settings
 
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl", "handled")
@@ -289,6 +290,31 @@ async def test_row_level_security_hides_every_row_without_a_tenant(server: Runni
                 await conn.fetchval("SELECT count(*) FROM performance_trends")
     finally:
         await conn.close()
+
+
+async def test_pooled_connections_carry_no_tenant_past_their_transaction(server: RunningServer) -> None:
+    """After ingest and after a failed transaction, every pooled connection is back to the login role
+    with no tenant set: nothing of one tenant's transaction leaks into the next one's."""
+    db = services_of(server).db
+    tenant = new_tenant("pool")
+    events = generate(SimulationConfig(agents=4, queues=1, calls_per_hour=600, seed=5),
+                      datetime.now(UTC) - timedelta(minutes=30), timedelta(minutes=10))
+    async with server.client(server.token(tenant, "ingest")) as client:
+        totals = await post_all(client, [events[i:i + 20] for i in range(0, len(events), 20)])
+    assert totals["accepted"] == len(events)
+    with pytest.raises(asyncpg.UndefinedTableError):
+        async with db.tenant(tenant) as conn:
+            await conn.execute("SELECT * FROM no_such_table")
+    held = [await db.pool.acquire(timeout=5) for _ in range(db.pool.get_max_size())]
+    try:
+        for conn in held:
+            row = await conn.fetchrow("SELECT current_user = session_user AS login,"
+                                      " coalesce(current_setting('wallboard.tenant', true), '') AS tenant")
+            assert row["login"] and row["tenant"] == "", dict(row)
+            assert not conn.is_in_transaction()
+    finally:
+        for conn in held:
+            await db.pool.release(conn)
 
 
 async def test_costs_price_handle_and_talk_time(server: RunningServer, history: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
 -- Recompute a tenant's rollups over a time range from the stored facts (call_legs, customer_satisfaction,
 -- call_quality_scores): the performance_trends rows whose interval_start lies in [$2, $3), and the
 -- performance_daily rows of the tenant days that begin in [$2, $3). $1 tenant, $2 from, $3 to (timestamptz),
--- $4 the tenant's time zone, $5 its day start in minutes after midnight (as history_apply.sql gets them).
+-- $4 the tenant's time zone, $5 its day start in minutes after midnight (as events_store.sql gets them).
 --
--- Every counter is the one history_apply.sql keeps incrementally, on the interval and day of its own fact's
+-- Every counter is the one events_store.sql keeps incrementally, on the interval and day of its own fact's
 -- ts: offered on queued_at; answered (and its wait, once queued_at is known) on answered_at for the queue
 -- and answered_by; abandoned (and its wait) on abandoned_at for the queue; handled on completed_at for the
 -- queue and completed_by; CSAT, NPS and quality on the tenant row and the named agent's. Thresholds are

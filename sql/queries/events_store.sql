@@ -1,15 +1,29 @@
--- Apply a batch of newly stored events to the history tables, in the ingest transaction.
--- $1 tenant; $2.. parallel arrays of the new events only (ts as epoch ms; sl/sa: the queue's
--- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day start
--- in minutes after midnight. Returns the number of legs touched.
+-- Store a batch of events and apply the new ones to the history tables: one statement, one
+-- round trip, in the ingest transaction. Returns the event_ids that were new (the others were
+-- stored already: duplicates, which touch nothing).
+-- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
+-- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
+-- start in minutes after midnight.
 --
 -- Legs first (one upsert; `news` says which facts this write made known), then every rollup
 -- row the new facts move, summed and written once, in key order (no deadlock between batches):
 -- per 15-minute interval (performance_trends) and per tenant day (performance_daily).
-WITH e AS (
+WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::integer[], $10::integer[])
         AS t(event_id, type, ts_ms, queue_id, agent_id, call_id, body, sl_ms, sa_ms)
+), fresh AS (
+    INSERT INTO event_ids (client_id, event_id)
+    SELECT $1, event_id FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), stored AS (
+    INSERT INTO events (client_id, event_id, type, ts, queue_id, agent_id, call_id, body)
+    SELECT $1, i.event_id, i.type, to_timestamp(i.ts_ms / 1000.0), i.queue_id, i.agent_id, i.call_id, i.body::jsonb
+    FROM input i JOIN fresh f USING (event_id)
+    RETURNING event_id
+), e AS (  -- the new events only
+    SELECT i.* FROM input i JOIN fresh f USING (event_id)
 ), legs_in AS (
     SELECT call_id, queue_id,
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.queued') / 1000.0) AS queued_at,
@@ -218,4 +232,4 @@ WITH e AS (
         seen_at = excluded.seen_at
     WHERE excluded.seen_at >= a.seen_at
 )
-SELECT count(*) FROM legs
+SELECT event_id FROM stored
