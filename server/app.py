@@ -54,7 +54,7 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         raise ConfigError(f"{missing} is not set: set both DATABASE_URL and REDIS_URL, or neither for the embedded default")
     db = await Database.connect(settings.database_url, min_size=settings.db_pool_min,
                                 max_size=settings.db_pool_max, app_role=settings.app_role)
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)
     except (aioredis.RedisError, OSError, TimeoutError) as exc:

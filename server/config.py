@@ -43,6 +43,7 @@ class Settings:
     max_events: int = 10_000
     db_pool_min: int = 2
     db_pool_max: int = 10
+    redis_pool_max: int = 64
     scorecard_refresh_s: int = 300
     app_role: str = "wallboard_app"
     log_level: str = "INFO"
@@ -113,6 +114,7 @@ class Settings:
             max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
             db_pool_min=get.int("WALLBOARD_DB_POOL_MIN", 2, 1, 100),
             db_pool_max=get.int("WALLBOARD_DB_POOL_MAX", 10, 1, 500),
+            redis_pool_max=get.int("WALLBOARD_REDIS_POOL_MAX", 64, 2, 10_000),
             scorecard_refresh_s=get.int("WALLBOARD_SCORECARD_REFRESH_S", 300, 1, 86_400),
             app_role=get.match("WALLBOARD_DB_APP_ROLE", "wallboard_app", r"[a-z_][a-z0-9_]{0,62}"),
             log_level=get.choice("WALLBOARD_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

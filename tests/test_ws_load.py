@@ -28,7 +28,7 @@ from .conftest import RunningServer
 from .live_reference import ms, recompute
 from .test_live_exact import assert_matches, put_settings
 from .test_outages import Traffic, private_valkey, tenant_day  # noqa: F401 - fixtures
-from .test_ws import SUBPROTOCOL, board, new_tenant, post, ws_url
+from .test_ws import SUBPROTOCOL, board, new_tenant, post, queued, ws_url
 
 Factory = Callable[[Settings], Awaitable[RunningServer]]
 
@@ -297,3 +297,28 @@ async def test_redis_outage_tells_stale_then_heals(private_valkey: ValkeyServer,
           f"finished at {datetime.now(UTC):%H:%M:%S}")
     assert told_stale < 3
     assert healed < 5
+
+
+async def test_a_burst_wider_than_the_redis_pool_waits_and_never_goes_stale(server_factory: Factory,
+                                                                              settings: Settings) -> None:
+    """60 tenants posting at once through a pool of 3 Redis connections: every post is applied, every
+    wallboard gets its update, and no client is ever told ``stale`` (a full pool is not an outage)."""
+    server = await server_factory(settings.replace(redis_pool_max=3, key_prefix=f"wbp{secrets.token_hex(3)}"))
+    tenants = [new_tenant("pool") for _ in range(60)]
+    async with contextlib.AsyncExitStack() as stack:
+        boards = [await stack.enter_async_context(board(server.url, server.token(t))) for t in tenants]
+        for client in boards:
+            await client.subscribe(["overview"])
+        await asyncio.gather(*(c.next(lambda m: m["type"] == "snapshot") for c in boards))
+        await asyncio.gather(*(post(server, t, queued("sales", 2)) for t in tenants for _ in range(2)))
+        await asyncio.gather(*(c.next(lambda m: m["type"] == "update" and waiting(m) == 4, timeout=10)
+                               for c in boards))
+        stale = [m for c in boards for m in c.bodies if m["type"] == "status" and m["live"] != "ok"]
+    assert stale == []
+    async with server.client(server.token(tenants[0])) as http:
+        response = await http.get("/api/metrics/live")
+    assert "Warning" not in response.headers and response.json()["data"]["queues"][0]["waiting"] == 4
+
+
+def waiting(message: dict[str, Any]) -> int:
+    return sum(q["waiting"] for q in message["data"]["queues"])
