@@ -33,6 +33,7 @@ class Held:
     records: list[tuple[int, array[float], array[int]]] = field(default_factory=list)  # (tenant, recv ms, count)
     gaps: int = 0
     stale: int = 0
+    other: dict[str, int] = field(default_factory=dict)  # messages that are no overview, by type
     closed: int = 0
     bytes: int = 0
     stopping: bool = False
@@ -85,8 +86,11 @@ async def hold(uri: str, specs: list[Spec], chunk: int, counts: Any, stop_event:
                         held.gaps += 1
                         await ws.send(b'{"type":"resync"}', text=True)
                     last_seq = msg["seq"]
-                elif msg.get("type") == "status" and msg.get("live") == "stale":
-                    held.stale += 1
+                else:
+                    kind = str(msg.get("type"))
+                    held.other[kind] = held.other.get(kind, 0) + 1
+                    if kind == "status" and msg.get("live") == "stale":
+                        held.stale += 1
         except ConnectionClosed as exc:
             if not held.stopping:
                 held.closed += 1

@@ -155,7 +155,9 @@ class Phase:
     gaps: int
     stale: int
     mean_bytes: int
+    other: str = "none"
     retries: int = 0
+    warnings: str = "-"  # the server's log lines at warning and above, counted by event
 
     def percentile(self, q: float) -> str:
         value = self.latencies_ms[min(len(self.latencies_ms) - 1, int(q * len(self.latencies_ms)))]
@@ -208,9 +210,14 @@ async def measure(name: str, fleet: Fleet, feed: Feed, seconds: float, pid: int,
                           f"{'; '.join(errors)}")
     latencies, missed, deliveries = join(feed, held, t0, t1)
     seen = sum(len(times) for h in held for _, times, _ in h.records)
+    other: dict[str, int] = {}
+    for h in held:
+        for kind, n in h.other.items():
+            other[kind] = other.get(kind, 0) + n
     return Phase(name, fleet.total, len(feed.steps), feed.sent, wall, deliveries, latencies, missed,
                  CpuUsed.between(before, after), clients_after - clients_before, (rss_empty, rss_idle, rss_load),
-                 sum(h.gaps for h in held), sum(h.stale for h in held), sum(h.bytes for h in held) // max(seen, 1))
+                 sum(h.gaps for h in held), sum(h.stale for h in held), sum(h.bytes for h in held) // max(seen, 1),
+                 ", ".join(f"{n:,} {kind}" for kind, n in sorted(other.items())) or "none")
 
 
 def join(feed: Feed, held: list[Held], t0: float, t1: float) -> tuple[list[float], int, int]:
@@ -305,7 +312,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
            if k not in ("PORT", "WALLBOARD_JWT_PUBLIC_KEY", "WALLBOARD_JWT_PRIVATE_KEY")}
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=settings.key_prefix,
-               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_MAX_CONNECTIONS_PER_TENANT=str(max(5000, clients)))
+               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", WALLBOARD_MAX_CONNECTIONS_PER_TENANT=str(max(5000, clients)))
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -332,7 +339,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             try:
                 phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
                                       ingest.send)
-                return replace(phase, retries=ingest.retried)
+                return replace(phase, retries=ingest.retried, warnings=warnings(log))
             finally:
                 fleet.stop_event.set()
         finally:
@@ -389,6 +396,20 @@ async def baseline_phase(settings: Settings, clients: int, tenants: list[str], r
             server.terminate()
 
 
+def warnings(log: IO[bytes]) -> str:
+    """``3 × live.redis_down, …`` from the server's JSON log (warning and above), or ``none``."""
+    log.seek(0)
+    counts: dict[str, int] = {}
+    for line in log.read().splitlines():
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("level") in ("warning", "error", "critical"):
+            counts[str(record.get("event"))] = counts.get(str(record.get("event")), 0) + 1
+    return ", ".join(f"{n:,} × {event}" for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+
 def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
     """One row per phase, the ratio against the targets, and where else the CPU went."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -402,11 +423,13 @@ def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]
                      f"{p.cpu.server * share:.0f}", f"{1e6 * p.cpu.server / max(p.deliveries, 1):.1f}",
                      p.kib_per_conn(p.rss[1]), p.kib_per_conn(p.rss[2])])
         notes.append(f"{p.name}: {len(p.latencies_ms):,} (client, post) pairs, {p.missed:,} never seen; "
-                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; "
+                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; other messages: "
+                     f"{p.other}; "
                      f"{p.mean_bytes:,} bytes/message; CPU % of clients {p.clients_cpu_s * share:.0f}, "
                      f"bench driver {p.cpu.own * share:.0f}, redis {p.cpu.redis * share:.0f}, "
                      f"postgres {p.cpu.postgres * share:.0f}; server RSS MiB empty {p.rss[0] / 2**20:.0f}, "
-                     f"idle {p.rss[1] / 2**20:.0f}, load {p.rss[2] / 2**20:.0f}")
+                     f"idle {p.rss[1] / 2**20:.0f}, load {p.rss[2] / 2**20:.0f}"
+                     + (f"; server warnings: {p.warnings}" if p.warnings != "-" else ""))
     ratio = server.deliveries / server.wall_s / (baseline.deliveries / baseline.wall_s) if baseline.deliveries else 0.0
     return "\n".join([
         f"wallboard bench fanout: {server.clients:,} clients over {server.tenants} tenants in {procs} processes, "
