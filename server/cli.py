@@ -163,6 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .app import create_app, uvicorn_options
+    from .heap import Heap
 
     settings = Settings.from_env()
     log_config = logs.setup(settings.log_level, settings.log_format)
@@ -179,12 +180,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             tasks = [asyncio.create_task(_announce(server, settings, args.host, port))]
             if args.demo:
                 tasks.append(asyncio.create_task(_demo(server, settings, args.host, port)))
+            heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
+            if heap is not None:
+                heap.start()
             try:
                 await server.serve()
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if heap is not None:
+                    await heap.close()
 
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run())

@@ -61,6 +61,7 @@ class Settings:
     forecast_days: int = 14
     forecast_target_sl: float = 0.8
     alerts_every_s: int = 1
+    gc_freeze_every_s: int = 10
 
     @property
     def embedded(self) -> bool:
@@ -132,6 +133,7 @@ class Settings:
             forecast_days=get.int("WALLBOARD_FORECAST_DAYS", 14, 1, 14),
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
             alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
+            gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
         )
 
 
