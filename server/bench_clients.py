@@ -2,6 +2,8 @@
 
 Each client logs (receive time, offered + answered) per ``overview`` message and answers a
 ``seq`` gap with ``resync``, as a wallboard does; the parent joins the logs with its schedule.
+A client is ``websockets``' sans-I/O protocol on a bare asyncio transport (:class:`Client`): the
+same parser as the library's asyncio client, without its task and queue per connection and message.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 from .bench import BenchFailed, Progress, run_async
 
@@ -57,69 +63,143 @@ def client_process(uri: str, specs: list[Spec], chunk: int, counts: Any, stop_ev
     results.put(held)
 
 
+class Client(asyncio.Protocol):
+    """One bench connection: websockets' sans-I/O protocol on a bare asyncio transport.
+
+    The load generator shares the machine's cores with the server, so each message costs
+    it as little as it can: parsed by ``websockets`` as it arrives (pings are answered there
+    too), decoded with orjson, logged; no task, queue or future per message.
+    """
+
+    def __init__(self, uri: str, protocols: list[str] | None, hello: bytes, tenant: int, held: Held,
+                 counts: Any) -> None:
+        self.ws = ClientProtocol(parse_uri(uri), subprotocols=[Subprotocol(p) for p in protocols or ()] or None,
+                                 max_size=None)
+        self.hello, self.held, self.counts = hello, held, counts
+        self.times, self.seen = array("d"), array("q")
+        held.records.append((tenant, self.times, self.seen))
+        self.last_seq: int | None = None
+        self.parts: list[bytes] = []
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are no asyncio.Transport subclass
+        self.ws.send_request(self.ws.connect())
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time() * 1000
+        self.ws.receive_data(data)
+        self.handle(now)
+
+    def eof_received(self) -> None:
+        self.ws.receive_eof()
+        self.handle(time.time() * 1000)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"connection lost during the handshake: {exc}"))
+        elif not self.held.stopping:
+            self.held.closed += 1
+            self.fail(f"closed by the server: {self.ws.close_rcvd or exc or 'connection lost'}")
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def fail(self, message: str) -> None:
+        self.held.error = self.held.error or message
+
+    def handle(self, now: float) -> None:
+        for event in self.ws.events_received():
+            if isinstance(event, Response):
+                if self.ws.handshake_exc is not None:
+                    self.opened.set_exception(self.ws.handshake_exc)
+                else:
+                    self.ws.send_text(self.hello)
+                    self.opened.set_result(None)
+            elif event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                self.parts.append(event.data)
+                if event.fin:
+                    raw = b"".join(self.parts)
+                    self.parts = []
+                    try:
+                        self.message(raw, now)
+                    except Exception as exc:  # noqa: BLE001 - a message the bench cannot read fails the run
+                        self.fail(f"reading a message: {type(exc).__name__}: {exc}")
+        self.flush()
+
+    def message(self, raw: bytes, now: float) -> None:
+        """Log an overview message's (arrival, offered + answered); ask for a resync on a seq gap."""
+        msg = orjson.loads(raw)
+        kind = msg.get("type")
+        if kind in ("snapshot", "update") and msg.get("view") == "overview":
+            today = msg["data"]["today"]
+            self.times.append(now)
+            self.seen.append(today["offered"] + today["answered"])
+            self.counts[RECEIVED] += 1
+            self.held.bytes += len(raw)
+            if kind == "update" and self.last_seq is not None and msg["seq"] != self.last_seq + 1:
+                self.held.gaps += 1
+                self.ws.send_text(b'{"type":"resync"}')
+            self.last_seq = msg["seq"]
+        else:
+            self.held.other[str(kind)] = self.held.other.get(str(kind), 0) + 1
+            if kind == "status" and msg.get("live") == "stale":
+                self.held.stale += 1
+
+    def flush(self) -> None:
+        assert self.transport is not None
+        for chunk in self.ws.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+        if self.ws.state is State.CLOSED:
+            self.transport.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if self.ws.state is State.OPEN:
+                self.ws.send_close()
+            self.flush()
+
+
 async def hold(uri: str, specs: list[Spec], chunk: int, counts: Any, stop_event: Any) -> Held:
     """Open ``specs``, ``chunk`` handshakes at a time, and log every overview message (resync on a seq gap)."""
     held = Held()
-    sockets: list[ClientConnection] = []
-    readers: list[asyncio.Task[None]] = []
+    clients: list[Client] = []
     window = asyncio.Semaphore(chunk)
-
-    def fail(message: str) -> None:
-        held.error = held.error or message
-
-    async def read(ws: ClientConnection, tenant: int) -> None:
-        times, seen = array("d"), array("q")
-        held.records.append((tenant, times, seen))
-        last_seq = None
-        try:
-            while True:
-                raw = await ws.recv(decode=False)
-                now = time.time() * 1000
-                msg = orjson.loads(raw)
-                if msg.get("type") in ("snapshot", "update") and msg.get("view") == "overview":
-                    today = msg["data"]["today"]
-                    times.append(now)
-                    seen.append(today["offered"] + today["answered"])
-                    counts[RECEIVED] += 1
-                    held.bytes += len(raw)
-                    if msg["type"] == "update" and last_seq is not None and msg["seq"] != last_seq + 1:
-                        held.gaps += 1
-                        await ws.send(b'{"type":"resync"}', text=True)
-                    last_seq = msg["seq"]
-                else:
-                    kind = str(msg.get("type"))
-                    held.other[kind] = held.other.get(kind, 0) + 1
-                    if kind == "status" and msg.get("live") == "stale":
-                        held.stale += 1
-        except ConnectionClosed as exc:
-            if not held.stopping:
-                held.closed += 1
-                fail(f"closed by the server: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a message the bench cannot read fails the run
-            fail(f"reading a message: {type(exc).__name__}: {exc}")
+    target = parse_uri(uri)
+    loop = asyncio.get_running_loop()
 
     async def open_one(tenant: int, protocols: list[str] | None, hello: bytes) -> None:
         async with window:
+            client = Client(uri, protocols, hello, tenant, held, counts)
             try:
-                ws = await connect(uri, subprotocols=protocols, compression=None,  # type: ignore[arg-type]
-                                   max_queue=64, open_timeout=60, ping_interval=None, close_timeout=5)
-                await ws.send(hello, text=True)
+                async with asyncio.timeout(60):
+                    await loop.create_connection(lambda: client, target.host, target.port)
+                    await client.opened
             except Exception as exc:  # noqa: BLE001 - reported; the parent fails the run
-                fail(f"connect failed: {type(exc).__name__}: {exc}")
+                held.error = held.error or f"connect failed: {type(exc).__name__}: {exc}"
                 counts[FAILED] += 1
+                if client.transport is not None:
+                    client.transport.abort()
                 return
-            sockets.append(ws)
-            readers.append(asyncio.create_task(read(ws, tenant)))
-            counts[CONNECTED] = len(sockets)
+            clients.append(client)
+            counts[CONNECTED] = len(clients)
 
     await asyncio.gather(*(open_one(*spec) for spec in specs))
     while not stop_event.is_set():
         await asyncio.sleep(0.1)
     held.stopping = True
-    if sockets:
-        await asyncio.wait([asyncio.create_task(ws.close()) for ws in sockets], timeout=15)
-    for task in readers:
-        task.cancel()
+    for client in clients:
+        client.close()
+    if clients:
+        await asyncio.wait([client.lost for client in clients], timeout=15)
+    for client in clients:
+        if client.transport is not None and not client.lost.done():
+            client.transport.abort()
     return held
 
 

@@ -157,6 +157,7 @@ class Phase:
     mean_bytes: int
     other: str = "none"
     retries: int = 0
+    posts_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # POST /api/events round trips: p50, p99, max
     warnings: str = "-"  # the server's log lines at warning and above, counted by event
 
     def percentile(self, q: float) -> str:
@@ -250,6 +251,7 @@ class Ingest:
 
     def __init__(self, port: int, tokens: list[str], log: IO[bytes]) -> None:
         self.port, self.tokens, self.log, self.retried = port, tokens, log, 0
+        self.took_ms: list[float] = []  # each POST's round trip
         self.conns: dict[int, Connection] = {}
         self.pending: Batch = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -276,7 +278,9 @@ class Ingest:
             try:
                 if i not in self.conns:
                     self.conns[i] = await Connection.open("127.0.0.1", self.port, self.tokens[i])
+                began = time.perf_counter()
                 status, reply = await self.conns[i].post(body)
+                self.took_ms.append((time.perf_counter() - began) * 1000)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 if i in self.conns:
                     self.conns.pop(i).close()
@@ -339,7 +343,9 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             try:
                 phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
                                       ingest.send)
-                return replace(phase, retries=ingest.retried, warnings=warnings(log))
+                took = sorted(ingest.took_ms) or [0.0]
+                return replace(phase, retries=ingest.retried, warnings=warnings(log),
+                               posts_ms=(took[len(took) // 2], took[int(len(took) * 0.99)], took[-1]))
             finally:
                 fleet.stop_event.set()
         finally:
@@ -397,17 +403,22 @@ async def baseline_phase(settings: Settings, clients: int, tenants: list[str], r
 
 
 def warnings(log: IO[bytes]) -> str:
-    """``3 × live.redis_down, …`` from the server's JSON log (warning and above), or ``none``."""
+    """``3 × live.redis_down, 2 × heap.pause (longest 180 ms)`` from the server's JSON log (warning and above)."""
     log.seek(0)
     counts: dict[str, int] = {}
+    longest: dict[str, float] = {}
     for line in log.read().splitlines():
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
         if isinstance(record, dict) and record.get("level") in ("warning", "error", "critical"):
-            counts[str(record.get("event"))] = counts.get(str(record.get("event")), 0) + 1
-    return ", ".join(f"{n:,} × {event}" for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+            event = str(record.get("event"))
+            counts[event] = counts.get(event, 0) + 1
+            if isinstance(record.get("ms"), (int, float)):
+                longest[event] = max(longest.get(event, 0.0), float(record["ms"]))
+    return ", ".join(f"{n:,} × {event}" + (f" (longest {longest[event]:.0f} ms)" if event in longest else "")
+                     for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
 
 
 def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
@@ -423,7 +434,9 @@ def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]
                      f"{p.cpu.server * share:.0f}", f"{1e6 * p.cpu.server / max(p.deliveries, 1):.1f}",
                      p.kib_per_conn(p.rss[1]), p.kib_per_conn(p.rss[2])])
         notes.append(f"{p.name}: {len(p.latencies_ms):,} (client, post) pairs, {p.missed:,} never seen; "
-                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; other messages: "
+                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; "
+                     + (f"POST /api/events p50 {p.posts_ms[0]:.0f} ms, p99 {p.posts_ms[1]:.0f} ms, max "
+                        f"{p.posts_ms[2]:.0f} ms; " if p.posts_ms[2] else "") + "other messages: "
                      f"{p.other}; "
                      f"{p.mean_bytes:,} bytes/message; CPU % of clients {p.clients_cpu_s * share:.0f}, "
                      f"bench driver {p.cpu.own * share:.0f}, redis {p.cpu.redis * share:.0f}, "
