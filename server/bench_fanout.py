@@ -18,8 +18,10 @@ message; a post's latency at a client is the receive time of the first message c
 minus its due time.
 
 Trade-offs, stated plainly: the clients share the cores with the server (so its CPU and RSS
-stand beside the latencies) and parse every message, which costs more than a browser would;
-events go one tenant per request, as connectors send them, so ingest costs the server CPU too.
+stand beside the latencies, and the clients are as lean as websockets allows: its sans-I/O
+protocol on a bare transport) and parse every message, as a wallboard would; events go one
+tenant per request, as connectors send them, so ingest costs the server CPU too. The notes
+give the POST round trips and the server's logged warnings (a slow collection is one).
 """
 
 from __future__ import annotations
