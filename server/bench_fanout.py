@@ -36,6 +36,7 @@ import tempfile
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, replace
+from datetime import datetime
 from itertools import accumulate
 from typing import IO, Any
 
@@ -160,6 +161,7 @@ class Phase:
     other: str = "none"
     retries: int = 0
     posts_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # POST /api/events round trips: p50, p99, max
+    window: tuple[float, float] = (0.0, 0.0)  # the load window, epoch ms
     warnings: str = "-"  # the server's log lines at warning and above, counted by event
 
     def percentile(self, q: float) -> str:
@@ -220,7 +222,7 @@ async def measure(name: str, fleet: Fleet, feed: Feed, seconds: float, pid: int,
     return Phase(name, fleet.total, len(feed.steps), feed.sent, wall, deliveries, latencies, missed,
                  CpuUsed.between(before, after), clients_after - clients_before, (rss_empty, rss_idle, rss_load),
                  sum(h.gaps for h in held), sum(h.stale for h in held), sum(h.bytes for h in held) // max(seen, 1),
-                 ", ".join(f"{n:,} {kind}" for kind, n in sorted(other.items())) or "none")
+                 ", ".join(f"{n:,} {kind}" for kind, n in sorted(other.items())) or "none", window=(t0, t1))
 
 
 def join(feed: Feed, held: list[Held], t0: float, t1: float) -> tuple[list[float], int, int]:
@@ -346,7 +348,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                 phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
                                       ingest.send)
                 took = sorted(ingest.took_ms) or [0.0]
-                return replace(phase, retries=ingest.retried, warnings=warnings(log),
+                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window),
                                posts_ms=(took[len(took) // 2], took[int(len(took) * 0.99)], took[-1]))
             finally:
                 fleet.stop_event.set()
@@ -404,23 +406,33 @@ async def baseline_phase(settings: Settings, clients: int, tenants: list[str], r
             server.terminate()
 
 
-def warnings(log: IO[bytes]) -> str:
-    """``3 × live.redis_down, 2 × heap.pause (longest 180 ms)`` from the server's JSON log (warning and above)."""
+def warnings(log: IO[bytes], window: tuple[float, float]) -> str:
+    """The server's JSON log lines at warning and above, counted by event, all and in the load window:
+    ``6 × heap.pause (longest 397 ms); in the load window: none``."""
     log.seek(0)
-    counts: dict[str, int] = {}
-    longest: dict[str, float] = {}
+    seen: list[tuple[str, float | None, bool]] = []  # (event, ms, in the window)
     for line in log.read().splitlines():
         try:
             record = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            at = datetime.fromisoformat(record["ts"]).timestamp() * 1000
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
-        if isinstance(record, dict) and record.get("level") in ("warning", "error", "critical"):
-            event = str(record.get("event"))
+        if record.get("level") in ("warning", "error", "critical"):
+            ms = record.get("ms")
+            seen.append((str(record.get("event")), float(ms) if isinstance(ms, (int, float)) else None,
+                         window[0] <= at <= window[1]))
+
+    def summary(records: list[tuple[str, float | None, bool]]) -> str:
+        counts: dict[str, int] = {}
+        longest: dict[str, float] = {}
+        for event, ms, _ in records:
             counts[event] = counts.get(event, 0) + 1
-            if isinstance(record.get("ms"), (int, float)):
-                longest[event] = max(longest.get(event, 0.0), float(record["ms"]))
-    return ", ".join(f"{n:,} × {event}" + (f" (longest {longest[event]:.0f} ms)" if event in longest else "")
-                     for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+            if ms is not None:
+                longest[event] = max(longest.get(event, 0.0), ms)
+        return ", ".join(f"{n:,} × {event}" + (f" (longest {longest[event]:.0f} ms)" if event in longest else "")
+                         for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+    return f"{summary(seen)}; in the load window: {summary([r for r in seen if r[2]])}"
 
 
 def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
