@@ -304,7 +304,8 @@ class Hub:
         Encoded once, here; each process hands the same string to each of the
         tenant's clients, in publish order, without waiting for the tick. A client
         whose queue filter excludes the alert's ``queue_id`` is skipped; an alert
-        without ``queue_id`` goes to all. At most once: see the module docstring.
+        without ``queue_id`` goes to all; an agent token's clients get none (they may
+        not see queue figures). At most once: see the module docstring.
         """
         if "type" in alert:
             raise ValueError(f"alert has its own 'type' ({alert['type']!r}): the message type is always 'alert'; "
@@ -328,7 +329,7 @@ class Hub:
         queue = body.get("queue_id") if isinstance(body, dict) else None
         data = frame(message)
         for box in list(boxes):
-            if queue is None or box.follows(queue):
+            if box.alerts and (queue is None or box.follows(queue)):
                 box.say(data)
 
     def tenant_connections(self, tenant: str) -> int:

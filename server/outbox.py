@@ -71,10 +71,11 @@ class Outbox:
     and no empty containers: just this object's slots.
     """
 
-    __slots__ = ("tenant", "pending", "control", "streams", "joining", "expires_at", "blocked_since")
+    __slots__ = ("tenant", "alerts", "pending", "control", "streams", "joining", "expires_at", "blocked_since")
 
-    def __init__(self, tenant: str, expires_at: float) -> None:
+    def __init__(self, tenant: str, expires_at: float, *, alerts: bool = True) -> None:
         self.tenant = tenant
+        self.alerts = alerts  # whether the tenant's alerts (queue figures) are for this client
         self.pending: dict[StreamKey, Frame] | None = None
         self.control: list[Frame] | None = None
         self.streams: tuple[StreamKey, ...] = ()

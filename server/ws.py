@@ -129,7 +129,8 @@ class Connection(Outbox):
     __slots__ = ("ws", "svc", "hub", "who", "wire", "window_start", "window_count", "writer", "closing")
 
     def __init__(self, websocket: WebSocket, svc: Services, who: Principal, wire: Any) -> None:
-        super().__init__(who.tenant, who.exp + svc.settings.ws_token_grace_s)
+        # An agent sees only itself, so not the queue figures that alerts carry.
+        super().__init__(who.tenant, who.exp + svc.settings.ws_token_grace_s, alerts=who.role != Role.AGENT)
         self.ws = websocket
         self.svc = svc
         self.hub: Hub = svc.hub
