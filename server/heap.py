@@ -9,8 +9,11 @@ load one came every 20-30 s: that pause was the ingest-to-wallboard p99.
 constant-time splice) every ``freeze_every_s``, so a full pass walks only what is newer. Frozen
 objects are still freed by reference counting the moment they die, which is how a closed
 connection goes (measured: 0.08 objects of cyclic garbage left per closed connection). What
-cyclic garbage did freeze is collected at the next thaw, every ``thaw_every_s``: everything is
-handed back to the collector, collected once, and frozen again; that one pause is logged.
+cyclic garbage did freeze is collected at a thaw: everything is handed back to the collector,
+collected once, and frozen again (that one pause is logged). A thaw is due every
+``thaw_every_s`` but only taken when the frozen set grew by more than ``thaw_growth`` objects
+since the last one: frozen garbage can only be part of that growth, so it stays bounded, and a
+steady server (the same wallboards for months) never pays the pause.
 
 Collections that stop the process for longer than ``SLOW_MS`` are logged (``heap.pause``) with
 their generation and length, so a pause never hides behind a latency figure.
@@ -32,11 +35,13 @@ SLOW_MS = 100.0
 
 
 class Heap:
-    """Freezes the survivors every ``freeze_every_s``; thaws and collects every ``thaw_every_s``."""
+    """Freezes the survivors every ``freeze_every_s``; thaws and collects every ``thaw_every_s`` when grown."""
 
-    def __init__(self, freeze_every_s: float, thaw_every_s: float = 3600.0) -> None:
+    def __init__(self, freeze_every_s: float, thaw_every_s: float = 3600.0, thaw_growth: int = 100_000) -> None:
         self.freeze_every_s = freeze_every_s
         self.thaw_every_s = thaw_every_s
+        self.thaw_growth = thaw_growth
+        self._thawed_at_size = 0  # the frozen set's size after the last thaw (or the start)
         self.pauses: list[tuple[int, float]] = []  # (generation, ms) of slow collections, logged by the task
         self._began = 0.0
         self._thawing = False
@@ -45,6 +50,7 @@ class Heap:
     def start(self) -> None:
         gc.callbacks.append(self._timed)
         gc.freeze()  # what start-up built lives as long as the process
+        self._thawed_at_size = gc.get_freeze_count()
         self._task = asyncio.create_task(self._run(), name="heap")
 
     async def close(self) -> None:
@@ -70,6 +76,7 @@ class Heap:
         finally:
             self._thawing = False
             gc.freeze()
+            self._thawed_at_size = gc.get_freeze_count()
         return found
 
     async def _run(self) -> None:
@@ -77,7 +84,8 @@ class Heap:
         thawed = loop.time()
         while True:
             await asyncio.sleep(self.freeze_every_s)
-            if loop.time() - thawed >= self.thaw_every_s:
+            if (loop.time() - thawed >= self.thaw_every_s
+                    and gc.get_freeze_count() - self._thawed_at_size > self.thaw_growth):
                 thawed = loop.time()
                 began = time.perf_counter()
                 found = self.thaw()

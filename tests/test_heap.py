@@ -21,7 +21,7 @@ class Node:
 
 
 async def test_frozen_cycles_skip_full_collections_and_are_collected_at_the_thaw() -> None:
-    heap = Heap(freeze_every_s=0.05, thaw_every_s=0.6)
+    heap = Heap(freeze_every_s=0.05, thaw_every_s=0.6, thaw_growth=0)
     heap.start()
     try:
         node = Node()
@@ -51,3 +51,19 @@ async def test_slow_collections_are_logged(monkeypatch: pytest.MonkeyPatch, capl
     pauses = [r for r in caplog.records if r.getMessage() == "heap.pause"]
     assert pauses and {"generation", "ms"} <= vars(pauses[0]).keys()
     assert any(vars(r)["generation"] == 1 for r in pauses)
+
+
+async def test_a_steady_heap_is_not_thawed_and_a_grown_one_is(caplog: pytest.LogCaptureFixture) -> None:
+    """The thaw (one full pass) is taken only when the frozen set grew past thaw_growth since the last one."""
+    heap = Heap(freeze_every_s=0.05, thaw_every_s=0.1, thaw_growth=50_000)
+    heap.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="wallboard.heap"):
+            await asyncio.sleep(0.5)
+            steady = [r for r in caplog.records if r.getMessage() == "heap.thawed"]
+            grown = [[n] for n in range(100_000)]  # long-lived objects: 100,001 tracked containers
+            await asyncio.sleep(0.5)
+            thawed = [r for r in caplog.records if r.getMessage() == "heap.thawed"]
+    finally:
+        await heap.close()
+    assert steady == [] and len(thawed) == 1 and len(grown) == 100_000
