@@ -14,7 +14,9 @@ import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
@@ -240,6 +242,27 @@ async def test_queue_chart_shows_the_trends_numbers(server: RunningServer, open_
     await p.select_option("#chart-granularity", "15m")
     await p.wait_for_function(f"document.querySelector('#panel-queues').dataset.loaded !== '{loaded}'")
     await agree("15m", "support")
+
+
+async def test_a_supervisor_sees_times_in_the_tenants_zone(server: RunningServer,
+                                                           open_console: Callable[..., Awaitable[Console]]) -> None:
+    """A supervisor (who may not read /api/settings) still sees history in the tenant's time zone, not the browser's:
+    Kolkata's hours begin at :30 UTC, so each hourly bucket reads :00 there."""
+    tenant = new_tenant("sv-zone")
+    start = datetime.now(ZoneInfo("Asia/Kolkata")).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    async with server.client(server.token(tenant, "admin")) as client:
+        response = await client.put("/api/settings", json={"timezone": "Asia/Kolkata",
+                                                           "day_starts_at": start.strftime("%H:%M")})
+    assert response.status_code == 200, response.text
+    await post_events(server, tenant, busy_center(hours=4))
+    console = await open_console()
+    await console.open(server, server.token(tenant, "supervisor"))
+    await console.ready()
+    await console.tab("queues")
+    p = console.page
+    assert "times in Asia/Kolkata" in (await p.text_content("#chart-note") or "")
+    labels = await p.eval_on_selector_all("#queue-buckets tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert labels and all(label.endswith(":00") for label in labels), labels
 
 
 async def test_sectors_satisfaction_and_costs(server: RunningServer, open_console: Callable[..., Awaitable[Console]]) -> None:

@@ -105,6 +105,7 @@ class Snapshot:
         return {
             "as_of": iso_ms(self.now_ms),
             "day": self.day,
+            "timezone": self.settings.timezone,  # the zone of `day` (read by every role, unlike /api/settings)
             "interval_start": iso_ms(self.interval_start),
             "agents": {"logged_in": sum(by_state.values()), "by_state": by_state},
             "queues": queues,

@@ -43,6 +43,32 @@ export function backoffMs(attempt, baseMs = 500, capMs = 30000) {
   return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);
 }
 
+/**
+ * The server's clock as seen from here, learned from the `as_of` of the documents that arrive.
+ * A document arrives some time after its `as_of` (a snapshot may be a few seconds old), so each
+ * sample underestimates the offset by that delay: the largest sample of the last minute (the
+ * least delayed) is the best guess, so clocks on a board never jump back; a clock change ages out.
+ */
+export class ServerClock {
+  constructor() {
+    this.samples = [];
+    this.skewMs = 0; // server clock − this clock
+  }
+
+  learn(asOf) {
+    const server = Date.parse(asOf);
+    if (!Number.isFinite(server)) return;
+    const now = Date.now();
+    this.samples = this.samples.filter((s) => now - s.at < 60_000);
+    this.samples.push({ at: now, skew: server - now });
+    this.skewMs = Math.max(...this.samples.map((s) => s.skew));
+  }
+
+  now() {
+    return Date.now() + this.skewMs;
+  }
+}
+
 export class LiveClient {
   /**
    * @param {object} o

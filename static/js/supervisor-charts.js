@@ -2,7 +2,7 @@
 //
 // Each chart is one uPlot instance per container, rebuilt when its series change and resized
 // with its container. Bucket starts are the x values (epoch seconds); axis labels are in the
-// tenant's time zone when the page knows it (admins), else in the browser's.
+// tenant's time zone (the overview says it), else in the browser's.
 
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 

@@ -6,7 +6,7 @@
 // of every history section is one picker in the header, in the tenant's days (ISO dates; the
 // tenant's today comes from the overview's `day`), defaulting to today.
 
-import { LiveClient, fragmentParams, jwtPayload } from "./live.js";
+import { LiveClient, ServerClock, fragmentParams, jwtPayload } from "./live.js";
 import { $, addDays, createApi, explain } from "./supervisor-api.js";
 import { createAgents } from "./supervisor-agents.js";
 import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
@@ -25,8 +25,8 @@ const page = {
   from: null,
   to: null,
   preset: "today",
-  timeZone: undefined,      // the tenant's zone when known (admins read settings), else the browser's
-  skewMs: 0,                // server clock − client clock
+  timeZone: undefined,      // the tenant's zone (overview `timezone`; admins also read settings), else the browser's
+  clock: new ServerClock(),  // the server's clock, from the overviews' as_of
   queues: new Set(),
   tab: "agents",
   refused: false,
@@ -110,25 +110,12 @@ function loadTab(name) {
 // -- live --------------------------------------------------------------------------------
 
 function serverNow() {
-  return Date.now() + page.skewMs;
-}
-
-/**
- * The server clock's offset from ours, from an overview's `as_of`. A document arrives some time
- * after its `as_of`, so each sample underestimates the offset by that delay: the largest sample
- * of the last minute (the least delayed) is the best guess, and a clock change ages out.
- */
-function learnSkew(asOf) {
-  const server = Date.parse(asOf);
-  if (!Number.isFinite(server)) return;
-  const now = Date.now();
-  page.skewSamples = (page.skewSamples || []).filter((s) => now - s.at < 60_000);
-  page.skewSamples.push({ at: now, skew: server - now });
-  page.skewMs = Math.max(...page.skewSamples.map((s) => s.skew));
+  return page.clock.now();
 }
 
 function onOverview(doc) {
-  learnSkew(doc.as_of);
+  page.clock.learn(doc.as_of);
+  if (doc.timezone) page.timeZone = doc.timezone;
   for (const q of doc.queues || []) page.queues.add(q.queue_id);
   const t = doc.today || {};
   const strip = { offered: t.offered, answered: t.answered, waiting: t.waiting, service_level: t.service_level, abandon_rate: t.abandon_rate };

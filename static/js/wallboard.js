@@ -5,7 +5,7 @@
 // with the clock (longest wait, time in state) tick here every second from
 // `oldest_queued_at` / `since`, corrected by the server clock's offset from `as_of`.
 
-import { LiveClient, fragmentParams, jwtPayload } from "./live.js";
+import { LiveClient, ServerClock, fragmentParams, jwtPayload } from "./live.js";
 import { duration, percent } from "./format.js";
 
 // Alert thresholds: tenant_settings.DEFAULT_ALERTS; a `thresholds` (or `alerts`) block in the
@@ -24,7 +24,7 @@ const $ = (id) => document.getElementById(id);
 const board = {
   overview: null,
   agents: null,
-  skewMs: 0, // server clock − client clock
+  clock: new ServerClock(), // the server's clock, from the overviews' as_of
   thresholds: DEFAULT_THRESHOLDS,
 };
 
@@ -71,7 +71,7 @@ function setTile(metric, value, text, { lvl = null, sub = null } = {}) {
 }
 
 function serverNow() {
-  return Date.now() + board.skewMs;
+  return board.clock.now();
 }
 
 function waitOf(queue) {
@@ -248,8 +248,7 @@ function showOverlay(title, text) {
 function onData(view, data) {
   if (view === "overview") {
     board.overview = data;
-    const server = Date.parse(data.as_of);
-    if (Number.isFinite(server)) board.skewMs = server - Date.now();
+    board.clock.learn(data.as_of);
     const t = data.thresholds || data.alerts;
     if (t) board.thresholds = { ...DEFAULT_THRESHOLDS, ...t };
     renderOverview();
