@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -127,6 +128,19 @@ async def test_expired_within_leeway_is_accepted(server: RunningServer) -> None:
     now = int(time.time())
     token = jwt.encode(claims(iat=now - 3600, exp=now - 5), TEST_SECRET, algorithm="HS256")
     assert (await get(server, token)).status_code == 200
+
+
+async def test_a_token_that_served_is_refused_once_it_expires(server_factory: Callable[[Settings], Awaitable[RunningServer]],
+                                                               settings: Settings) -> None:
+    """A token accepted again and again (the server remembers verified tokens) is refused the moment it expires."""
+    server = await server_factory(settings.replace(jwt_leeway_s=0))
+    exp = int(time.time()) + 2
+    token = jwt.encode(claims(exp=exp), TEST_SECRET, algorithm="HS256")
+    for _ in range(3):
+        assert (await get(server, token)).status_code == 200
+    await asyncio.sleep(exp + 1.2 - time.time())
+    assert_401(await get(server, token), "token_expired")
+    assert_401(await get(server, token), "token_expired")
 
 
 async def test_nbf_in_future(server: RunningServer) -> None:
