@@ -16,7 +16,9 @@ since the last one: frozen garbage can only be part of that growth, so it stays 
 steady server (the same wallboards for months) never pays the pause.
 
 Collections that stop the process for longer than ``SLOW_MS`` are logged (``heap.pause``) with
-their generation and length, so a pause never hides behind a latency figure.
+their generation and length, so a pause never hides behind a latency figure, and trigger a freeze
+within ``CHECK_S``: when thousands of clients connect at once, what they built is frozen after the
+first slow pass instead of being walked again by the next ones.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from . import background
 log = logging.getLogger("wallboard.heap")
 
 SLOW_MS = 100.0
+CHECK_S = 1.0  # how often the task looks for slow collections (and freezes at once after one)
 
 
 class Heap:
@@ -81,18 +84,21 @@ class Heap:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        thawed = loop.time()
+        thawed = frozen = loop.time()
         while True:
-            await asyncio.sleep(self.freeze_every_s)
+            await asyncio.sleep(min(CHECK_S, self.freeze_every_s))
+            pauses, self.pauses = self.pauses, []
+            for generation, ms in pauses:
+                log.warning("heap.pause", extra={"generation": generation, "ms": round(ms, 1)})
             if (loop.time() - thawed >= self.thaw_every_s
                     and gc.get_freeze_count() - self._thawed_at_size > self.thaw_growth):
-                thawed = loop.time()
+                thawed = frozen = loop.time()
                 began = time.perf_counter()
                 found = self.thaw()
                 log.info("heap.thawed", extra={"collected": found, "frozen": gc.get_freeze_count(),
                                                "ms": round((time.perf_counter() - began) * 1000, 1)})
-            else:
+            elif pauses or loop.time() - frozen >= self.freeze_every_s:
+                # A slow pass means much has survived since the last freeze (thousands of clients
+                # connecting at once): freeze it now rather than walk it again at the next pass.
+                frozen = loop.time()
                 gc.freeze()
-            pauses, self.pauses = self.pauses, []
-            for generation, ms in pauses:
-                log.warning("heap.pause", extra={"generation": generation, "ms": round(ms, 1)})

@@ -13,6 +13,11 @@ from server import heap as heap_module
 from server.heap import Heap
 
 
+def frozen(obj: object) -> bool:
+    """Whether the collector has ``obj`` in its permanent generation (in none of the three it walks)."""
+    return gc.is_tracked(obj) and all(o is not obj for generation in range(3) for o in gc.get_objects(generation))
+
+
 class Node:
     """An object in a reference cycle: only the cyclic collector can free it."""
 
@@ -21,18 +26,19 @@ class Node:
 
 
 async def test_frozen_cycles_skip_full_collections_and_are_collected_at_the_thaw() -> None:
-    heap = Heap(freeze_every_s=0.05, thaw_every_s=0.6, thaw_growth=0)
+    heap = Heap(freeze_every_s=0.05, thaw_every_s=3600)
     heap.start()
     try:
         node = Node()
         gone = weakref.ref(node)
-        await asyncio.sleep(0.2)  # frozen by now
-        assert gc.get_freeze_count() > 0
+        await asyncio.sleep(0.2)
+        assert frozen(node)
         del node
         gc.collect()
         assert gone() is not None, "a frozen object was walked by a full collection"
-        await asyncio.sleep(0.8)  # the thaw has come
+        assert heap.thaw() > 0
         assert gone() is None, "frozen cyclic garbage outlived the thaw"
+        assert gc.get_freeze_count() > 0, "the thaw did not freeze the survivors again"
     finally:
         await heap.close()
     assert gc.get_freeze_count() == 0 and heap._task is None
@@ -67,3 +73,18 @@ async def test_a_steady_heap_is_not_thawed_and_a_grown_one_is(caplog: pytest.Log
     finally:
         await heap.close()
     assert steady == [] and len(thawed) == 1 and len(grown) == 100_000
+
+
+async def test_a_slow_collection_freezes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a slow pass the survivors are frozen within a second, without waiting for freeze_every_s."""
+    monkeypatch.setattr(heap_module, "SLOW_MS", 0.0)  # every collection counts as slow
+    heap = Heap(freeze_every_s=3600, thaw_every_s=3600)
+    heap.start()
+    try:
+        survivors = [[n] for n in range(10_000)]
+        gc.collect(2)
+        assert not frozen(survivors[0])
+        await asyncio.sleep(1.5)
+        assert frozen(survivors[0]) and frozen(survivors[-1])
+    finally:
+        await heap.close()
