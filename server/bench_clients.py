@@ -181,7 +181,7 @@ async def hold(uri: str, specs: list[Spec], chunk: int, counts: Any, stop_event:
                     await loop.create_connection(lambda: client, target.host, target.port)
                     await client.opened
             except Exception as exc:  # noqa: BLE001 - reported; the parent fails the run
-                held.error = held.error or f"connect failed: {type(exc).__name__}: {exc}"
+                client.fail(f"connect failed: {type(exc).__name__}: {exc}")
                 counts[FAILED] += 1
                 if client.transport is not None:
                     client.transport.abort()

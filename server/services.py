@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from .auth import Principal, Role, bearer
+from .config import Settings
 
 if TYPE_CHECKING:  # the types only: app.py builds the services, route modules import this one
     from .analytics import Analytics
     from .auth import TokenVerifier
-    from .config import Settings
     from .db import Database
     from .hub import Hub
     from .ingest import Ingestor
@@ -57,7 +57,7 @@ def principal(conn: HTTPConnection, allowed: frozenset[Role]) -> Principal:
 REDIS_WAIT_S = 5.0  # how long a command waits for a free pooled connection before Redis counts as down
 
 
-def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
+def redis_client(url: str, max_connections: int = Settings.redis_pool_max) -> aioredis.Redis:
     """A redis-py asyncio client on a bounded pool; ``valkey://`` URLs are accepted as ``redis://``.
 
     The pool blocks: past ``max_connections`` commands in flight, the next one waits (up to

@@ -78,7 +78,7 @@ def error(code: str, message: str) -> Frame:
 
 
 def text_of(data: Frame) -> str:
-    """The payload of a frame from :func:`server.hub.frame`, for ``websocket.send``."""
+    """The payload of a frame from :func:`server.outbox.frame`, for ``websocket.send``."""
     size = data[1] & 0x7F
     return data[2 if size < 126 else 4 if size == 126 else 10:].decode()
 
