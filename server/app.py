@@ -7,8 +7,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -16,30 +14,49 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from . import anomaly, audit, costs, history, ingest, predictions, queue_log_api, reports, scorecards, staffing, tenant_settings, ws
-from .analytics import Analytics
-from .auth import Role, TokenVerifier
-from .config import Settings
-from .db import Database
-from .errors import ConfigError, ServiceUnavailable, WallboardError
-from .hub import Hub
-from .ingest import Ingestor
-from .live import routes as live_routes
-from .live.keys import Keys
-from .live.state import LiveState
-from .responses import JSON, failure, success
-from .scorecards import ScorecardRefresher
-from .services import Services, principal, redis_client, services
-from .tenant_settings import SettingsStore
+from server.analytics.service import Analytics
+from server.api import (
+    anomalies,
+    audit,
+    costs,
+    events,
+    history,
+    predictions,
+    queue_log,
+    reports,
+    scorecards,
+    staffing,
+    system,
+    ws,
+)
+from server.api import (
+    live as live_api,
+)
+from server.api import (
+    settings as tenant_settings,
+)
+from server.api.context import Services
+from server.api.responses import JSON, failure
+from server.core.auth import TokenVerifier
+from server.core.config import Settings
+from server.core.db import Database
+from server.core.errors import ConfigError, ServiceUnavailable, WallboardError
+from server.core.redis_client import redis_client
+from server.core.resources import static_dir
+from server.core.tenant_settings import SettingsStore
+from server.history.scorecards import ScorecardRefresher
+from server.live.hub import Hub
+from server.live.keys import Keys
+from server.live.recorder import Ingestor
+from server.live.state import LiveState
 
 log = logging.getLogger("wallboard.app")
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 async def open_services(settings: Settings, *, background: bool = True) -> Services:
@@ -86,42 +103,6 @@ async def close_services(svc: Services) -> None:
     await svc.live.close()
     await svc.redis.aclose()
     await svc.db.close()
-
-
-async def health(request: Request) -> Response:
-    """PostgreSQL and Redis, each ``ok`` or ``down`` (Redis also ``rebuilding``); no token needed.
-
-    503 when PostgreSQL, the system of record, is down: nothing can be accepted.
-    200 ``degraded`` when only the live view suffers (Redis down or live state
-    being rebuilt): ingest still commits, so a load balancer should keep the
-    process. 200 ``ok`` when all is well.
-    """
-    svc = services(request)
-
-    async def check(probe: Any) -> str:
-        try:
-            await asyncio.wait_for(probe(), 2)
-            return "ok"
-        except Exception:  # noqa: BLE001 - any failure of the probe means "down"
-            return "down"
-
-    pg, rd = await asyncio.gather(check(svc.db.ping), check(svc.redis.ping))
-    if rd == "ok" and svc.live.stale:
-        rd = "rebuilding"
-    body = {"status": "ok" if pg == rd == "ok" else "degraded", "postgres": pg, "redis": rd,
-            "live": "stale" if rd != "ok" else "ok"}
-    return JSON(body, status_code=503 if pg == "down" else 200, headers={"Cache-Control": "no-store"})
-
-
-async def whoami(request: Request) -> Response:
-    """The verified identity of the caller's token: tenant, role, sub, expiry (any role)."""
-    who = principal(request, frozenset(Role))
-    return success({"client_id": who.tenant, "role": who.role.value, "sub": who.sub,
-                    "expires_at": _iso(who.exp)})
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def on_wallboard_error(request: Request, exc: Exception) -> Response:
@@ -187,16 +168,12 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
             await close_services(svc)
             log.info("app.stopped")
 
-    api: list[BaseRoute] = [
-        Route("/api/metrics/health", health, methods=["GET"]),
-        Route("/api/auth/whoami", whoami, methods=["GET"]),
-    ]
-    api += ingest.routes + queue_log_api.routes + tenant_settings.routes + live_routes.routes + staffing.routes
-    api += history.routes + costs.routes + reports.routes + audit.routes + scorecards.routes
-    api += predictions.routes + anomaly.routes
+    api: list[BaseRoute] = []
+    for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
+                   scorecards, predictions, anomalies):
+        api += module.routes
     api += routes or []
-    if STATIC_DIR.is_dir():
-        api.append(Mount("/", app=StaticFiles(directory=STATIC_DIR, html=True), name="static"))
+    api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
     return WallboardApp(
         routes=api,
         lifespan=lifespan,

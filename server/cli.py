@@ -7,20 +7,15 @@ ends the command with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .auth import TokenVerifier, mint, parse_ttl
-from .config import Settings
-from .embedded import EmbeddedServices, signing_secret
-from .errors import WallboardError
-
-DEMO_TENANT = "demo"
+from server.core.auth import mint, parse_ttl
+from server.core.config import Settings
+from server.core.embedded import signing_secret
+from server.core.errors import WallboardError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -135,192 +130,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = True,
-                 progress: Callable[[str], None] | None = None) -> tuple[Settings, EmbeddedServices | None]:
-    """Settings completed with the embedded servers where DATABASE_URL / REDIS_URL are unset.
-
-    The caller owns the returned EmbeddedServices and must ``stop()`` it.
-    """
-    say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-    need_pg = postgres and settings.database_url is None
-    need_valkey = valkey and settings.redis_url is None
-    use_own_secret = settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
-    embedded = None
-    if need_pg or need_valkey:
-        embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
-        embedded.start(progress=say)
-        settings = settings.replace(
-            database_url=settings.database_url or embedded.database_url,
-            redis_url=settings.redis_url or embedded.redis_url,
-        )
-    if use_own_secret:
-        settings = settings.replace(jwt_secret=signing_secret(settings.data_dir))
-    return settings, embedded
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from server.runtime import serve
 
-    from . import logs
-    from .app import create_app, uvicorn_options
-    from .heap import Heap
+    feeders = []
+    if args.demo:
+        from server.tools.simulate import feed_demo
 
-    settings = Settings.from_env()
-    log_config = logs.setup(settings.log_level, settings.log_format)
-    port = args.port if args.port is not None else settings.port
-    settings, embedded = with_runtime(settings)
-    try:
-        asyncio.run(preflight(settings))
-        app = create_app(settings)
-        config = uvicorn.Config(app, host=args.host, port=port, log_config=log_config, proxy_headers=True,
-                                timeout_graceful_shutdown=10, **uvicorn_options(settings))
-        server = uvicorn.Server(config)
-
-        async def run() -> None:
-            tasks = [asyncio.create_task(_announce(server, settings, args.host, port))]
-            if args.demo:
-                tasks.append(asyncio.create_task(_demo(server, settings, args.host, port)))
-            heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
-            if heap is not None:
-                heap.start()
-            try:
-                await server.serve()
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                if heap is not None:
-                    await heap.close()
-
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(run())
-        return 0 if server.started else 1
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-async def preflight(settings: Settings) -> None:
-    """Fail fast, with one line, on a bad key, an unreachable PostgreSQL or Redis; then migrate."""
-    from .app import close_services, open_services
-    from .db import migrate
-
-    assert settings.database_url is not None
-    TokenVerifier(settings)
-    await migrate(settings.database_url, app_role=settings.app_role)
-    await close_services(await open_services(settings, background=False))
-
-
-async def _announce(server: Any, settings: Settings, host: str, port: int) -> None:
-    """Print the URL a person can open, once the server listens, with a token in the fragment."""
-    while not server.started:
-        await asyncio.sleep(0.05)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    base = f"http://{shown}:{port}"
-    lines = [f"wallboard server listening on {base}"]
-    if settings.jwt_secret is not None or settings.jwt_private_key is not None:
-        token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
-        admin = mint(settings, tenant=DEMO_TENANT, role="admin", sub="demo-admin", ttl_s=7 * 86400)
-        lines.append(f"open {base}/#token={token}")
-        lines.append(f"  wallboard:  {base}/wallboard.html#token={token}")
-        lines.append(f"  supervisor: {base}/supervisor.html#token={admin}  (admin: settings too)")
-        lines.append("(the token is in the URL fragment, which browsers never send to the server)")
-    print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    import random
-    from datetime import timedelta
-
-    from . import logs
-    from .simulate import PostStats, SimulationConfig, run_simulation
-
-    settings = Settings.from_env()
-    logs.setup(settings.log_level, "text" if sys.stderr.isatty() else settings.log_format)
-    seed = args.seed if args.seed is not None else random.randrange(1 << 31)
-    config = SimulationConfig(agents=args.agents, queues=args.queues, calls_per_hour=args.calls_per_hour, seed=seed)
-    duration = timedelta(minutes=args.minutes) if args.minutes else None
-    started = time.monotonic()
-
-    def progress(stats: PostStats) -> None:
-        rate = stats.accepted / max(time.monotonic() - started, 1e-3)
-        print(f"\rsimulate: {stats.batches} batches, {stats.accepted} accepted, {stats.duplicates} duplicates, "
-              f"{stats.rejected} rejected, {stats.retries} retries ({rate:.0f} events/s)", end="", file=sys.stderr,
-              flush=True)
-
-    print(f"simulate: seed {seed}, {args.agents} agents, {args.queues} queues, {args.calls_per_hour:g} calls/h, "
-          f"speed {args.speed:g} -> {args.url} (Ctrl-C stops)", file=sys.stderr)
-    try:
-        stats = asyncio.run(run_simulation(args.url, args.token, config, speed=args.speed, duration=duration,
-                                           on_progress=progress))
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    print(file=sys.stderr)
-    return 0 if stats.rejected == 0 and stats.skipped == 0 else 1
-
-
-def cmd_rebuild_live(args: argparse.Namespace) -> int:
-    from .app import close_services, open_services
-
-    settings, embedded = with_runtime(Settings.from_env())
-
-    async def run() -> int:
-        svc = await open_services(settings, background=False)
-        try:
-            return await svc.live.rebuild(args.tenant, reset=True)
-        finally:
-            await close_services(svc)
-
-    try:
-        started = time.monotonic()
-        count = asyncio.run(run())
-        print(f"rebuilt the live state of {args.tenant!r} from {count} events in {time.monotonic() - started:.1f}s")
-        return 0
-    finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-async def _demo(server: Any, settings: Settings, host: str, port: int) -> None:
-    """Feed tenant 'demo' with a simulated contact center: today so far at once, then live."""
-    from datetime import UTC, datetime, timedelta
-
-    from .simulate import SimulationConfig, run_simulation
-
-    while not server.started:
-        await asyncio.sleep(0.05)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    token = mint(settings, tenant=DEMO_TENANT, role="ingest", sub="demo-simulator", ttl_s=365 * 86400)
-    now = datetime.now(UTC)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    backfill = max(day_start, now - timedelta(hours=8))
-    config = SimulationConfig(agents=90, queues=3, calls_per_hour=600, seed=int(day_start.timestamp()))
-    await run_simulation(f"http://{shown}:{port}", token, config, backfill_from=backfill)
+        feeders.append(feed_demo)
+    return serve(args.host, args.port, feeders)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from .db import migrate
+    from server.runtime import apply_migrations
 
-    settings = Settings.from_env()
-    settings, embedded = with_runtime(settings, valkey=False)
-    try:
-        assert settings.database_url is not None
-        applied = asyncio.run(migrate(settings.database_url, app_role=settings.app_role))
-        print(f"applied {len(applied)} migration(s): {applied}" if applied else "database is up to date")
-        return 0
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    return apply_migrations()
+
+
+def cmd_rebuild_live(args: argparse.Namespace) -> int:
+    from server.runtime import rebuild_live
+
+    return rebuild_live(args.tenant)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from server.tools.simulate import cmd_simulate as run
+
+    return run(args)
+
+
+def cmd_ingest_queue_log(args: argparse.Namespace) -> int:
+    from server.tools.queue_log_feed import cmd_ingest_queue_log as run
+
+    return run(args)
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -347,91 +189,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_ingest_queue_log(args: argparse.Namespace) -> int:
-    """Post a queue_log file's events; 0 when all went in, 1 when lines were refused, 2 on bad config.
-
-    Without ``--token`` (or ``$WALLBOARD_TOKEN``) an ingest token is minted here from the
-    configured signing secret or private key. Such a token is re-minted when the server
-    answers 401 (it expired during a long ``--follow``); a given token is used as it is.
-    Ctrl-C stops at once: the offset of every batch the server answered is already saved,
-    and a batch in flight is sent again next time (the server counts it as duplicates).
-    """
-    from .queue_log_follow import IngestError, ingest_file
-
-    settings = Settings.from_env()
-    url = args.url or f"http://127.0.0.1:{settings.port}"
-    # A client credential, not server configuration: read here rather than into Settings.
-    given = args.token or os.environ.get("WALLBOARD_TOKEN") or None
-
-    def new_token() -> str:
-        signer = settings
-        if signer.jwt_secret is None and signer.jwt_public_key is None:
-            signer = signer.replace(jwt_secret=signing_secret(signer.data_dir))
-        elif signer.jwt_public_key is not None and signer.jwt_private_key is None:
-            raise WallboardError(
-                "WALLBOARD_JWT_PUBLIC_KEY is set (RS256/ES256) but WALLBOARD_JWT_PRIVATE_KEY is not: "
-                "set it to the PEM private key, or pass an ingest token with --token or $WALLBOARD_TOKEN"
-            )
-        return mint(signer, tenant=args.tenant, role="ingest", sub="queue-log", ttl_s=24 * 3600)
-
-    try:
-        token = given or new_token()
-    except ValueError as exc:  # an ill-formed tenant
-        print(f"wallboard: error: {exc}", file=sys.stderr)
-        return 2
-    totals = dict.fromkeys(("lines", "events", "accepted", "duplicates", "rejected", "errors"), 0)
-    try:
-        while True:
-            try:
-                summary = asyncio.run(ingest_file(args.file, url, token, follow=args.follow,
-                                                  state_path=args.state_file, batch_size=args.batch,
-                                                  progress=sys.stderr.isatty()))
-            except IngestError as exc:
-                if given or not isinstance(exc.details, dict) or exc.details.get("status") != 401:
-                    raise
-                token = new_token()  # resumes at the committed offset with a fresh token
-                continue
-            for key in totals:
-                totals[key] += summary.get(key, 0)
-            break
-    except FileNotFoundError as exc:
-        print(f"wallboard: error: {exc.filename or args.file}: no such file", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"stopped; the next run resumes at the saved offset ({args.state_file or args.file + '.offset.json'})",
-              file=sys.stderr)
-        return 130
-    print(f"{args.file}: {totals['lines']} lines read, {totals['events']} events sent: "
-          f"{totals['accepted']} accepted, {totals['duplicates']} duplicates, {totals['rejected']} rejected; "
-          f"{totals['errors']} unparseable lines")
-    return 1 if totals["rejected"] or totals["errors"] else 0
-
-
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
-    from .bench import cmd_bench_ingest
+    from server.tools.bench import cmd_bench_ingest
 
     return cmd_bench_ingest(args)
 
 
 def cmd_bench_history(args: argparse.Namespace) -> int:
-    from .bench_history import cmd_bench_history as run
+    from server.tools.bench_history import cmd_bench_history as run
 
     return run(args)
 
 
 def cmd_bench_forecast(args: argparse.Namespace) -> int:
-    from .bench_forecast import cmd_bench_forecast as run
+    from server.tools.bench_forecast import cmd_bench_forecast as run
 
     return run(args)
 
 
 def cmd_seed_history(args: argparse.Namespace) -> int:
-    from .seed_history import cmd_seed_history
+    from server.tools.seed_history import cmd_seed_history
 
     return cmd_seed_history(args)
 
 
 def cmd_bench_fanout(args: argparse.Namespace) -> int:
-    from .bench_fanout import cmd_bench_fanout
+    from server.tools.bench_fanout import cmd_bench_fanout
 
     return cmd_bench_fanout(args)

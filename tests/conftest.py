@@ -30,10 +30,10 @@ import redis.asyncio as aioredis
 import uvicorn
 
 from server.app import create_app, uvicorn_options
-from server.auth import mint
-from server.config import Settings
-from server.db import migrate
-from server.embedded import EmbeddedServices
+from server.core.auth import mint
+from server.core.config import Settings
+from server.core.db import migrate
+from server.core.embedded import EmbeddedServices
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from server.app import create_app, uvicorn_options
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import ROOT, RunningServer, _Server
 

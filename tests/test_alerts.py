@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from server.alerts import breaches
-from server.config import Settings
-from server.tenant_settings import DEFAULT_ALERTS
+from server.analytics.alerts import breaches
+from server.core.config import Settings
+from server.core.tenant_settings import DEFAULT_ALERTS
 
 from .conftest import RunningServer
 from .test_forecast import api, z

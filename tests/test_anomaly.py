@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from server import anomaly, forecast
-from server.bench_forecast import Traffic, render, run
-from server.services import Services
+from server.analytics import anomaly, forecast
+from server.api.context import Services
+from server.tools.bench_forecast import Traffic, render, run
 
 from .conftest import RunningServer
 from .test_forecast import api, new_tenant, simulated_history, write_history, z

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import TEST_SECRET, RunningServer
 

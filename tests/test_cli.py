@@ -93,8 +93,8 @@ def test_serve_demo_feeds_a_moving_wallboard(database: str, backends, tmp_path: 
 
     import httpx
 
-    from server.auth import mint
-    from server.config import Settings
+    from server.core.auth import mint
+    from server.core.config import Settings
 
     from .conftest import free_socket
 

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from server.events import Event, EventError, parse_body, parse_event
+from server.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from server.ingest.events import Event, EventError, parse_body, parse_event
 
 ISO = "2024-11-25T10:00:00.000Z"
 MS = 1732528800000

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from server import forecast
-from server.bench_forecast import Simulated, Traffic, render, run
+from server.analytics import forecast
+from server.analytics.staffing import staffing
 from server.cli import build_parser
-from server.staffing import staffing
+from server.tools.bench_forecast import Simulated, Traffic, render, run
 
 from .conftest import RunningServer
 from .test_ws import agent_state, post, queued

@@ -9,8 +9,8 @@ import weakref
 
 import pytest
 
-from server import heap as heap_module
-from server.heap import Heap
+from server.core import heap as heap_module
+from server.core.heap import Heap
 
 
 def frozen(obj: object) -> bool:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from server.simulate import SimulationConfig, generate
+from server.tools.simulate import SimulationConfig, generate
 
 from .conftest import RunningServer
 from .live_reference import ms, recompute

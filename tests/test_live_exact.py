@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.simulate import SimulationConfig, generate
+from server.tools.simulate import SimulationConfig, generate
 
 from .conftest import RunningServer
 from .live_reference import ms, recompute

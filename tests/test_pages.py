@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import RunningServer
 from .pages import (

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from server.queue_log import QueueLogError, normalise_agent, parse_line, parse_lines
-from server.queue_log_follow import Batch, QueueLogFollower
+from server.ingest.queue_log import QueueLogError, normalise_agent, parse_line, parse_lines
+from server.tools.queue_log_follow import Batch, QueueLogFollower
 
 T = "1732528800"  # 2024-11-25T10:00:00Z
 ISO = "2024-11-25T10:00:00.000Z"

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from server.db import query
-from server.seed_history import SeedConfig, seed_history
-from server.simulate import SimulationConfig, arrival_rate, generate
-from server.tenant_settings import TenantSettings
+from server.core.db import query
+from server.core.tenant_settings import TenantSettings
+from server.tools.seed_history import SeedConfig, seed_history
+from server.tools.simulate import SimulationConfig, arrival_rate, generate
 
 from .conftest import RunningServer
 from .test_cli import assert_one_line_error, run

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server.simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
+from server.tools.simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 STATES = {"logged_out", "available", "on_call", "wrap_up", "break", "other"}

@@ -7,7 +7,7 @@ from decimal import Decimal, getcontext
 
 import pytest
 
-from server.staffing import erlang_c, required_agents, staffing
+from server.analytics.staffing import erlang_c, required_agents, staffing
 
 from .conftest import RunningServer
 

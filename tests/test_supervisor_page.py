@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import jwt
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import ROOT, RunningServer
 from .pages import (

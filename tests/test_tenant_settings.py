@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from server.api.context import Services
 from server.app import create_app
-from server.config import Settings
-from server.db import Database
-from server.errors import BadRequest
-from server.services import Services
-from server.tenant_settings import SettingsStore, TenantSettings, validate
+from server.core.config import Settings
+from server.core.db import Database
+from server.core.errors import BadRequest
+from server.core.tenant_settings import SettingsStore, TenantSettings, validate
 
 from .conftest import RunningServer
 

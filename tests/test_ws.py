@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from server.app import create_app, uvicorn_options
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import ROOT, TEST_SECRET, RunningServer, _Server, free_socket
 

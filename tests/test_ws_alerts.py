@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 
 from .conftest import RunningServer
 from .test_ws import Board, board, new_tenant, second_process

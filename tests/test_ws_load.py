@@ -21,8 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from server.config import Settings
-from server.hub import Hub
+from server.core.config import Settings
+from server.live.hub import Hub
 
 from .conftest import RunningServer
 from .live_reference import ms, recompute

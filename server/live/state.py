@@ -29,12 +29,12 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .. import background
-from ..db import Database, query
-from ..errors import ServiceUnavailable
-from ..events import Event
-from ..tenant_settings import SettingsStore, TenantSettings
-from .keys import Keys
+from server.core import background
+from server.core.db import Database, query
+from server.core.errors import ServiceUnavailable
+from server.core.tenant_settings import SettingsStore, TenantSettings
+from server.ingest.events import Event
+from server.live.keys import Keys
 
 log = logging.getLogger("wallboard.live")
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from .. import metrics
-from ..tenant_settings import TenantSettings
+from server.core.tenant_settings import TenantSettings
+from server.history import formulas as metrics
 
 AGENT_STATES = ("available", "on_call", "wrap_up", "break", "other")
-# The forecast's Erlang C staffing of the interval, written into its counters hash by server/predictions.py.
+# The forecast's Erlang C staffing of the interval, written into its counters hash by server/analytics/predictions.py.
 FORECAST_FIELD = "fc_required_agents"
 
 

@@ -1,0 +1,46 @@
+"""The analytics a server process runs in the background, built and owned as one.
+
+Tenant activity (who changed lately), the forecast refresh and live staffing, the
+anomaly checks of closed intervals and the threshold alerts. ``open_services`` builds
+an :class:`Analytics` and starts it; ``close_services`` cancels and awaits every task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from server.analytics.alerts import AlertEvaluator
+from server.analytics.anomaly import AnomalyDetector
+from server.analytics.predictions import Forecaster
+from server.live.activity import TenantActivity
+
+if TYPE_CHECKING:
+    from server.core.config import Settings
+    from server.core.db import Database
+    from server.core.tenant_settings import SettingsStore
+    from server.live.hub import Hub
+    from server.live.keys import Keys
+    from server.live.state import LiveState
+
+
+class Analytics:
+    """Activity, forecasts, anomalies and alerts of one process; ``start`` and ``close`` them together."""
+
+    def __init__(self, settings: Settings, db: Database, redis: aioredis.Redis, keys: Keys, store: SettingsStore,
+                 live: LiveState, hub: Hub) -> None:
+        self.activity = TenantActivity(redis, keys)
+        self.forecaster = Forecaster(db, redis, keys, store, settings, self.activity)
+        self.detector = AnomalyDetector(db, redis, keys, store, hub, self.activity)
+        self.alerts = AlertEvaluator(redis, live, store, db, keys, hub, self.activity, every_s=settings.alerts_every_s)
+
+    def start(self) -> None:
+        self.activity.start()
+        self.forecaster.start()
+        self.detector.start()
+        self.alerts.start()
+
+    async def close(self) -> None:
+        for part in (self.alerts, self.detector, self.forecaster, self.activity):
+            await part.close()

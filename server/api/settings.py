@@ -1,0 +1,68 @@
+"""`GET|PUT /api/settings` (admin): the tenant's settings, read and changed (audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.responses import success
+from server.core.auth import ADMIN
+from server.core.errors import BadRequest, PayloadTooLarge
+from server.core.tenant_settings import MAX_BODY, SettingsStore, TenantSettings
+
+
+def _admin(request: Request) -> tuple[str, SettingsStore]:
+    """The caller's tenant (role admin only) and the settings store."""
+    from server.api.context import principal, services  # services imports this module: resolve at call time
+
+    return principal(request, ADMIN).tenant, services(request).settings_store
+
+
+async def get_settings(request: Request) -> Response:
+    """``GET /api/settings`` (admin): every setting of the caller's tenant, defaults included."""
+    tenant, store = _admin(request)
+    return success((await store.get(tenant)).to_json())
+
+
+async def put_settings(request: Request) -> Response:
+    """``PUT /api/settings`` (admin): a partial update (audited); replies with every setting after it."""
+    from server.api import audit
+    from server.api.context import principal, services
+
+    tenant, store = _admin(request)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"the settings body exceeds {MAX_BODY} bytes")
+    try:
+        patch = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc}): send a JSON object of settings",
+                         code="invalid_json") from None
+    if not isinstance(patch, dict):
+        raise BadRequest(f"expected a JSON object of settings, got {type(patch).__name__}", code="expected_object")
+    before = await store.get(tenant)
+    after = await store.put(tenant, patch)
+    await audit.request_entry(request, principal(request, ADMIN), "settings.change", {"changed": sorted(patch)})
+    if _counting_rules(before) != _counting_rules(after):
+        # Today's counters were counted with the old day boundaries or thresholds: count them again.
+        services(request).live.schedule_rebuild(tenant, reset=True)
+    return success(after.to_json())
+
+
+def _counting_rules(s: TenantSettings) -> tuple[Any, ...]:
+    """The settings that decide how live counters are counted."""
+    return (s.timezone, s.day_starts_at, s.sl_threshold_s, s.short_abandon_s,
+            {q: {k: v for k, v in over.items() if k in ("sl_threshold_s", "short_abandon_s")}
+             for q, over in sorted(s.queues.items())})
+
+
+routes = [
+    Route("/api/settings", get_settings, methods=["GET"]),
+    Route("/api/settings", put_settings, methods=["PUT"]),
+]

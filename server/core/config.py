@@ -1,0 +1,250 @@
+"""Settings: read once from the environment into one frozen object.
+
+This module is the only reader of ``os.environ``. A missing or malformed
+value raises :class:`~server.core.errors.ConfigError` whose message is one line
+naming the setting and the fix; the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from server.core.errors import ConfigError
+
+DEFAULT_AUDIENCE = "wallboard"
+HMAC_ALGORITHMS = ("HS256",)
+KEY_ALGORITHMS = ("RS256", "ES256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the server is configured with. Build it with :meth:`from_env`."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None  # PEM text, read from WALLBOARD_JWT_PUBLIC_KEY (a path)
+    jwt_private_key: str | None = field(default=None, repr=False)  # PEM, for `wallboard token` only
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str = DEFAULT_AUDIENCE
+    jwt_issuer: str | None = None
+    jwt_leeway_s: int = 30
+    allowed_origins: tuple[str, ...] = ()
+    data_dir: Path = Path(".wallboard")
+    port: int = 8000
+    key_prefix: str = "wb"
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_events: int = 10_000
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    redis_pool_max: int = 64
+    scorecard_refresh_s: int = 300
+    app_role: str = "wallboard_app"
+    log_level: str = "INFO"
+    log_format: str = "json"
+    ws_tick_ms: int = 250
+    ws_refresh_s: float = 5.0
+    ws_max_connections_per_tenant: int = 5000
+    ws_max_messages_per_minute: int = 120
+    ws_max_message_bytes: int = 64 * 1024
+    ws_auth_timeout_s: float = 5.0
+    ws_send_timeout_s: float = 10.0
+    ws_token_grace_s: float = 30.0
+    ws_ping_interval_s: float = 20.0
+    forecast_every_s: int = 3600
+    forecast_days: int = 14
+    forecast_target_sl: float = 0.8
+    alerts_every_s: int = 1
+    gc_freeze_every_s: int = 10
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither DATABASE_URL nor REDIS_URL is set: run the private servers."""
+        return self.database_url is None and self.redis_url is None
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (used once the embedded servers are up)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise ConfigError naming the first bad one."""
+        env = os.environ if environ is None else environ
+        get = _Reader(env)
+        secret = get.str("WALLBOARD_JWT_SECRET")
+        public_key_path = get.str("WALLBOARD_JWT_PUBLIC_KEY")
+        private_key_path = get.str("WALLBOARD_JWT_PRIVATE_KEY")
+        if secret is not None and public_key_path is not None:
+            raise ConfigError(
+                "WALLBOARD_JWT_SECRET and WALLBOARD_JWT_PUBLIC_KEY are both set: "
+                "set exactly one (HS256 secret, or the PEM public key for RS256/ES256)"
+            )
+        if secret is not None and len(secret) < 32:
+            raise ConfigError(
+                "WALLBOARD_JWT_SECRET is too short: expected at least 32 characters "
+                "(RFC 7518 wants as many bits as the hash); generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        public_key = algorithm = None
+        if public_key_path is not None:
+            public_key, algorithm = _read_pem("WALLBOARD_JWT_PUBLIC_KEY", public_key_path, private=False)
+        private_key = None
+        if private_key_path is not None:
+            private_key, _ = _read_pem("WALLBOARD_JWT_PRIVATE_KEY", private_key_path, private=True)
+        return cls(
+            database_url=get.url("DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=get.url("REDIS_URL", ("redis", "rediss", "unix", "valkey", "valkeys")),
+            jwt_secret=secret,
+            jwt_public_key=public_key,
+            jwt_private_key=private_key,
+            jwt_algorithm=algorithm or "HS256",
+            jwt_audience=get.str("WALLBOARD_JWT_AUDIENCE") or DEFAULT_AUDIENCE,
+            jwt_issuer=get.str("WALLBOARD_JWT_ISSUER"),
+            jwt_leeway_s=get.int("WALLBOARD_JWT_LEEWAY_S", 30, 0, 300),
+            allowed_origins=get.origins("WALLBOARD_ALLOWED_ORIGINS"),
+            data_dir=Path(get.str("WALLBOARD_DATA_DIR") or ".wallboard"),
+            port=get.int("PORT", 8000, 1, 65535),
+            key_prefix=get.match("WALLBOARD_KEY_PREFIX", "wb", r"[A-Za-z0-9_.-]{1,32}"),
+            max_body_bytes=get.int("WALLBOARD_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 1 << 30),
+            max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
+            db_pool_min=get.int("WALLBOARD_DB_POOL_MIN", 2, 1, 100),
+            db_pool_max=get.int("WALLBOARD_DB_POOL_MAX", 10, 1, 500),
+            redis_pool_max=get.int("WALLBOARD_REDIS_POOL_MAX", 64, 2, 10_000),
+            scorecard_refresh_s=get.int("WALLBOARD_SCORECARD_REFRESH_S", 300, 1, 86_400),
+            app_role=get.match("WALLBOARD_DB_APP_ROLE", "wallboard_app", r"[a-z_][a-z0-9_]{0,62}"),
+            log_level=get.choice("WALLBOARD_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=get.choice("WALLBOARD_LOG_FORMAT", "json", ("json", "text")),
+            ws_tick_ms=get.int("WALLBOARD_WS_TICK_MS", 250, 10, 10_000),
+            ws_refresh_s=get.int("WALLBOARD_WS_REFRESH_S", 5, 1, 60),
+            ws_max_connections_per_tenant=get.int("WALLBOARD_MAX_CONNECTIONS_PER_TENANT", 5000, 1, 1_000_000),
+            ws_max_messages_per_minute=get.int("WALLBOARD_WS_MAX_MESSAGES_PER_MINUTE", 120, 1, 100_000),
+            ws_max_message_bytes=get.int("WALLBOARD_WS_MAX_MESSAGE_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
+            ws_auth_timeout_s=get.int("WALLBOARD_WS_AUTH_TIMEOUT_S", 5, 1, 120),
+            ws_send_timeout_s=get.int("WALLBOARD_WS_SEND_TIMEOUT_S", 10, 1, 600),
+            ws_token_grace_s=get.int("WALLBOARD_WS_TOKEN_GRACE_S", 30, 0, 3600),
+            ws_ping_interval_s=get.int("WALLBOARD_WS_PING_INTERVAL_S", 20, 1, 3600),
+            forecast_every_s=get.int("WALLBOARD_FORECAST_EVERY_S", 3600, 60, 7 * 86_400),
+            forecast_days=get.int("WALLBOARD_FORECAST_DAYS", 14, 1, 14),
+            forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
+            alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
+            gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
+        )
+
+
+class _Reader:
+    """Typed access to the environment; each method names the setting when it fails."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def str(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def int(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number: expected {low}..{high}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={value} is out of range: expected {low}..{high}")
+        return value
+
+    def float(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number: expected {low:g}..{high:g}") from None
+        if not low <= value <= high:  # also false for nan
+            raise ConfigError(f"{name}={value:g} is out of range: expected {low:g}..{high:g}")
+        return value
+
+    def match(self, name: str, default: str, pattern: str) -> str:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(pattern, raw):
+            raise ConfigError(f"{name}={raw!r} is malformed: expected to match {pattern}")
+        return raw
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.upper() in choices or raw.lower() in choices:
+            return raw.upper() if raw.upper() in choices else raw.lower()
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.str(name)
+        if raw is None:
+            return None
+        try:
+            parts = urlsplit(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} is not a URL ({exc}): expected {schemes[0]}://…") from None
+        scheme = parts.scheme.split("+")[0]
+        if scheme not in schemes or not (parts.netloc or parts.path or parts.query):
+            raise ConfigError(
+                f"{name}={_redact(raw)!r} is not a valid URL: expected "
+                f"{' or '.join(s + '://…' for s in schemes)}"
+            )
+        return raw
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        raw = self.str(name)
+        if raw is None:
+            return ()
+        out = []
+        for item in raw.split(","):
+            item = item.strip().rstrip("/")
+            if not item:
+                continue
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ConfigError(
+                    f"{name} has {item!r}: expected a comma list of origins like https://board.example.com"
+                )
+            out.append(item.lower())
+        return tuple(out)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _read_pem(name: str, path: str, *, private: bool) -> tuple[str, str]:
+    """Read a PEM key file and return (text, algorithm); RSA → RS256, EC P-256 → ES256."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{name}={path!r} cannot be read ({exc.strerror}): expected a readable PEM file") from None
+    try:
+        key = load_pem_private_key(text.encode(), password=None) if private else load_pem_public_key(text.encode())
+    except (ValueError, TypeError) as exc:
+        kind = "private" if private else "public"
+        raise ConfigError(f"{name}={path!r} is not a PEM {kind} key ({exc})") from None
+    if isinstance(key, (rsa.RSAPublicKey, rsa.RSAPrivateKey)):
+        if key.key_size < 2048:
+            raise ConfigError(f"{name}={path!r} is a {key.key_size}-bit RSA key: expected at least 2048 bits")
+        return text, "RS256"
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)) and key.curve.name == "secp256r1":
+        return text, "ES256"
+    raise ConfigError(f"{name}={path!r} holds an unsupported key type: expected RSA (RS256) or EC P-256 (ES256)")

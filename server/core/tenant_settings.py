@@ -1,0 +1,347 @@
+"""A tenant's own settings: time zone and day start, service-level rules, alert thresholds, costs.
+
+Stored as validated JSON in ``tenants.settings`` and served by ``GET|PUT /api/settings`` (role
+``admin``). :class:`TenantSettings` also owns the tenant's calendar (METRICS.md: every event
+counts on the tenant-local day and 15-minute interval of its ``ts``; the day begins at
+``day_starts_at`` in ``timezone``), so live state and history cut days the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from server.core.db import Database, query
+from server.core.errors import BadRequest
+
+SETTING_KEYS = ("timezone", "day_starts_at", "sl_threshold_s", "short_abandon_s", "sl_formula",
+                "queues", "alerts", "costs")
+SL_FORMULAS = ("answered_plus_abandoned", "answered_only", "all_abandons", "abandons_within_met")
+QUEUE_KEYS = ("sl_threshold_s", "short_abandon_s", "sl_formula")
+COST_KEYS = ("agent_cost_per_hour", "telephony_cost_per_minute")
+DEFAULT_ALERTS: dict[str, dict[str, float]] = {
+    "longest_wait_s": {"amber": 30, "red": 60},
+    "service_level": {"amber": 0.85, "red": 0.8},  # lower is worse: amber >= red
+    "abandon_rate": {"amber": 0.05, "red": 0.1},
+    "waiting": {"amber": 5, "red": 10},
+}
+ALERT_RANGES: dict[str, tuple[float, float]] = {
+    "longest_wait_s": (0, 86_400), "service_level": (0, 1), "abandon_rate": (0, 1), "waiting": (0, 1_000_000),
+}
+DEFAULT_COSTS: dict[str, Any] = {"agent_cost_per_hour": 0, "telephony_cost_per_minute": 0, "currency": "USD", "queues": {}}
+MAX_QUEUES = 10_000
+MAX_BODY = 1024 * 1024
+HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The service-level rules of one queue: its override, else the tenant's."""
+
+    sl_threshold_s: float
+    short_abandon_s: float
+    sl_formula: str
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """One tenant's validated settings. Build changed ones with :func:`validate`, never by mutating the dicts."""
+
+    timezone: str = "UTC"
+    day_starts_at: str = "00:00"
+    sl_threshold_s: float = 20
+    short_abandon_s: float = 5
+    sl_formula: str = "answered_plus_abandoned"
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: dict[str, dict[str, float]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ALERTS))
+    costs: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_COSTS))
+
+    def for_queue(self, queue_id: str) -> QueueSettings:
+        """The queue's override of each of the three rules, else the tenant default."""
+        over = self.queues.get(queue_id, {})
+        return QueueSettings(sl_threshold_s=over.get("sl_threshold_s", self.sl_threshold_s),
+                             short_abandon_s=over.get("short_abandon_s", self.short_abandon_s),
+                             sl_formula=over.get("sl_formula", self.sl_formula))
+
+    def queue_costs(self, queue_id: str) -> tuple[float, float]:
+        """(agent cost per hour, telephony cost per minute) of a queue: its override, else the tenant's."""
+        over = self.costs.get("queues", {}).get(queue_id, {})
+        return (over.get("agent_cost_per_hour", self.costs["agent_cost_per_hour"]),
+                over.get("telephony_cost_per_minute", self.costs["telephony_cost_per_minute"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """Every setting, defaults included, as a fresh JSON-ready dict (the API and the stored form)."""
+        return asdict(self)  # asdict copies the nested dicts too
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TenantSettings:
+        """Settings from their stored form: missing keys take defaults, unknown keys are dropped.
+
+        A stored value that no longer validates (say, a zone withdrawn from tzdata) is reset to its
+        default rather than failing every request of the tenant until an admin fixes it.
+        """
+        result = cls()
+        for key in SETTING_KEYS:
+            if key in data:
+                try:
+                    result = validate({key: data[key]}, result)
+                except BadRequest:
+                    pass
+        return result
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)  # ZoneInfo caches its instances by key
+
+    @property
+    def day_start_minutes(self) -> int:
+        hours, minutes = self.day_starts_at.split(":")
+        return int(hours) * 60 + int(minutes)
+
+    def local_day(self, ts_ms: int) -> str:
+        """``YYYY-MM-DD`` of the tenant day containing ``ts_ms``: local wall time minus the day start, as a date.
+
+        The wall-clock guess is checked against :meth:`day_bounds`, so the two always agree, also when
+        the day start falls in a DST gap or in the hour that a fall-back repeats.
+        """
+        wall = datetime.fromtimestamp(ts_ms // 1000, self.zone).replace(tzinfo=None)
+        day = (wall - timedelta(minutes=self.day_start_minutes)).date()
+        if ts_ms < _day_start_ms(self.timezone, self.day_start_minutes, day):
+            day -= timedelta(days=1)
+        elif ts_ms >= _day_start_ms(self.timezone, self.day_start_minutes, day + timedelta(days=1)):
+            day += timedelta(days=1)
+        return day.isoformat()
+
+    def day_bounds(self, day: str) -> tuple[int, int]:
+        """Epoch ms of the start and (exclusive) end of a tenant day; DST days last 23 or 25 hours."""
+        try:
+            first = date.fromisoformat(day)
+        except ValueError:
+            raise BadRequest(f'day: expected YYYY-MM-DD, got "{day}"', code="invalid_day") from None
+        return (_day_start_ms(self.timezone, self.day_start_minutes, first),
+                _day_start_ms(self.timezone, self.day_start_minutes, first + timedelta(days=1)))
+
+    def interval_start(self, ts_ms: int, minutes: int = 15) -> int:
+        """Epoch ms of the start of the local ``minutes``-long interval containing ``ts_ms``."""
+        step = minutes * 60_000
+        if minutes <= 0 or 1440 % minutes:
+            raise ValueError(f"interval of {minutes} minutes: expected a divisor of 1440")
+        if 900_000 % step == 0:
+            # Every UTC offset in use today is a whole multiple of 15 minutes (+05:45, +12:45, -03:30),
+            # so a local grid of 15 minutes (or a divisor of it) is the UTC grid: no zone lookup.
+            return ts_ms - ts_ms % step
+        offset = datetime.fromtimestamp(ts_ms // 1000, self.zone).utcoffset() or timedelta(0)
+        off_ms = int(offset.total_seconds() * 1000)
+        local = ts_ms + off_ms
+        return local - local % step - off_ms
+
+
+@lru_cache(maxsize=4096)
+def _day_start_ms(timezone: str, minutes: int, day: date) -> int:
+    """The first instant whose local wall clock reads ``day`` + ``minutes`` or later.
+
+    Usually that wall time itself; when it is repeated (fall-back), its first occurrence; when it
+    does not exist (spring-forward gap), the transition instant, found by bisection over seconds.
+    """
+    zone = ZoneInfo(timezone)
+    wall = datetime(day.year, day.month, day.day) + timedelta(minutes=minutes)
+    early = int(wall.replace(tzinfo=zone, fold=0).timestamp())
+    late = int(wall.replace(tzinfo=zone, fold=1).timestamp())
+    if early <= late:
+        return early * 1000
+    low, high = late, early  # in a gap: the clock reads before `wall` at `low`, after it at `high`
+    while high - low > 1:
+        mid = (low + high) // 2
+        if datetime.fromtimestamp(mid, zone).replace(tzinfo=None) >= wall:
+            high = mid
+        else:
+            low = mid
+    return high * 1000
+
+
+def _bad(path: str, reason: str) -> BadRequest:
+    return BadRequest(f"{path}: {reason}", code="invalid_setting", details={"field": path, "reason": reason})
+
+
+def _show(value: Any) -> str:
+    return orjson.dumps(value).decode()[:80]
+
+
+def _number(path: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise _bad(path, f"expected a number {_show(low)}..{_show(high)}, got {_show(value)}")
+    return value
+
+
+def _object(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(path, f"expected an object, got {_show(value)}")
+    return value
+
+
+def _merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``current`` updated by ``patch``: objects merge per key, null removes the key."""
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            merged[key] = _merge(merged[key] if isinstance(merged.get(key), dict) else {}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _queue_ids(path: str, value: Any) -> dict[str, Any]:
+    found = _object(path, value)
+    if len(found) > MAX_QUEUES:
+        raise _bad(path, f"at most {MAX_QUEUES} queues, got {len(found)}")
+    for queue_id, over in found.items():
+        if not 1 <= len(queue_id) <= 128:
+            raise _bad(f"{path}.{queue_id[:40]}", "a queue id must have 1..128 characters")
+        _object(f"{path}.{queue_id}", over)
+    return found
+
+
+def _check_rules(prefix: str, over: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Check service-level rules or costs (of the tenant, or one queue's override); return them."""
+    for key, value in over.items():
+        where = prefix + key
+        if key not in keys:
+            raise _bad(where, f'unknown setting "{key}": expected one of {", ".join(keys)}')
+        if key == "sl_threshold_s":
+            _number(where, value, 1, 3600)
+        elif key == "short_abandon_s":
+            _number(where, value, 0, 3600)
+        elif key == "sl_formula" and value not in SL_FORMULAS:
+            raise _bad(where, f"expected one of {', '.join(SL_FORMULAS)}, got {_show(value)}")
+        elif key in COST_KEYS:
+            _number(where, value, 0, 1_000_000)
+    return over
+
+
+def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
+    """``current`` with a partial update applied, every value checked; BadRequest names the first bad field.
+
+    Keys absent from ``patch`` keep their value; ``queues``, ``alerts`` and ``costs`` merge per key
+    (and per field within a queue). Null removes: a queue override or one of its fields (the queue
+    then follows the tenant), any other setting (it returns to its default).
+    """
+    if not isinstance(patch, dict):
+        raise BadRequest(f"expected a JSON object of settings, got {_show(patch)}", code="expected_object")
+    for key in patch:
+        if key not in SETTING_KEYS:
+            raise BadRequest(f'unknown setting "{key}": expected one of {", ".join(SETTING_KEYS)}',
+                             code="invalid_setting", details={"field": key, "reason": "unknown setting"})
+    for key in ("queues", "alerts", "costs"):
+        if patch.get(key) is not None:
+            _object(key, patch[key])
+    s = _merge(TenantSettings().to_json(), _merge(current.to_json(), patch))  # a removed key takes its default
+
+    tz = s.get("timezone")
+    try:
+        if not isinstance(tz, str) or not 0 < len(tz) <= 64:
+            raise ValueError
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _bad("timezone", f"{_show(tz)} is not an IANA time zone (e.g. Europe/Berlin, UTC)") from None
+    if not isinstance(s.get("day_starts_at"), str) or not HHMM.fullmatch(s["day_starts_at"]):
+        raise _bad("day_starts_at", f"expected HH:MM (00:00..23:59), got {_show(s.get('day_starts_at'))}")
+    _check_rules("", {key: s.get(key) for key in QUEUE_KEYS}, QUEUE_KEYS)
+    queues = {qid: _check_rules(f"queues.{qid}.", over, QUEUE_KEYS)
+              for qid, over in _queue_ids("queues", s.get("queues")).items() if over}
+
+    alerts = _object("alerts", s.get("alerts"))
+    for metric, levels in alerts.items():
+        if metric not in DEFAULT_ALERTS:
+            raise _bad(f"alerts.{metric}", f'unknown alert "{metric}": expected one of {", ".join(DEFAULT_ALERTS)}')
+        low, high = ALERT_RANGES[metric]
+        levels = _object(f"alerts.{metric}", levels)
+        for level in levels:
+            if level not in ("amber", "red"):
+                raise _bad(f"alerts.{metric}.{level}", f'unknown level "{level}": expected amber and red')
+        amber = _number(f"alerts.{metric}.amber", levels.get("amber"), low, high)
+        red = _number(f"alerts.{metric}.red", levels.get("red"), low, high)
+        if metric == "service_level" and amber < red:
+            raise _bad(f"alerts.{metric}", f"amber ({_show(amber)}) must be >= red ({_show(red)}): a lower service level is worse")
+        if metric != "service_level" and amber > red:
+            raise _bad(f"alerts.{metric}", f"amber ({_show(amber)}) must be <= red ({_show(red)}): a higher value is worse")
+
+    costs = _object("costs", s.get("costs"))
+    for key in costs:
+        if key not in (*COST_KEYS, "currency", "queues"):
+            raise _bad(f"costs.{key}", f'unknown setting "{key}": expected {", ".join(DEFAULT_COSTS)}')
+    _check_rules("costs.", {key: costs.get(key) for key in COST_KEYS}, COST_KEYS)
+    if not isinstance(costs.get("currency"), str) or not CURRENCY.fullmatch(costs["currency"]):
+        raise _bad("costs.currency", f"expected an ISO 4217 code such as USD, got {_show(costs.get('currency'))}")
+    costs["queues"] = {qid: _check_rules(f"costs.queues.{qid}.", over, COST_KEYS)
+                       for qid, over in _queue_ids("costs.queues", costs.get("queues", {})).items() if over}
+
+    return TenantSettings(timezone=tz, day_starts_at=s["day_starts_at"], sl_threshold_s=s["sl_threshold_s"],
+                          short_abandon_s=s["short_abandon_s"], sl_formula=s["sl_formula"], queues=queues,
+                          alerts=alerts, costs=costs)
+
+
+class SettingsStore:
+    """Reads and writes ``tenants.settings`` through tenant-scoped (RLS) transactions, with a TTL cache.
+
+    The cache is per process: :meth:`put` refreshes this process at once, but other processes keep
+    serving what they read for up to ``ttl_s`` seconds. That staleness (a threshold or zone change
+    shows a few seconds late elsewhere) buys one query per tenant per TTL instead of one per event.
+    """
+
+    def __init__(self, db: Database, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, TenantSettings]] = {}
+        self._generation: dict[str, int] = {}
+
+    async def get(self, tenant: str) -> TenantSettings:
+        """The tenant's settings; defaults when it never stored any."""
+        hit = self._cache.get(tenant)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        generation = self._generation.get(tenant, 0)
+        async with self.db.tenant(tenant) as conn:
+            raw = await conn.fetchval(query("tenant_settings_get"), tenant)
+        result = TenantSettings() if raw is None else TenantSettings.from_json(orjson.loads(raw))
+        if self._generation.get(tenant, 0) == generation:  # no put of this process overtook the read
+            self._remember(tenant, result)
+        return result
+
+    async def put(self, tenant: str, patch: dict[str, Any]) -> TenantSettings:
+        """Merge and validate ``patch`` against the stored settings under a row lock, store, return the result."""
+        async with self.db.tenant(tenant) as conn:
+            raw = await conn.fetchval(query("tenant_settings_lock"), tenant)
+            result = validate(patch, TenantSettings.from_json(orjson.loads(raw)))
+            await conn.execute(query("tenant_settings_put"), tenant, orjson.dumps(result.to_json()).decode())
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+        self._remember(tenant, result)
+        return result
+
+    def invalidate(self, tenant: str | None = None) -> None:
+        """Forget the cached settings of one tenant, or of all."""
+        if tenant is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(tenant, None)
+
+    def _remember(self, tenant: str, value: TenantSettings) -> None:
+        if len(self._cache) >= self.max_entries:
+            now = time.monotonic()
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+        self._cache[tenant] = (time.monotonic() + self.ttl_s, value)

@@ -1,0 +1,349 @@
+"""Fan-out: one Redis subscription per process, per-tenant coalescing, bounded client outboxes.
+
+How an event reaches a wallboard: the apply script publishes the tenant id on
+one channel; every server process holds ONE subscription to it and marks the
+tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state
+once, renders each distinct stream (tenant × view × queue filter × agent) once,
+encodes it once with orjson, frames it once as a WebSocket text frame, and
+offers the same bytes to every subscriber.
+
+Trade-offs, stated plainly:
+
+- The hub never awaits a socket. A client whose socket takes data without
+  waiting (the usual case) gets the frame written at once, from the tick: no
+  task, no copy. Only a client whose socket is blocked (its transport paused
+  writing) gets a writer task, and an outbox holding at most the newest message
+  per stream (an unsent update is replaced by a newer one: latest wins, nothing
+  piles up) plus a short queue of control messages.
+- A sweep, once a second, closes with 1013 a client blocked longer than
+  ``ws_send_timeout_s`` and with 4401 one whose token expired (plus the grace):
+  one pass over the clients instead of a timer per connection or per send.
+- ``seq`` belongs to the stream, so all subscribers of a stream share bytes.
+  A client whose outbox dropped an update sees a gap and asks for ``resync``.
+- Updates carry the whole view (not a diff): a wallboard that missed one is
+  right again with the next. A stream is re-sent at least every
+  ``ws_refresh_s`` even when nothing changed: the heartbeat that tells a quiet
+  tenant from a dead connection, and fresh time-derived fields.
+- When Redis is away every client is told ``status: stale``; on return every
+  stream is sent again as a ``snapshot`` (the live state is rebuilt first if
+  Redis lost it).
+- Alerts (:meth:`Hub.publish_alert`) ride the same subscription on a second
+  channel and are delivered as soon as they arrive, never coalesced: each is a
+  control message, in order. Pub/sub is at most once: a process cut off from
+  Redis at that moment misses the alert (its clients are told ``stale``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server.core import background
+from server.core.config import Settings
+from server.core.errors import ServiceUnavailable
+from server.core.tenant_settings import SettingsStore
+from server.live.keys import Keys
+from server.live.outbox import Outbox, Stream, StreamKey, encode, frame, status_message
+from server.live.state import LiveState
+from server.live.view import Snapshot, etag
+
+log = logging.getLogger("wallboard.hub")
+
+SWEEP_S = 1.0  # how often blocked and expired clients are looked for
+
+
+class Hub:
+    """The process's fan-out; owns the Redis listener and the tick."""
+
+    def __init__(self, redis: aioredis.Redis, live: LiveState, store: SettingsStore, keys: Keys,
+                 settings: Settings) -> None:
+        self.redis = redis
+        self.live = live
+        self.store = store
+        self.keys = keys
+        self.alerts = keys.alerts
+        self.tick_s = settings.ws_tick_ms / 1000
+        self.refresh_s = settings.ws_refresh_s
+        self.send_timeout_s = settings.ws_send_timeout_s
+        self.max_per_tenant = settings.ws_max_connections_per_tenant
+        self.streams: dict[StreamKey, Stream] = {}
+        self.by_tenant: dict[str, set[StreamKey]] = {}
+        self.clients: dict[str, set[Outbox]] = {}
+        self.dirty: set[str] = set()
+        self.live_ok = True
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen"),
+                       asyncio.create_task(self._tick(), name="hub-tick")]
+
+    async def close(self) -> None:
+        await background.stop([*self._tasks, *self._inflight.values()])
+
+    # -- clients ---------------------------------------------------------
+
+    def admit(self, box: Outbox) -> bool:
+        """Register a client; False when its tenant already has the most connections allowed."""
+        tenant_clients = self.clients.setdefault(box.tenant, set())
+        if len(tenant_clients) >= self.max_per_tenant:
+            return False
+        tenant_clients.add(box)
+        return True
+
+    def remove(self, box: Outbox) -> None:
+        self.unsubscribe(box)
+        tenant_clients = self.clients.get(box.tenant)
+        if tenant_clients is not None:
+            tenant_clients.discard(box)
+            if not tenant_clients:
+                del self.clients[box.tenant]
+
+    def unsubscribe(self, box: Outbox) -> None:
+        for key in box.streams:
+            stream = self.streams.get(key)
+            if stream is None:
+                continue
+            stream.subscribers.discard(box)
+            if not stream.subscribers:
+                del self.streams[key]
+                keys = self.by_tenant.get(key.tenant)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self.by_tenant[key.tenant]
+        box.streams = ()
+
+    async def subscribe(self, box: Outbox, keys: Iterable[StreamKey]) -> None:
+        """Replace the client's subscriptions and queue a snapshot of each new stream."""
+        self.unsubscribe(box)
+        box.streams = tuple(dict.fromkeys(keys))
+        for key in box.streams:
+            stream = self.streams.get(key)
+            if stream is None:
+                stream = self.streams[key] = Stream(key)
+                self.by_tenant.setdefault(key.tenant, set()).add(key)
+            stream.subscribers.add(box)
+        await self.resync(box)
+
+    async def resync(self, box: Outbox) -> None:
+        """Queue a fresh snapshot of every stream the client follows."""
+        keys = list(box.streams)
+        # Until its snapshot is queued, the client takes no update of these streams: the
+        # snapshot (built after any publish in flight) already holds the newest document.
+        box.joining = set(keys)
+        try:
+            if any(self.streams[k].doc is None for k in keys):
+                await self.publish(box.tenant)
+            for key in keys:
+                stream = self.streams.get(key)
+                if stream is None or stream.doc is None:
+                    continue
+                if stream.snapshot is None:
+                    stream.snapshot = encode({"type": "snapshot", "view": key.view, "seq": stream.seq, "data": stream.doc})
+                box.joining.discard(key)
+                box.offer(key, stream.snapshot)
+        finally:
+            box.joining = None
+
+    # -- rendering -------------------------------------------------------
+
+    async def publish(self, tenant: str, *, kind: str = "update", force: bool = False) -> None:
+        """Read the tenant once and send every stream whose document changed (or is due for refresh)."""
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            keys = list(self.by_tenant.get(tenant, ()))
+            if not keys:
+                self._locks.pop(tenant, None)
+                return
+            settings = await self.store.get(tenant)
+            now_ms = int(time.time() * 1000)
+            need_agents = any(k.view == "agents" for k in keys)
+            raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+            snap = Snapshot(raw, settings, now_ms)
+            agents = snap.agents_list() if need_agents else []
+            now = time.monotonic()
+            for key in keys:
+                stream = self.streams.get(key)
+                if stream is None:
+                    continue
+                doc = render(key, snap, agents)
+                tag = etag(doc)
+                if not force and tag == stream.tag and now - stream.sent_at < self.refresh_s:
+                    continue
+                stream.seq += 1
+                stream.doc, stream.tag, stream.sent_at = doc, tag, now
+                stream.snapshot = None
+                data = encode({"type": kind, "view": key.view, "seq": stream.seq, "data": doc})
+                if kind == "snapshot":
+                    stream.snapshot = data
+                for box in stream.subscribers:
+                    box.offer(key, data)
+
+    async def _tick(self) -> None:
+        """Every tick: publish the dirty tenants, and the quiet ones that are due for a refresh; sweep each second."""
+        swept = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            if now - swept >= SWEEP_S:
+                swept = now
+                self.sweep(now)
+            due = {k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s}
+            tenants = (self.dirty & self.by_tenant.keys()) | due
+            self.dirty.clear()
+            if not self.live_ok:
+                try:
+                    await self._recover()
+                except (RedisError, OSError, ServiceUnavailable):
+                    pass
+                continue
+            for tenant in tenants:
+                if tenant in self._inflight:
+                    self.dirty.add(tenant)  # still rendering the previous change: next tick
+                    continue
+                task = asyncio.create_task(self.publish(tenant), name=f"publish-{tenant}")
+                self._inflight[tenant] = task
+                task.add_done_callback(self._published)
+
+    def sweep(self, now: float) -> None:
+        """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401).
+
+        One pass over every client a second (about a millisecond for 10,000)
+        costs less than a timer per connection or a timeout per send.
+        """
+        stuck_before = now - self.send_timeout_s
+        wall = time.time()
+        for boxes in self.clients.values():
+            for box in boxes:
+                if box.expires_at <= wall:
+                    box.evict(4401, "token expired: send a fresh token in an auth message before it expires")
+                elif box.blocked_since and box.blocked_since < stuck_before:
+                    box.evict(1013, "client is not reading its messages")
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        """A tenant's publish ended; a slow tenant never holds up the others' ticks."""
+        tenant = task.get_name().removeprefix("publish-")
+        self._inflight.pop(tenant, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        self.dirty.add(tenant)
+        if isinstance(exc, (RedisError, OSError)) or (isinstance(exc, ServiceUnavailable)
+                                                      and exc.code == "live_unavailable"):
+            self._set_live(False)
+        elif not isinstance(exc, ServiceUnavailable):  # "being rebuilt": simply try again next tick
+            log.error("hub.publish_failed", exc_info=exc, extra={"tenant": tenant})
+
+    # -- Redis -----------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off."""
+        attempt = 0
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.changes, self.alerts)
+                attempt = 0
+                changes = self.keys.changes.encode()
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == changes:
+                        self.dirty.add(message["data"].decode())
+                    else:
+                        self.deliver_alert(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, ServiceUnavailable) as exc:
+                if self.live_ok:
+                    log.warning("hub.redis_lost", extra={"error": f"{type(exc).__name__}: {exc}"})
+                self._set_live(False)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** attempt)))
+
+    async def _recover(self) -> None:
+        """Redis is back: a fresh snapshot of every stream, then `status: ok`."""
+        for tenant in list(self.by_tenant):
+            await self.publish(tenant, kind="snapshot", force=True)
+        self._set_live(True)
+        log.info("hub.redis_back", extra={"tenants": len(self.by_tenant)})
+
+    def _set_live(self, ok: bool) -> None:
+        if ok == self.live_ok:
+            return
+        self.live_ok = ok
+        message = status_message(ok)
+        for boxes in list(self.clients.values()):
+            for box in list(boxes):
+                box.say(message)
+
+    # -- alerts ----------------------------------------------------------
+
+    async def publish_alert(self, tenant: str, alert: dict[str, Any]) -> None:
+        """Send ``{"type": "alert", **alert}`` to every client of ``tenant``, at every server process.
+
+        Encoded once, here; each process hands the same string to each of the
+        tenant's clients, in publish order, without waiting for the tick. A client
+        whose queue filter excludes the alert's ``queue_id`` is skipped; an alert
+        without ``queue_id`` goes to all; an agent token's clients get none (they may
+        not see queue figures). At most once: see the module docstring.
+        """
+        if "type" in alert:
+            raise ValueError(f"alert has its own 'type' ({alert['type']!r}): the message type is always 'alert'; "
+                             "name the kind of alert with another key, e.g. 'kind'")
+        if "\n" in tenant:
+            raise ValueError(f"tenant {tenant!r}: expected a tenant id without a newline")
+        message = orjson.dumps({"type": "alert", **alert})  # framed once per process, on arrival
+        await self.redis.publish(self.alerts, tenant.encode() + b"\n" + message)
+
+    def deliver_alert(self, payload: bytes) -> None:
+        """Queue one alert from the alerts channel for this process's clients of its tenant."""
+        tenant, _, message = payload.partition(b"\n")
+        boxes = self.clients.get(tenant.decode())
+        if not boxes:
+            return
+        try:
+            body = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            log.warning("hub.bad_alert", extra={"tenant": tenant.decode(), "payload": message[:200].decode(errors="replace")})
+            return
+        queue = body.get("queue_id") if isinstance(body, dict) else None
+        data = frame(message)
+        for box in list(boxes):
+            if box.alerts and (queue is None or box.follows(queue)):
+                box.say(data)
+
+    def tenant_connections(self, tenant: str) -> int:
+        return len(self.clients.get(tenant, ()))
+
+
+def render(key: StreamKey, snap: Snapshot, agents: list[dict[str, Any]]) -> Any:
+    """The document of one stream from a tenant's snapshot."""
+    wanted = set(key.queues)
+    if key.view == "overview":
+        return snap.overview(set(key.queues) if key.queues else None)
+    rows = agents
+    if key.agent is not None:
+        rows = [a for a in rows if a["agent_id"] == key.agent]
+    if wanted:
+        rows = [a for a in rows if wanted.intersection(a["queues"])]
+    return rows

@@ -1,0 +1,125 @@
+"""Accept a batch of events: validate, commit to PostgreSQL, apply to the live state.
+
+The order is the durability promise of API.md: an event is answered as
+accepted (or duplicate) only after its row is committed. Live state is
+applied afterwards; when Redis is away the reply is still 2xx and the live
+state is rebuilt from PostgreSQL once Redis is back. When PostgreSQL is away
+the reply is 503 with ``Retry-After`` and nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import asyncpg
+import orjson
+
+from server.core.db import UNAVAILABLE, Database, query
+from server.core.errors import ServiceUnavailable
+from server.core.tenant_settings import SettingsStore
+from server.ingest.events import Event
+from server.live.state import Calendar, LiveState
+
+log = logging.getLogger("wallboard.ingest")
+
+# Fields stored as columns of `events`, left out of its `body`.
+COLUMNS = frozenset({"event_id", "type", "ts", "queue_id", "agent_id", "call_id"})
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Conflicts between concurrent transactions that a retry resolves.
+TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+@dataclass
+class Outcome:
+    """What became of a batch: the reply's ``data``."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        """200 when every event was taken, 207 when some were rejected, 422 when none was taken."""
+        if not self.rejected:
+            return 200
+        return 207 if self.accepted + self.duplicates else 422
+
+    def data(self) -> dict[str, object]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+class Ingestor:
+    """Stores events and applies them to the live state; shared by every ingest route."""
+
+    def __init__(self, db: Database, live: LiveState, store: SettingsStore,
+                 on_change: Callable[[str], None] | None = None) -> None:
+        self.db = db
+        self.live = live
+        self.store = store
+        self.on_change = on_change  # told the tenant after new events were committed
+        self._partitions: set[date] = set()
+
+    async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
+        """Commit the valid events (deduplicated by event_id), then apply the new ones to live state."""
+        outcome = Outcome(rejected=rejected)
+        unique: dict[str, Event] = {}
+        for _, event in valid:
+            unique.setdefault(event.event_id, event)
+        outcome.duplicates = len(valid) - len(unique)
+        if not unique:
+            return outcome
+        # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
+        events = sorted(unique.values(), key=lambda e: e.event_id)
+        settings = await self.store.get(tenant)
+        cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
+        fresh = await self.store_events(tenant, events, cal)
+        outcome.accepted = len(fresh)
+        outcome.duplicates += len(events) - len(fresh)
+        if fresh:
+            if self.on_change is not None:
+                self.on_change(tenant)
+            new = [e for e in events if e.event_id in fresh]
+            await self.live.apply(tenant, new, settings, cal)
+        return outcome
+
+    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar) -> set[str]:
+        """Insert the batch and apply the new events to the history tables, in one statement
+        (events_store.sql); return the ids that were new. 503 when PostgreSQL is away."""
+        days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
+        missing = days - self._partitions
+        ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
+            [], [], [], [], [], [], [], [], [])
+        for e in events:
+            ids.append(e.event_id)
+            types.append(e.type)
+            stamps.append(e.ts_ms)
+            queues.append(e.queue_id)
+            agents.append(e.agent_id)
+            calls.append(e.call_id)
+            # The columns are not repeated in the stored body.
+            bodies.append(orjson.dumps({k: v for k, v in e.body.items() if k not in COLUMNS}).decode())
+            sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
+            service_level.append(sl_ms)
+            short_abandon.append(sa_ms)
+        for attempt in range(5):
+            try:
+                async with self.db.tenant(tenant) as conn:
+                    if missing:
+                        await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
+                    rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
+                                            cal.settings.day_start_minutes)
+                break
+            except UNAVAILABLE as exc:
+                raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
+                                         code="database_unavailable") from None
+            except TRANSIENT:
+                if attempt == 4:
+                    raise ServiceUnavailable("PostgreSQL is too busy to store the batch now; nothing was stored: retry",
+                                             code="database_busy") from None
+                await asyncio.sleep(0.01 * 2 ** attempt)
+        self._partitions |= missing
+        return {row["event_id"] for row in rows}

@@ -1,0 +1,180 @@
+"""Running the server: settings completed with the embedded services, preflight, uvicorn, operator commands.
+
+The command line (``server/cli.py``) parses argv and calls these; the benches and the seeding tool
+reuse ``with_runtime`` and ``loop_factory``. Nothing here imports ``server.tools``: a feeder (the
+demo's simulator) is handed in by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.app import close_services, create_app, open_services, uvicorn_options
+from server.core import logs
+from server.core.auth import TokenVerifier, mint
+from server.core.config import Settings
+from server.core.db import migrate
+from server.core.embedded import EmbeddedServices, signing_secret
+from server.core.heap import Heap
+
+DEMO_TENANT = "demo"
+
+
+@dataclass(frozen=True)
+class Listening:
+    """A server being started: what a feeder needs to reach it once it listens."""
+
+    server: Any  # uvicorn.Server
+    settings: Settings
+    host: str
+    port: int
+
+    async def started(self) -> None:
+        while not self.server.started:
+            await asyncio.sleep(0.05)
+
+    @property
+    def base_url(self) -> str:
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{shown}:{self.port}"
+
+
+Feeder = Callable[[Listening], Awaitable[None]]
+
+
+def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = True,
+                 progress: Callable[[str], None] | None = None) -> tuple[Settings, EmbeddedServices | None]:
+    """Settings completed with the embedded servers where DATABASE_URL / REDIS_URL are unset.
+
+    The caller owns the returned EmbeddedServices and must ``stop()`` it.
+    """
+    say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    need_pg = postgres and settings.database_url is None
+    need_valkey = valkey and settings.redis_url is None
+    use_own_secret = settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+    embedded = None
+    if need_pg or need_valkey:
+        embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
+        embedded.start(progress=say)
+        settings = settings.replace(
+            database_url=settings.database_url or embedded.database_url,
+            redis_url=settings.redis_url or embedded.redis_url,
+        )
+    if use_own_secret:
+        settings = settings.replace(jwt_secret=signing_secret(settings.data_dir))
+    return settings, embedded
+
+
+def serve(host: str, port: int | None, feeders: Sequence[Feeder] = ()) -> int:
+    """Run the server until SIGINT/SIGTERM: embedded services where needed, migrations, then uvicorn.
+
+    ``feeders`` run beside it once it listens (``--demo``'s simulated contact center) and are
+    cancelled when it stops. 0 when the server started and stopped cleanly, 1 when it never started.
+    """
+    import uvicorn
+
+    settings = Settings.from_env()
+    log_config = logs.setup(settings.log_level, settings.log_format)
+    port = port if port is not None else settings.port
+    settings, embedded = with_runtime(settings)
+    try:
+        asyncio.run(preflight(settings))
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=host, port=port, log_config=log_config, proxy_headers=True,
+                                timeout_graceful_shutdown=10, **uvicorn_options(settings))
+        server = uvicorn.Server(config)
+
+        async def run() -> None:
+            tasks = [asyncio.create_task(_announce(server, settings, host, port))]
+            tasks += [asyncio.create_task(feed(Listening(server, settings, host, port))) for feed in feeders]
+            heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
+            if heap is not None:
+                heap.start()
+            try:
+                await server.serve()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if heap is not None:
+                    await heap.close()
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(run())
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def preflight(settings: Settings) -> None:
+    """Fail fast, with one line, on a bad key, an unreachable PostgreSQL or Redis; then migrate."""
+    assert settings.database_url is not None
+    TokenVerifier(settings)
+    await migrate(settings.database_url, app_role=settings.app_role)
+    await close_services(await open_services(settings, background=False))
+
+
+async def _announce(server: Any, settings: Settings, host: str, port: int) -> None:
+    """Print the URL a person can open, once the server listens, with a token in the fragment."""
+    listening = Listening(server, settings, host, port)
+    await listening.started()
+    base = listening.base_url
+    lines = [f"wallboard server listening on {base}"]
+    if settings.jwt_secret is not None or settings.jwt_private_key is not None:
+        token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
+        admin = mint(settings, tenant=DEMO_TENANT, role="admin", sub="demo-admin", ttl_s=7 * 86400)
+        lines.append(f"open {base}/#token={token}")
+        lines.append(f"  wallboard:  {base}/wallboard.html#token={token}")
+        lines.append(f"  supervisor: {base}/supervisor.html#token={admin}  (admin: settings too)")
+        lines.append("(the token is in the URL fragment, which browsers never send to the server)")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def rebuild_live(tenant: str) -> int:
+    """``wallboard rebuild-live``: count a tenant's today again from PostgreSQL into Redis."""
+    settings, embedded = with_runtime(Settings.from_env())
+
+    async def run() -> int:
+        svc = await open_services(settings, background=False)
+        try:
+            return await svc.live.rebuild(tenant, reset=True)
+        finally:
+            await close_services(svc)
+
+    try:
+        started = time.monotonic()
+        count = asyncio.run(run())
+        print(f"rebuilt the live state of {tenant!r} from {count} events in {time.monotonic() - started:.1f}s")
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def apply_migrations() -> int:
+    """``wallboard migrate``: apply the migrations to DATABASE_URL (the embedded one when unset)."""
+    settings = Settings.from_env()
+    settings, embedded = with_runtime(settings, valkey=False)
+    try:
+        assert settings.database_url is not None
+        applied = asyncio.run(migrate(settings.database_url, app_role=settings.app_role))
+        print(f"applied {len(applied)} migration(s): {applied}" if applied else "database is up to date")
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.stop()

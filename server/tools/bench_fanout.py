@@ -1,0 +1,372 @@
+"""``wallboard bench fanout``: ingest-to-wallboard latency and deliveries/s over many WebSockets.
+
+Two phases, the same N clients (in ``--procs`` processes) spread evenly over the same tenants,
+each subscribed to ``overview``:
+
+- **server**: one ``wallboard serve`` subprocess on a scratch database. Every 50 ms the events
+  then due (``call.queued`` → ``answered`` → ``completed`` per call, round-robin over tenants,
+  ``ts`` = due time) are posted, one request in flight per tenant: a slow server delays ingest,
+  never the schedule, so the delay shows in the latency (no coordinated omission).
+- **baseline**: the least a fan-out does, in its own process: ``websockets`` connections kept by
+  tenant, one Redis subscription, per message one fixed document as large as the server's, sent
+  with ``broadcast``. The driver follows the same schedule and publishes every tenant that had
+  events once per 250 ms (the server's coalescing tick).
+
+Latency is joined after the run, not sampled: the driver logs per tenant (offered + answered
+after a post, due time); each client logs (receive time, offered + answered) per ``overview``
+message; a post's latency at a client is the receive time of the first message counting it,
+minus its due time.
+
+Trade-offs, stated plainly: the clients share the cores with the server (so its CPU and RSS
+stand beside the latencies, and the clients are as lean as websockets allows: its sans-I/O
+protocol on a bare transport) and parse every message, as a wallboard would; events go one
+tenant per request, as connectors send them, so ingest costs the server CPU too. The notes
+give the POST round trips and the server's logged warnings (a slow collection is one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, replace
+from datetime import datetime
+from itertools import accumulate
+from typing import IO, Any
+
+import orjson
+import psutil
+
+from server.core.auth import mint
+from server.core.config import Settings
+from server.core.errors import ConfigError
+from server.core.redis_client import redis_client
+from server.runtime import with_runtime
+from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
+from server.tools.bench_baseline import baseline_process
+from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
+from server.tools.bench_feed import Batch, Feed, Ingest
+from server.tools.bench_ingest import free_port, mark_ready, stop, tail, wait_healthy
+
+TICK_S = 0.05  # the driver's schedule step
+FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick
+IDLE_S = 5.0  # all connected and quiet this long before the idle RSS is read
+GRACE_S = 5.0  # after the schedule, time for the last updates to arrive (the server refreshes every 5 s)
+TARGET = "target ≥ 0.7; p99 < 1000 ms; idle ≤ 20 KiB/conn"
+
+
+
+def cmd_bench_fanout(args: argparse.Namespace) -> int:
+    """``wallboard bench fanout``: exit 0 with the figures, 1 when the run failed (with the reason)."""
+    try:
+        return run(clients=args.clients, tenants=args.tenants, events_per_s=args.events_per_s,
+                   seconds=args.seconds, procs=args.procs)
+    except BenchFailed as exc:
+        print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, procs: int) -> int:
+    """Set up (embedded servers when DATABASE_URL/REDIS_URL are unset), run both phases, print the table."""
+    if min(clients, tenants, procs) < 1 or events_per_s <= 0 or seconds <= 0 or tenants > clients:
+        raise ConfigError(f"--clients {clients}, --tenants {tenants}, --events-per-s {events_per_s}, --seconds "
+                          f"{seconds}, --procs {procs}: expected positive numbers and tenants ≤ clients")
+    if clients + 500 > (hard := raise_fd_limit()):
+        raise ConfigError(f"--clients {clients} needs {clients + 500} file descriptors in the server, the hard "
+                          f"limit is {hard}: raise it (ulimit -Hn, /etc/security/limits.conf) or use fewer clients")
+    settings, embedded = with_runtime(Settings.from_env())
+    try:
+        names = [f"t{i:03d}" for i in range(tenants)]
+        return run_async(bench(settings, clients, names, events_per_s, seconds, procs))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def bench(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
+                procs: int) -> int:
+    assert settings.database_url is not None and settings.redis_url is not None
+    scratch = Scratch.new(settings.database_url, settings.redis_url)
+    local = settings.replace(database_url=scratch.dsn, key_prefix=scratch.key_prefix, jwt_secret=os.urandom(36).hex(),
+                             jwt_public_key=None, jwt_private_key=None, jwt_algorithm="HS256")
+    versions = await scratch.versions()
+    say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
+    try:
+        await scratch.create(settings.app_role)
+        server = await server_phase(local, clients, tenants, rate, seconds, procs)
+        baseline = await baseline_phase(local, clients, tenants, rate, seconds, procs, size=server.mean_bytes)
+    finally:
+        await scratch.drop()
+    print(report(server, baseline, procs, versions))
+    return 0
+
+
+# -- measuring one phase ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one phase measured. ``latencies_ms`` is sorted; a post a client never saw counts as infinite."""
+
+    name: str
+    clients: int
+    tenants: int
+    events: int
+    wall_s: float
+    deliveries: int  # overview messages received in the load window
+    latencies_ms: list[float]
+    missed: int
+    cpu: CpuUsed
+    clients_cpu_s: float
+    rss: tuple[int, int, int]  # the server's: empty, idle with every client, highest under load
+    gaps: int
+    stale: int
+    mean_bytes: int
+    other: str = "none"
+    retries: int = 0
+    posts_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # POST /api/events round trips: p50, p99, max
+    window: tuple[float, float] = (0.0, 0.0)  # the load window, epoch ms
+    warnings: str = "-"  # the server's log lines at warning and above, counted by event
+
+    def percentile(self, q: float) -> str:
+        value = self.latencies_ms[min(len(self.latencies_ms) - 1, int(q * len(self.latencies_ms)))]
+        return f">{GRACE_S * 1000:.0f}" if value == float("inf") else f"{value:,.0f}"
+
+    def kib_per_conn(self, rss: int) -> str:
+        return f"{(rss - self.rss[0]) / self.clients / 1024:.1f}"
+
+
+def rss_of(pid: int) -> int:
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
+async def measure(name: str, fleet: Fleet, feed: Feed, seconds: float, pid: int, alive: Any, send: Any,
+                  flush: Any = None) -> Phase:
+    """Connect the fleet, let it idle, run the schedule for ``seconds``, collect and join."""
+    rss_empty = rss_of(pid)
+    await fleet.connect(name, alive)
+    await asyncio.sleep(IDLE_S)
+    alive()
+    rss_idle = rss_load = rss_of(pid)
+    before, clients_before, received = CpuSample.take(pid), sum(map(cpu_of, fleet.pids)), fleet.count(RECEIVED)
+    started, t0, tick = time.perf_counter(), time.time() * 1000, 0
+    while (elapsed := time.perf_counter() - started) < seconds:
+        if batch := feed.due(elapsed, time.time() * 1000):
+            await send(batch)
+        tick += 1
+        if flush is not None and tick % FLUSH_TICKS == 0:
+            await flush()
+        if tick % 10 == 0:
+            alive()
+            rss_load = max(rss_load, rss_of(pid))
+            rate = (fleet.count(RECEIVED) - received) / max(elapsed, 1e-3)
+            sys.stderr.write(f"\r{name}: {elapsed:4.0f}/{seconds:.0f} s  {feed.sent:,} events  "
+                             f"{rate:,.0f} deliveries/s   ")
+        await asyncio.sleep(max(0.0, started + tick * TICK_S - time.perf_counter()))
+    wall, t1, rss_load = time.perf_counter() - started, time.time() * 1000, max(rss_load, rss_of(pid))
+    after, clients_after = CpuSample.take(pid), sum(map(cpu_of, fleet.pids))
+    sys.stderr.write("\n")
+    if flush is not None:
+        await flush()  # what fell due since the last flush
+    await asyncio.sleep(GRACE_S)
+    alive()
+    held = await fleet.finish()
+    if errors := sorted({h.error for h in held if h.error}):
+        raise BenchFailed(f"{name}: {sum(h.closed for h in held):,} clients lost their connection; "
+                          f"{'; '.join(errors)}")
+    latencies, missed, deliveries = join(feed, held, t0, t1)
+    seen = sum(len(times) for h in held for _, times, _ in h.records)
+    other: dict[str, int] = {}
+    for h in held:
+        for kind, n in h.other.items():
+            other[kind] = other.get(kind, 0) + n
+    return Phase(name, fleet.total, len(feed.steps), feed.sent, wall, deliveries, latencies, missed,
+                 CpuUsed.between(before, after), clients_after - clients_before, (rss_empty, rss_idle, rss_load),
+                 sum(h.gaps for h in held), sum(h.stale for h in held), sum(h.bytes for h in held) // max(seen, 1),
+                 ", ".join(f"{n:,} {kind}" for kind, n in sorted(other.items())) or "none", window=(t0, t1))
+
+
+def join(feed: Feed, held: list[Held], t0: float, t1: float) -> tuple[list[float], int, int]:
+    """(sorted latencies of every (client, post) pair, pairs never delivered, messages received in [t0, t1])."""
+    latencies: list[float] = []
+    missed = deliveries = 0
+    for h in held:
+        for tenant, times, counts in h.records:
+            deliveries += sum(1 for t in times if t0 <= t <= t1)
+            seen = list(accumulate(counts, max))  # monotone, even if a refresh ever went back
+            for count, sent in feed.posts[tenant]:
+                if (k := bisect_left(seen, count)) < len(seen):
+                    latencies.append(times[k] - sent)
+                else:
+                    missed += 1
+    latencies.sort()
+    return latencies + [float("inf")] * missed, missed, deliveries
+
+
+# -- the phases ----------------------------------------------------------------
+
+
+async def server_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
+                       procs: int) -> Phase:
+    """``wallboard serve`` in a subprocess; clients authenticate with a supervisor token per tenant."""
+    assert settings.database_url is not None and settings.redis_url is not None and settings.jwt_secret is not None
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PORT", "WALLBOARD_JWT_PUBLIC_KEY", "WALLBOARD_JWT_PRIVATE_KEY")}
+    env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+               WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=settings.key_prefix,
+               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", WALLBOARD_MAX_CONNECTIONS_PER_TENANT=str(max(5000, clients)))
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        ingest = Ingest(port, [mint(settings, tenant=t, role="ingest", ttl_s=86_400) for t in tenants], log)
+        try:
+            await wait_healthy(f"http://127.0.0.1:{port}", proc, log)
+            say(f"server phase: wallboard serve pid {proc.pid} on port {port}")
+
+            def alive() -> None:
+                if proc.poll() is not None:
+                    raise BenchFailed(f"wallboard serve exited with status {proc.returncode}: {tail(log)}")
+                ingest.check()
+
+            for i, tenant in enumerate(tenants):
+                await mark_ready(settings, tenant)
+                await ingest.post(i, [{"event_id": "agent-a1", "type": "agent.state", "ts": int(time.time() * 1000),
+                                       "agent_id": "a1", "state": "available", "queues": ["sales"]}])
+            tokens = [mint(settings, tenant=t, role="supervisor", sub="bench", ttl_s=86_400) for t in tenants]
+            hello = orjson.dumps({"type": "subscribe", "views": ["overview"]})
+            specs: list[Spec] = [(i % len(tenants), ["wallboard.v1", f"bearer.{tokens[i % len(tenants)]}"], hello)
+                                 for i in range(clients)]
+            await asyncio.sleep(1.0)  # let the start-up settle before the empty server's RSS is read
+            fleet = Fleet(f"ws://127.0.0.1:{port}/ws", specs, procs)
+            try:
+                phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
+                                      ingest.send)
+                took = sorted(ingest.took_ms) or [0.0]
+                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window),
+                               posts_ms=(took[len(took) // 2], took[int(len(took) * 0.99)], took[-1]))
+            finally:
+                fleet.stop_event.set()
+        finally:
+            ingest.close()
+            stop(proc)
+
+
+async def baseline_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
+                         procs: int, *, size: int) -> Phase:
+    """The plain fan-out in its own process, fed through Redis pub/sub on the tick the server coalesces on."""
+    assert settings.redis_url is not None
+    port, channel, size = free_port(), f"{settings.key_prefix}:bench-fanout", size or 2048
+    ctx = mp.get_context("spawn")
+    ready, done = ctx.Event(), ctx.Event()
+    server = ctx.Process(target=baseline_process, args=(port, settings.redis_url, channel, size, ready, done),
+                         daemon=True, name="bench-baseline")
+    server.start()
+    publisher = redis_client(settings.redis_url)
+    feed, dirty = Feed(len(tenants), rate), set[int]()
+
+    def alive() -> None:
+        if not server.is_alive():
+            raise BenchFailed(f"the baseline server exited with status {server.exitcode}: see its output above")
+
+    async def send(batch: Batch) -> None:
+        dirty.update(batch)
+
+    async def flush() -> None:
+        pipe = publisher.pipeline(transaction=False)
+        for i in dirty:
+            pipe.publish(channel, orjson.dumps([tenants[i], feed.counts[i]]))
+        dirty.clear()
+        await pipe.execute()
+
+    try:
+        while not ready.is_set():
+            alive()
+            await asyncio.sleep(0.1)
+        assert server.pid is not None
+        say(f"baseline phase: websockets server pid {server.pid} on port {port}, documents of {size} bytes")
+        specs: list[Spec] = [(i % len(tenants), None, orjson.dumps({"type": "subscribe", "views": ["overview"],
+                                                                    "tenant": tenants[i % len(tenants)]}))
+                             for i in range(clients)]
+        fleet = Fleet(f"ws://127.0.0.1:{port}/", specs, procs)
+        try:
+            return await measure("baseline", fleet, feed, seconds, server.pid, alive, send, flush)
+        finally:
+            fleet.stop_event.set()
+    finally:
+        await publisher.aclose()
+        done.set()
+        server.join(15)
+        if server.is_alive():
+            server.terminate()
+
+
+def warnings(log: IO[bytes], window: tuple[float, float]) -> str:
+    """The server's JSON log lines at warning and above, counted by event, all and in the load window:
+    ``6 × heap.pause (longest 397 ms); in the load window: none``."""
+    log.seek(0)
+    seen: list[tuple[str, float | None, bool]] = []  # (event, ms, in the window)
+    for line in log.read().splitlines():
+        try:
+            record = orjson.loads(line)
+            at = datetime.fromisoformat(record["ts"]).timestamp() * 1000
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if record.get("level") in ("warning", "error", "critical"):
+            ms = record.get("ms")
+            seen.append((str(record.get("event")), float(ms) if isinstance(ms, (int, float)) else None,
+                         window[0] <= at <= window[1]))
+
+    def summary(records: list[tuple[str, float | None, bool]]) -> str:
+        counts: dict[str, int] = {}
+        longest: dict[str, float] = {}
+        for event, ms, _ in records:
+            counts[event] = counts.get(event, 0) + 1
+            if ms is not None:
+                longest[event] = max(longest.get(event, 0.0), ms)
+        return ", ".join(f"{n:,} × {event}" + (f" (longest {longest[event]:.0f} ms)" if event in longest else "")
+                         for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+
+    return f"{summary(seen)}; in the load window: {summary([r for r in seen if r[2]])}"
+
+
+def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
+    """One row per phase, the ratio against the targets, and where else the CPU went."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    header = ["phase", "clients", "tenants", "events/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms",
+              "server CPU %", "CPU µs/delivery", "idle KiB/conn", "load KiB/conn"]
+    rows, notes = [], []
+    for p in (server, baseline):
+        share = 100 / p.wall_s  # CPU seconds → % of one core over the window
+        rows.append([p.name, f"{p.clients:,}", f"{p.tenants}", f"{p.events / p.wall_s:,.0f}",
+                     f"{p.deliveries / p.wall_s:,.0f}", p.percentile(0.5), p.percentile(0.99), p.percentile(0.999),
+                     f"{p.cpu.server * share:.0f}", f"{1e6 * p.cpu.server / max(p.deliveries, 1):.1f}",
+                     p.kib_per_conn(p.rss[1]), p.kib_per_conn(p.rss[2])])
+        notes.append(f"{p.name}: {len(p.latencies_ms):,} (client, post) pairs, {p.missed:,} never seen; "
+                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; "
+                     + (f"POST /api/events p50 {p.posts_ms[0]:.0f} ms, p99 {p.posts_ms[1]:.0f} ms, max "
+                        f"{p.posts_ms[2]:.0f} ms; " if p.posts_ms[2] else "") + "other messages: "
+                     f"{p.other}; "
+                     f"{p.mean_bytes:,} bytes/message; CPU % of clients {p.clients_cpu_s * share:.0f}, "
+                     f"bench driver {p.cpu.own * share:.0f}, redis {p.cpu.redis * share:.0f}, "
+                     f"postgres {p.cpu.postgres * share:.0f}; server RSS MiB empty {p.rss[0] / 2**20:.0f}, "
+                     f"idle {p.rss[1] / 2**20:.0f}, load {p.rss[2] / 2**20:.0f}"
+                     + (f"; server warnings: {p.warnings}" if p.warnings != "-" else ""))
+    ratio = server.deliveries / server.wall_s / (baseline.deliveries / baseline.wall_s) if baseline.deliveries else 0.0
+    return "\n".join([
+        f"wallboard bench fanout: {server.clients:,} clients over {server.tenants} tenants in {procs} processes, "
+        f"{versions[0]}, {versions[1]}, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end",
+        table(header, rows),
+        f"ratio deliveries/s server/baseline: {ratio:.2f} ({TARGET})",
+        *notes,
+        "CPU % is of one core over the load window; KiB/conn is the server's RSS growth over its empty state.",
+    ])
