@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def wallboard_env(database: str, redis_url: str) -> dict[str, str]:
 
 async def test_the_wheel_installs_and_serves_from_anywhere(
         tmp_path: Path, database_factory: Callable[..., Awaitable[str]], backends: Backends) -> None:
-    """pip wheel → a fresh venv elsewhere → `wallboard migrate` and `serve`: health, a page, one event in and out."""
+    """pip wheel → a fresh venv elsewhere → `migrate` and `serve --demo`: health, a page, an event in and out, a moving demo."""
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
                    check=True, cwd=tmp_path, timeout=300)
@@ -54,7 +55,7 @@ async def test_the_wheel_installs_and_serves_from_anywhere(
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    proc = subprocess.Popen([wallboard, "serve", "--port", str(port)], env=env, cwd=elsewhere,
+    proc = subprocess.Popen([wallboard, "serve", "--demo", "--port", str(port)], env=env, cwd=elsewhere,
                             stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     admin = mint(Settings(jwt_secret=TEST_SECRET), tenant="wheel", role="admin")
@@ -69,7 +70,7 @@ async def test_the_wheel_installs_and_serves_from_anywhere(
                     break
                 except httpx.TransportError:
                     assert proc.poll() is None, "the server stopped"
-                    time.sleep(0.2)
+                    await asyncio.sleep(0.2)
             assert health is not None and health.status_code == 200, health
             page = await client.get("/wallboard.html")
             assert page.status_code == 200 and "<html" in page.text.lower()
@@ -80,9 +81,17 @@ async def test_the_wheel_installs_and_serves_from_anywhere(
             assert posted.json()["data"]["accepted"] == 1
             waiting = None
             while time.monotonic() < deadline and waiting != 1:
+                await asyncio.sleep(0.1)
                 live = await client.get("/api/metrics/queue/status", headers=auth)
                 waiting = next((q["waiting"] for q in live.json()["data"] if q["queue_id"] == "sales"), None)
             assert waiting == 1
+            demo = {"Authorization": f"Bearer {mint(Settings(jwt_secret=TEST_SECRET), tenant='demo', role='supervisor')}"}
+            offered = 0
+            while time.monotonic() < deadline and not offered:
+                await asyncio.sleep(0.2)
+                live = await client.get("/api/metrics/live", headers=demo)
+                offered = live.json()["data"]["today"]["offered"] if live.status_code == 200 else 0
+            assert offered > 0, "the demo tenant never moved"
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
