@@ -17,7 +17,7 @@ import pytest
 from server.core.db import query
 from server.core.tenant_settings import TenantSettings
 from server.history import figures, formulas
-from server.ingest import events, schema
+from server.ingest import events, schema, schema_sql
 from server.ingest.schema import COUNTERS, EVENTS, FACTS, ROLLUP_COUNTERS
 from server.live import view
 from server.live.state import Calendar, compact
@@ -137,6 +137,28 @@ async def test_rollup_tables_have_exactly_the_declared_counters(database: str) -
                 assert (r["data_type"], r["is_nullable"], r["column_default"]) == (wanted, "NO", "0"), (table, r)
     finally:
         await conn.close()
+
+
+# -- the generated counter lists ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["events_store", "history_rebuild", "history_by_bucket", "history_by_bucket_key",
+                                  "history_by_key", "report_agent_days", "report_queue_intervals"])
+def test_counter_lists_are_generated_from_the_declaration(name: str) -> None:
+    """Each query's counter lists are what `python -m server.ingest.schema_sql` writes from the declaration now."""
+    assert name in schema_sql.generated_queries()
+    text = query(name)
+    assert schema_sql.render(text) == text, f"sql/queries/{name}.sql: run `python -m server.ingest.schema_sql`"
+
+
+def test_render_rewrites_a_stale_list() -> None:
+    """A marked list that lost a counter, or has one too many, is written anew; text outside the markers is kept."""
+    stale = "SELECT key,\n       -- counters: names\n       offered, bogus\n       -- end counters\nFROM t"
+    fresh = schema_sql.render(stale)
+    assert fresh.startswith("SELECT key,\n       -- counters: names\n       offered, answered,")
+    assert "bogus" not in fresh and fresh.endswith("quality_milli\n       -- end counters\nFROM t")
+    with pytest.raises(ValueError, match="no '-- end counters' line"):
+        schema_sql.render("-- counters: names\noffered")
 
 
 # -- events_store.sql -----------------------------------------------------------------------------------------

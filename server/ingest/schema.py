@@ -9,10 +9,12 @@ unit, and where it is kept: the live Redis hashes (``queue``: a queue's day and 
 the rollup rows (``performance_trends`` per 15 minutes and ``performance_daily`` per tenant day,
 of dimension ``queue``, ``agent`` or ``tenant``).
 
-The counting itself is written where it runs: ``server/live/scripts/apply.lua`` (live),
-``sql/queries/events_store.sql`` (rollups at ingest) and ``sql/queries/history_rebuild.sql``
-(rollups recomputed). ``tests/test_schema.py`` reads those files, the migrated database's
-catalogue and the validator, and fails when any of them disagrees with this module.
+Where the counting runs: ``server/live/scripts/apply.lua`` (live, written by hand) and two SQL
+statements, ``sql/queries/events_store.sql`` (rollups at ingest) and ``sql/queries/history_rebuild.sql``
+(rollups recomputed), whose per-counter expressions are the ``sql`` pair declared here: their counter
+lists, like those of the history and report queries, are written by ``python -m server.ingest.schema_sql``.
+``tests/test_schema.py`` reads those files, the migrated database's catalogue and the validator, and fails
+when any of them disagrees with this module.
 """
 
 from __future__ import annotations
@@ -140,6 +142,10 @@ class Counter:
     rollup: tuple[str, ...]  # performance_trends / performance_daily dimensions
     adds: int | str = 1
     when: Condition | None = None
+    # What the counter adds, as SQL: (its value in a branch of events_store.sql's ``facts``, over ``waits`` or
+    # ``feedback`` rows; its aggregate in history_rebuild.sql, over the rows of its fact). Written into those
+    # files by server/ingest/schema_sql.py.
+    sql: tuple[str, str] = ("", "")
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -150,37 +156,62 @@ class Counter:
 _Q, _QA, _TA = ("queue",), ("queue", "agent"), ("tenant", "agent")
 
 COUNTERS: tuple[Counter, ...] = (
-    Counter("offered", "queued", "calls queued", "count", _Q, _Q),
-    Counter("answered", "answered", "calls answered", "count", _Q, _QA),
-    Counter("abandoned", "abandoned", "calls abandoned", "count", _Q, _Q),
+    Counter("offered", "queued", "calls queued", "count", _Q, _Q,
+            sql=("1", "count(*)")),
+    Counter("answered", "answered", "calls answered", "count", _Q, _QA,
+            sql=("(news & 2 <> 0)::int", "count(*)")),
+    Counter("abandoned", "abandoned", "calls abandoned", "count", _Q, _Q,
+            sql=("(news & 4 <> 0)::int", "count(*)")),
     Counter("short_abandoned", "abandoned_wait", "abandoned after waiting less than the short-abandon threshold",
-            "count", _Q, _Q, when=("wait", "<", "sa")),
+            "count", _Q, _Q, when=("wait", "<", "sa"),
+            sql=("(news & 32 <> 0 AND wait_b < short_abandon_ms)::int",
+                 "count(*) FILTER (WHERE wait_b < short_abandon_ms)")),
     Counter("answered_within_sl", "answered_wait", "answered after waiting at most the service-level threshold",
-            "count", _Q, _QA, when=("wait", "<=", "sl")),
+            "count", _Q, _QA, when=("wait", "<=", "sl"),
+            sql=("(news & 16 <> 0 AND wait_a <= sl_ms)::int", "count(*) FILTER (WHERE wait_a <= sl_ms)")),
     Counter("abandoned_within_sl", "abandoned_wait", "abandoned after waiting at most the service-level threshold",
-            "count", _Q, _Q, when=("wait", "<=", "sl")),
-    Counter("handled", "completed", "calls completed", "count", _QA, _QA),
-    Counter("handle_ms", "completed", "talk + hold + wrap of completed calls", "ms", _QA, _QA, adds="handle"),
-    Counter("talk_ms", "completed", "talk time of completed calls", "ms", _Q, _QA, adds="talk"),
-    Counter("hold_ms", "completed", "hold time of completed calls", "ms", _Q, _QA, adds="hold"),
-    Counter("wrap_ms", "completed", "wrap-up time of completed calls", "ms", _Q, _QA, adds="wrap"),
-    Counter("wait_answered_ms", "answered_wait", "wait of answered calls", "ms", _Q, _QA, adds="wait"),
-    Counter("wait_abandoned_ms", "abandoned_wait", "wait of abandoned calls", "ms", _Q, _Q, adds="wait"),
+            "count", _Q, _Q, when=("wait", "<=", "sl"),
+            sql=("(news & 32 <> 0 AND wait_b <= sl_ms)::int", "count(*) FILTER (WHERE wait_b <= sl_ms)")),
+    Counter("handled", "completed", "calls completed", "count", _QA, _QA,
+            sql=("1", "count(*)")),
+    Counter("handle_ms", "completed", "talk + hold + wrap of completed calls", "ms", _QA, _QA, adds="handle",
+            sql=("talk_ms + hold_ms + wrap_ms", "sum(talk_ms + hold_ms + wrap_ms)")),
+    Counter("talk_ms", "completed", "talk time of completed calls", "ms", _Q, _QA, adds="talk",
+            sql=("talk_ms", "sum(talk_ms)")),
+    Counter("hold_ms", "completed", "hold time of completed calls", "ms", _Q, _QA, adds="hold",
+            sql=("hold_ms", "sum(hold_ms)")),
+    Counter("wrap_ms", "completed", "wrap-up time of completed calls", "ms", _Q, _QA, adds="wrap",
+            sql=("wrap_ms", "sum(wrap_ms)")),
+    Counter("wait_answered_ms", "answered_wait", "wait of answered calls", "ms", _Q, _QA, adds="wait",
+            sql=("CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END", "sum(wait_a)")),
+    Counter("wait_abandoned_ms", "abandoned_wait", "wait of abandoned calls", "ms", _Q, _Q, adds="wait",
+            sql=("CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END", "sum(wait_b)")),
     Counter("resolved", "completed", "completed calls with resolved true", "count", _Q, _QA,
-            when=("resolved", "true", 0)),
+            when=("resolved", "true", 0),
+            sql=("coalesce(resolved::int, 0)", "count(*) FILTER (WHERE resolved)")),
     Counter("resolved_given", "completed", "completed calls that say whether they were resolved", "count", _Q, _QA,
-            when=("resolved", "given", 0)),
+            when=("resolved", "given", 0),
+            sql=("(resolved IS NOT NULL)::int", "count(resolved)")),
     Counter("transferred", "completed", "completed calls with transferred true", "count", _Q, _QA,
-            when=("transferred", "true", 0)),
-    Counter("csat_n", "csat", "responses with a CSAT score", "count", _TA, _TA, when=("csat", "given", 0)),
-    Counter("csat_sum", "csat", "sum of CSAT scores", "points", _TA, _TA, adds="csat", when=("csat", "given", 0)),
-    Counter("csat_satisfied", "csat", "CSAT scores of 4 or 5", "count", _TA, _TA, when=("csat", ">=", 4)),
-    Counter("nps_n", "csat", "responses with an NPS score", "count", _TA, _TA, when=("nps", "given", 0)),
-    Counter("nps_promoters", "csat", "NPS scores of 9 or 10", "count", _TA, _TA, when=("nps", ">=", 9)),
-    Counter("nps_detractors", "csat", "NPS scores of 0 to 6", "count", _TA, _TA, when=("nps", "<=", 6)),
-    Counter("quality_n", "quality", "quality reviews", "count", _TA, _TA),
+            when=("transferred", "true", 0),
+            sql=("transferred::int", "count(*) FILTER (WHERE transferred)")),
+    Counter("csat_n", "csat", "responses with a CSAT score", "count", _TA, _TA, when=("csat", "given", 0),
+            sql=("(csat IS NOT NULL)::int", "count(csat)")),
+    Counter("csat_sum", "csat", "sum of CSAT scores", "points", _TA, _TA, adds="csat", when=("csat", "given", 0),
+            sql=("coalesce(csat, 0)", "sum(csat)")),
+    Counter("csat_satisfied", "csat", "CSAT scores of 4 or 5", "count", _TA, _TA, when=("csat", ">=", 4),
+            sql=("coalesce(csat >= 4, false)::int", "count(*) FILTER (WHERE csat >= 4)")),
+    Counter("nps_n", "csat", "responses with an NPS score", "count", _TA, _TA, when=("nps", "given", 0),
+            sql=("(nps IS NOT NULL)::int", "count(nps)")),
+    Counter("nps_promoters", "csat", "NPS scores of 9 or 10", "count", _TA, _TA, when=("nps", ">=", 9),
+            sql=("coalesce(nps >= 9, false)::int", "count(*) FILTER (WHERE nps >= 9)")),
+    Counter("nps_detractors", "csat", "NPS scores of 0 to 6", "count", _TA, _TA, when=("nps", "<=", 6),
+            sql=("coalesce(nps <= 6, false)::int", "count(*) FILTER (WHERE nps <= 6)")),
+    Counter("quality_n", "quality", "quality reviews", "count", _TA, _TA,
+            sql=("(quality IS NOT NULL)::int", "count(quality)")),
     Counter("quality_milli", "quality", "sum of quality scores, in thousandths", "thousandths", _TA, _TA,
-            adds="score"),
+            adds="score",
+            sql=("coalesce(quality, 0)", "sum(quality)")),
 )  # fmt: skip
 
 
