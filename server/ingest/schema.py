@@ -99,8 +99,8 @@ class Fact:
 
     ``events``: the event kinds that can make it known (a wait is known when the second of its two
     ends arrives). ``bit``: its flag in ``call_legs.news`` (0 for facts that are not about a leg).
-    ``group``: facts counted together (one branch of events_store.sql's ``facts``, one CTE of
-    history_rebuild.sql, one handler of apply.lua and the helper it calls).
+    ``group``: facts counted together, in one branch of events_store.sql's ``facts`` and one CTE of
+    history_rebuild.sql.
     """
 
     name: str
