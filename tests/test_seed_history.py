@@ -14,6 +14,7 @@ import pytest
 
 from server.core.db import query
 from server.core.tenant_settings import TenantSettings
+from server.ingest.schema import ROLLUP_COUNTERS
 from server.tools.seed_history import SeedConfig, seed_history
 from server.tools.simulate import SimulationConfig, arrival_rate, generate
 
@@ -22,10 +23,7 @@ from .test_cli import assert_one_line_error, run
 from .test_live_exact import new_tenant, put_settings
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
-COUNTERS = ("offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl",
-            "handled", "handle_ms", "talk_ms", "hold_ms", "wrap_ms", "wait_answered_ms", "wait_abandoned_ms",
-            "resolved", "resolved_given", "transferred", "csat_n", "csat_sum", "csat_satisfied", "nps_n",
-            "nps_promoters", "nps_detractors", "quality_n", "quality_milli")
+COUNTERS = ROLLUP_COUNTERS
 Rollup = dict[tuple[str, str, Any], dict[str, int]]
 
 

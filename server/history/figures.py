@@ -21,8 +21,7 @@ from server.core.errors import Forbidden
 from server.core.tenant_settings import TenantSettings
 from server.history import formulas as metrics
 from server.history.period import Period, bad, iso, limit
-
-AGENT_FIELDS = ("answered", "handled", "resolved", "resolved_given", "transferred")
+from server.ingest.schema import ROLLUP_COUNTERS
 
 
 class Scope:
@@ -81,7 +80,7 @@ def _text(params: Any, name: str) -> str | None:
     return str(value)
 
 
-COUNTERS = frozenset(metrics.QUEUE_COUNTERS + metrics.FEEDBACK_COUNTERS)
+COUNTERS = frozenset(ROLLUP_COUNTERS)
 
 
 def counters(row: asyncpg.Record | None) -> dict[str, int]:

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from server.ingest import schema
+
 Counters = Mapping[str, int]
 
-# The counters of a queue (per day and per interval), in the order documents show them.
-QUEUE_COUNTERS = (
-    "offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl",
-    "handled", "handle_ms", "talk_ms", "hold_ms", "wrap_ms", "wait_answered_ms", "wait_abandoned_ms",
-    "resolved", "resolved_given", "transferred",
-)
-FEEDBACK_COUNTERS = (
-    "csat_n", "csat_sum", "csat_satisfied", "nps_n", "nps_promoters", "nps_detractors", "quality_n", "quality_milli",
-)
+# The counters of a queue (per day and per interval) and the feedback counters (tenant and agent rows), in the
+# order documents show them: declared, with the rest of every counter, in server/ingest/schema.py.
+QUEUE_COUNTERS = schema.QUEUE_COUNTERS
+FEEDBACK_COUNTERS = schema.FEEDBACK_COUNTERS
 SL_FORMULAS = ("answered_plus_abandoned", "answered_only", "all_abandons", "abandons_within_met")
 
 

@@ -1,5 +1,6 @@
-"""What an event is: its kinds, fields and validation (``events``), and the Asterisk queue_log
-translation (``queue_log``). Pure: no I/O.
+"""What an event is: its kinds, fields and counters declared once (``schema``), their validation
+(``events``), the counter lists it writes into the SQL queries (``schema_sql``), and the Asterisk
+queue_log translation (``queue_log``). Pure: no I/O but ``schema_sql``'s own files.
 
 May import: ``server.core``.
 """

@@ -22,14 +22,10 @@ from typing import Any, NoReturn
 import orjson
 
 from server.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, WallboardError
+from server.ingest.schema import AGENT_STATES, EVENT_TYPES, EVENTS, Field
 
 __all__ = ["AGENT_STATES", "EVENT_TYPES", "Event", "EventError", "parse_body", "parse_event"]
 
-EVENT_TYPES = (
-    "agent.state", "call.queued", "call.answered", "call.abandoned",
-    "call.completed", "quality.scored", "csat.response",
-)  # fmt: skip
-AGENT_STATES = ("logged_out", "available", "on_call", "wrap_up", "break", "other")
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl")
 
@@ -172,29 +168,32 @@ _seconds = _number(0, 86400, high_open=True)
 _IDS = ("agent_id", "queue_id", "call_id")
 _check_type = _choice(EVENT_TYPES)
 
-# type → ((field, required, check), …); agent_id/queue_id/call_id are optional everywhere.
+# The checks of schema.Field.check, by name.
+_CHECKS: dict[str, Callable[[Field], _Check]] = {
+    "id": lambda f: _id,
+    "text": lambda f: _text(f.limit),
+    "state": lambda f: _choice(AGENT_STATES),
+    "queues": lambda f: _queues,
+    "seconds": lambda f: _seconds,
+    "score": lambda f: _score,
+    "criteria": lambda f: _criteria,
+    "bool": lambda f: _bool,
+    "int": lambda f: _number(f.low, f.high, integer=True),
+}
+
+# type → ((field, required, check), …): required fields first, then optional ones, then the ids
+# (agent_id/queue_id/call_id) the kind does not declare, optional everywhere.
 _SPECS: dict[str, tuple[tuple[str, bool, _Check], ...]] = {}
-for _type, _req, _opt in (
-    ("agent.state", (("agent_id", _id), ("state", _choice(AGENT_STATES))),
-     (("reason", _text(128)), ("name", _text(200)), ("team", _id), ("queues", _queues))),
-    ("call.queued", (("call_id", _id), ("queue_id", _id)), ()),
-    ("call.answered", (("call_id", _id), ("queue_id", _id), ("agent_id", _id)), ()),
-    ("call.abandoned", (("call_id", _id), ("queue_id", _id)), (("reason", _text(128)),)),
-    ("call.completed",
-     (("call_id", _id), ("queue_id", _id), ("agent_id", _id),
-      ("talk_s", _seconds), ("hold_s", _seconds), ("wrap_s", _seconds)),
-     (("resolved", _bool), ("disposition", _text(128)), ("transferred", _bool))),
-    ("quality.scored", (("call_id", _id), ("agent_id", _id), ("score", _score)),
-     (("criteria", _criteria), ("reviewer", _text(128)))),
-    ("csat.response", (("call_id", _id),),
-     (("csat", _number(1, 5, integer=True)), ("nps", _number(0, 10, integer=True)),
-      ("comment", _text(2000)))),
-):  # fmt: skip
-    _SPECS[_type] = (
-        tuple((name, True, check) for name, check in _req)
-        + tuple((name, False, check) for name, check in _opt)
-        + tuple((name, False, _id) for name in _IDS if name not in {name for name, _ in _req})
+_ONE_OF: dict[str, tuple[tuple[str, ...], str]] = {}
+for _kind in EVENTS:
+    _declared = {f.name for f in _kind.fields}
+    _SPECS[_kind.type] = (
+        tuple((f.name, True, _CHECKS[f.check](f)) for f in _kind.fields if f.required)
+        + tuple((f.name, False, _CHECKS[f.check](f)) for f in _kind.fields if not f.required)
+        + tuple((name, False, _id) for name in _IDS if name not in _declared)
     )
+    if _kind.one_of:
+        _ONE_OF[_kind.type] = (_kind.one_of, f"{' or '.join(_kind.one_of)} is required ({_kind.one_of_hint})")
 
 
 def _ts(v: Any, now_ms: int) -> tuple[int, str]:
@@ -271,8 +270,10 @@ def _build(body: dict[str, Any], now_ms: int) -> Event:
             out = check(name, v)
             if out is not v:
                 body[name] = out
-    if etype == "csat.response" and body.get("csat") is None and body.get("nps") is None:
-        raise EventError("csat", "csat or nps is required (csat 1-5, nps 0-10)")
+    if _ONE_OF and etype in _ONE_OF:
+        fields, reason = _ONE_OF[etype]
+        if all(body.get(name) is None for name in fields):
+            raise EventError(fields[0], reason)
     return Event(event_id, etype, ts_ms, get("queue_id"), get("agent_id"), get("call_id"), body)
 
 

@@ -9,8 +9,10 @@ import orjson
 
 from server.core.tenant_settings import TenantSettings
 from server.history import formulas as metrics
+from server.ingest import schema
 
-AGENT_STATES = ("available", "on_call", "wrap_up", "break", "other")
+# The states the overview counts: every logged-in one.
+AGENT_STATES = tuple(state for state in schema.AGENT_STATES if state != "logged_out")
 # The forecast's Erlang C staffing of the interval, written into its counters hash by server/analytics/predictions.py.
 FORECAST_FIELD = "fc_required_agents"
 

@@ -8,6 +8,8 @@
 -- Legs first (one upsert; `news` says which facts this write made known), then every rollup
 -- row the new facts move, summed and written once, in key order (no deadlock between batches):
 -- per 15-minute interval (performance_trends) and per tenant day (performance_daily).
+-- The lines between `-- counters: …` and `-- end counters` are written from server/ingest/schema.py by
+-- `python -m server.ingest.schema_sql`: edit the declaration, not them.
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::integer[], $10::integer[])
@@ -94,52 +96,75 @@ WITH input AS (
            CASE WHEN type = 'quality.scored' THEN round((body::jsonb->>'score')::numeric * 1000)::bigint END AS quality
     FROM e
     WHERE type IN ('csat.response', 'quality.scored')
-), facts (dimension, key, at, offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl,
-          handled, handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
-          resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors,
-          quality_n, quality_milli) AS (
+), facts (dimension, key, at,
+          -- counters: names
+          offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+          handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
+          transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
+          quality_milli
+          -- end counters
+      ) AS (
     -- offered, on the queued ts
-    SELECT 'queue', queue_id, queued_at, 1, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
-           0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0::bigint
+    SELECT 'queue', queue_id, queued_at,
+           -- counters: store queued first
+           1, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0::bigint
+           -- end counters
     FROM waits WHERE news & 1 <> 0
     UNION ALL  -- answered (and its wait once both ends are known), on the answered ts
-    SELECT d.dimension, d.key, answered_at, 0, (news & 2 <> 0)::int, 0, 0,
-           (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
+    SELECT d.dimension, d.key, answered_at,
+           -- counters: store answered
+           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
            CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+           -- end counters
     FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', answered_by)) AS d(dimension, key)
     WHERE news & (2 | 16) <> 0 AND d.key IS NOT NULL
     UNION ALL  -- abandoned (and its wait), on the abandoned ts
-    SELECT 'queue', queue_id, abandoned_at, 0, 0, (news & 4 <> 0)::int,
-           (news & 32 <> 0 AND wait_b < short_abandon_ms)::int, 0, (news & 32 <> 0 AND wait_b <= sl_ms)::int,
-           0, 0, 0, 0, 0, 0, CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    SELECT 'queue', queue_id, abandoned_at,
+           -- counters: store abandoned
+           0, 0, (news & 4 <> 0)::int, (news & 32 <> 0 AND wait_b < short_abandon_ms)::int, 0,
+           (news & 32 <> 0 AND wait_b <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
+           CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+           -- end counters
     FROM waits WHERE news & (4 | 32) <> 0
     UNION ALL  -- handled, on the completed ts, for the queue and the agent who completed it
-    SELECT d.dimension, d.key, completed_at, 0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms,
-           wrap_ms, 0, 0, coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int,
-           0, 0, 0, 0, 0, 0, 0, 0
+    SELECT d.dimension, d.key, completed_at,
+           -- counters: store completed
+           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
+           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0
+           -- end counters
     FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
     WHERE news & 8 <> 0 AND d.key IS NOT NULL
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
-    SELECT d.dimension, d.key, at, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           (csat IS NOT NULL)::int, coalesce(csat, 0), coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int,
-           coalesce(nps >= 9, false)::int, coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0)
+    SELECT d.dimension, d.key, at,
+           -- counters: store feedback
+           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
+           coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
+           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0)
+           -- end counters
     FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
     WHERE d.key IS NOT NULL
 ), rolled AS (
-    INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start, offered, answered, abandoned,
-        short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms,
-        wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n, csat_sum,
-        csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli)
+    INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start,
+        -- counters: names
+        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        -- end counters
+    )
     SELECT $1, dimension, key, date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z'),
+           -- counters: sum
            sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
            sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
            sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
            sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
            sum(quality_n), sum(quality_milli)
+           -- end counters
     FROM facts
     GROUP BY 2, 3, 4
     ORDER BY 2, 3, 4
     ON CONFLICT (client_id, dimension, key, interval_start) DO UPDATE SET
+        -- counters: add
         offered = p.offered + excluded.offered,
         answered = p.answered + excluded.answered,
         abandoned = p.abandoned + excluded.abandoned,
@@ -164,21 +189,28 @@ WITH input AS (
         nps_detractors = p.nps_detractors + excluded.nps_detractors,
         quality_n = p.quality_n + excluded.quality_n,
         quality_milli = p.quality_milli + excluded.quality_milli
+        -- end counters
 ), daily AS (
-    INSERT INTO performance_daily AS p (client_id, dimension, key, day, offered, answered, abandoned,
-        short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms,
-        wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n, csat_sum,
-        csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli)
+    INSERT INTO performance_daily AS p (client_id, dimension, key, day,
+        -- counters: names
+        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        -- end counters
+    )
     SELECT $1, dimension, key, ((at AT TIME ZONE $11) - make_interval(mins => $12))::date,
+           -- counters: sum
            sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
            sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
            sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
            sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
            sum(quality_n), sum(quality_milli)
+           -- end counters
     FROM facts
     GROUP BY 2, 3, 4
     ORDER BY 2, 3, 4
     ON CONFLICT (client_id, dimension, key, day) DO UPDATE SET
+        -- counters: add
         offered = p.offered + excluded.offered,
         answered = p.answered + excluded.answered,
         abandoned = p.abandoned + excluded.abandoned,
@@ -203,6 +235,7 @@ WITH input AS (
         nps_detractors = p.nps_detractors + excluded.nps_detractors,
         quality_n = p.quality_n + excluded.quality_n,
         quality_milli = p.quality_milli + excluded.quality_milli
+        -- end counters
 ), handled_calls AS (
     INSERT INTO agent_metrics (client_id, call_id, queue_id, agent_id, queued_at, answered_at, completed_at, talk_s,
                                hold_s, wrap_s, handle_s, resolved, transferred, disposition)

@@ -1,14 +1,19 @@
 -- Rollup counters per bucket and key (queue or agent): $1 tenant, $2 dimension, $3 keys to keep
 -- (NULL: all), $4 bucket bounds (as in history_by_bucket.sql).
 SELECT width_bucket(interval_start, $4::timestamptz[]) AS bucket, key,
+       -- counters: bigint
        sum(offered)::bigint AS offered, sum(answered)::bigint AS answered, sum(abandoned)::bigint AS abandoned,
-       sum(short_abandoned)::bigint AS short_abandoned, sum(answered_within_sl)::bigint AS answered_within_sl, sum(abandoned_within_sl)::bigint AS abandoned_within_sl,
-       sum(handled)::bigint AS handled, sum(handle_ms)::bigint AS handle_ms, sum(talk_ms)::bigint AS talk_ms,
-       sum(hold_ms)::bigint AS hold_ms, sum(wrap_ms)::bigint AS wrap_ms, sum(wait_answered_ms)::bigint AS wait_answered_ms,
-       sum(wait_abandoned_ms)::bigint AS wait_abandoned_ms, sum(resolved)::bigint AS resolved, sum(resolved_given)::bigint AS resolved_given,
-       sum(transferred)::bigint AS transferred, sum(csat_n)::bigint AS csat_n, sum(csat_sum)::bigint AS csat_sum,
-       sum(csat_satisfied)::bigint AS csat_satisfied, sum(nps_n)::bigint AS nps_n, sum(nps_promoters)::bigint AS nps_promoters,
-       sum(nps_detractors)::bigint AS nps_detractors, sum(quality_n)::bigint AS quality_n, sum(quality_milli)::bigint AS quality_milli
+       sum(short_abandoned)::bigint AS short_abandoned, sum(answered_within_sl)::bigint AS answered_within_sl,
+       sum(abandoned_within_sl)::bigint AS abandoned_within_sl, sum(handled)::bigint AS handled,
+       sum(handle_ms)::bigint AS handle_ms, sum(talk_ms)::bigint AS talk_ms, sum(hold_ms)::bigint AS hold_ms,
+       sum(wrap_ms)::bigint AS wrap_ms, sum(wait_answered_ms)::bigint AS wait_answered_ms,
+       sum(wait_abandoned_ms)::bigint AS wait_abandoned_ms, sum(resolved)::bigint AS resolved,
+       sum(resolved_given)::bigint AS resolved_given, sum(transferred)::bigint AS transferred,
+       sum(csat_n)::bigint AS csat_n, sum(csat_sum)::bigint AS csat_sum,
+       sum(csat_satisfied)::bigint AS csat_satisfied, sum(nps_n)::bigint AS nps_n,
+       sum(nps_promoters)::bigint AS nps_promoters, sum(nps_detractors)::bigint AS nps_detractors,
+       sum(quality_n)::bigint AS quality_n, sum(quality_milli)::bigint AS quality_milli
+       -- end counters
 FROM performance_trends
 WHERE client_id = $1 AND dimension = $2 AND ($3::text[] IS NULL OR key = ANY ($3))
   AND interval_start >= ($4::timestamptz[])[1] AND interval_start < ($4::timestamptz[])[cardinality($4::timestamptz[])]

@@ -14,6 +14,8 @@
 -- with their recomputed values, so a concurrent reader sees the old range or the new one, never a gap.
 -- The facts read lie in [$2, $3 + 26 hours): a day that begins before $3 can last 25 hours.
 -- Needs DELETE on the rollups: run it as the tables' owner with wallboard.tenant set.
+-- The lines between `-- counters: …` and `-- end counters` are written from server/ingest/schema.py by
+-- `python -m server.ingest.schema_sql`: edit the declaration, not them.
 WITH legs AS MATERIALIZED (
     SELECT queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
            talk_ms, hold_ms, wrap_ms, resolved, transferred, sl_ms, short_abandon_ms,
@@ -39,50 +41,63 @@ WITH legs AS MATERIALIZED (
 ), offered AS (  -- each kind of fact per interval and day of its own ts; the kinds are joined below
     SELECT 'queue'::text AS dimension, queue_id AS key,
            date_bin('15 minutes', queued_at, timestamptz '2000-01-01 00:00Z') AS interval_start,
-           ((queued_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day, count(*) AS offered
+           ((queued_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild queued
+           count(*) AS offered
+           -- end counters
     FROM legs WHERE queued_at IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ), answered AS (  -- with its wait when the queued ts is known; for the queue and the agent who answered
     SELECT d.dimension, d.key,
            date_bin('15 minutes', answered_at, timestamptz '2000-01-01 00:00Z') AS interval_start,
-           ((answered_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day, count(*) AS answered,
-           count(*) FILTER (WHERE wait_a <= sl_ms) AS answered_within_sl, sum(wait_a) AS wait_answered_ms
+           ((answered_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild answered
+           count(*) AS answered, count(*) FILTER (WHERE wait_a <= sl_ms) AS answered_within_sl,
+           sum(wait_a) AS wait_answered_ms
+           -- end counters
     FROM legs, LATERAL (VALUES ('queue', queue_id), ('agent', answered_by)) AS d(dimension, key)
     WHERE answered_at IS NOT NULL AND d.key IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ), abandoned AS (
     SELECT 'queue'::text AS dimension, queue_id AS key,
            date_bin('15 minutes', abandoned_at, timestamptz '2000-01-01 00:00Z') AS interval_start,
-           ((abandoned_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day, count(*) AS abandoned,
-           count(*) FILTER (WHERE wait_b < short_abandon_ms) AS short_abandoned,
+           ((abandoned_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild abandoned
+           count(*) AS abandoned, count(*) FILTER (WHERE wait_b < short_abandon_ms) AS short_abandoned,
            count(*) FILTER (WHERE wait_b <= sl_ms) AS abandoned_within_sl, sum(wait_b) AS wait_abandoned_ms
+           -- end counters
     FROM legs WHERE abandoned_at IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ), handled AS (  -- for the queue and the agent who completed it
     SELECT d.dimension, d.key,
            date_bin('15 minutes', completed_at, timestamptz '2000-01-01 00:00Z') AS interval_start,
-           ((completed_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day, count(*) AS handled,
-           sum(talk_ms + hold_ms + wrap_ms) AS handle_ms, sum(talk_ms) AS talk_ms, sum(hold_ms) AS hold_ms,
-           sum(wrap_ms) AS wrap_ms, count(*) FILTER (WHERE resolved) AS resolved, count(resolved) AS resolved_given,
-           count(*) FILTER (WHERE transferred) AS transferred
+           ((completed_at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild completed
+           count(*) AS handled, sum(talk_ms + hold_ms + wrap_ms) AS handle_ms, sum(talk_ms) AS talk_ms,
+           sum(hold_ms) AS hold_ms, sum(wrap_ms) AS wrap_ms, count(*) FILTER (WHERE resolved) AS resolved,
+           count(resolved) AS resolved_given, count(*) FILTER (WHERE transferred) AS transferred
+           -- end counters
     FROM legs, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
     WHERE completed_at IS NOT NULL AND d.key IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ), rated AS (  -- CSAT, NPS and quality, for the tenant and the agent when one is named
     SELECT d.dimension, d.key,
            date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z') AS interval_start,
-           ((at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day, count(csat) AS csat_n,
-           sum(csat) AS csat_sum, count(*) FILTER (WHERE csat >= 4) AS csat_satisfied, count(nps) AS nps_n,
-           count(*) FILTER (WHERE nps >= 9) AS nps_promoters, count(*) FILTER (WHERE nps <= 6) AS nps_detractors,
-           count(quality) AS quality_n, sum(quality) AS quality_milli
+           ((at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild feedback
+           count(csat) AS csat_n, sum(csat) AS csat_sum, count(*) FILTER (WHERE csat >= 4) AS csat_satisfied,
+           count(nps) AS nps_n, count(*) FILTER (WHERE nps >= 9) AS nps_promoters,
+           count(*) FILTER (WHERE nps <= 6) AS nps_detractors, count(quality) AS quality_n,
+           sum(quality) AS quality_milli
+           -- end counters
     FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
     WHERE d.key IS NOT NULL
     GROUP BY 1, 2, 3, 4
 ), facts AS MATERIALIZED (  -- per interval and day: an interval splits only when a day starts inside it
     SELECT dimension, key, interval_start, day,
-           coalesce(offered, 0) AS offered, coalesce(answered, 0) AS answered,
-           coalesce(abandoned, 0) AS abandoned, coalesce(short_abandoned, 0) AS short_abandoned,
-           coalesce(answered_within_sl, 0) AS answered_within_sl,
+           -- counters: coalesce
+           coalesce(offered, 0) AS offered, coalesce(answered, 0) AS answered, coalesce(abandoned, 0) AS abandoned,
+           coalesce(short_abandoned, 0) AS short_abandoned, coalesce(answered_within_sl, 0) AS answered_within_sl,
            coalesce(abandoned_within_sl, 0) AS abandoned_within_sl, coalesce(handled, 0) AS handled,
            coalesce(handle_ms, 0) AS handle_ms, coalesce(talk_ms, 0) AS talk_ms, coalesce(hold_ms, 0) AS hold_ms,
            coalesce(wrap_ms, 0) AS wrap_ms, coalesce(wait_answered_ms, 0) AS wait_answered_ms,
@@ -92,6 +107,7 @@ WITH legs AS MATERIALIZED (
            coalesce(csat_satisfied, 0) AS csat_satisfied, coalesce(nps_n, 0) AS nps_n,
            coalesce(nps_promoters, 0) AS nps_promoters, coalesce(nps_detractors, 0) AS nps_detractors,
            coalesce(quality_n, 0) AS quality_n, coalesce(quality_milli, 0) AS quality_milli
+           -- end counters
     FROM offered
          FULL JOIN answered USING (dimension, key, interval_start, day)
          FULL JOIN abandoned USING (dimension, key, interval_start, day)
@@ -99,14 +115,17 @@ WITH legs AS MATERIALIZED (
          FULL JOIN rated USING (dimension, key, interval_start, day)
 ), intervals AS MATERIALIZED (  -- with the day starting on the 15-minute grid, facts has one row per interval
     SELECT dimension, key, interval_start,
+           -- counters: names
            offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
            handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
            transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
            quality_milli
+           -- end counters
     FROM facts
     WHERE $5 % 15 = 0 AND interval_start >= $2 AND interval_start < $3
     UNION ALL
     SELECT dimension, key, interval_start,
+           -- counters: sum as
            sum(offered) AS offered, sum(answered) AS answered, sum(abandoned) AS abandoned,
            sum(short_abandoned) AS short_abandoned, sum(answered_within_sl) AS answered_within_sl,
            sum(abandoned_within_sl) AS abandoned_within_sl, sum(handled) AS handled, sum(handle_ms) AS handle_ms,
@@ -116,11 +135,13 @@ WITH legs AS MATERIALIZED (
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
            sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           -- end counters
     FROM facts
     WHERE $5 % 15 <> 0 AND interval_start >= $2 AND interval_start < $3
     GROUP BY 1, 2, 3
 ), days AS MATERIALIZED (  -- the days that begin in [$2, $3): later than the day of the instant before $2, ...
     SELECT dimension, key, day,
+           -- counters: sum as
            sum(offered) AS offered, sum(answered) AS answered, sum(abandoned) AS abandoned,
            sum(short_abandoned) AS short_abandoned, sum(answered_within_sl) AS answered_within_sl,
            sum(abandoned_within_sl) AS abandoned_within_sl, sum(handled) AS handled, sum(handle_ms) AS handle_ms,
@@ -130,6 +151,7 @@ WITH legs AS MATERIALIZED (
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
            sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           -- end counters
     FROM facts
     WHERE day > (($2::timestamptz - interval '1 microsecond') AT TIME ZONE $4 - make_interval(mins => $5))::date
       AND day <= (($3::timestamptz - interval '1 microsecond') AT TIME ZONE $4 - make_interval(mins => $5))::date
@@ -145,17 +167,24 @@ WITH legs AS MATERIALIZED (
       AND p.day <= (($3::timestamptz - interval '1 microsecond') AT TIME ZONE $4 - make_interval(mins => $5))::date
       AND (p.dimension, p.key, p.day) NOT IN (SELECT dimension, key, day FROM days)
 ), daily AS (
-    INSERT INTO performance_daily AS p (client_id, dimension, key, day, offered, answered, abandoned,
-        short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms,
-        wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n, csat_sum, csat_satisfied,
-        nps_n, nps_promoters, nps_detractors, quality_n, quality_milli)
-    SELECT $1, dimension, key, day, offered, answered, abandoned, short_abandoned, answered_within_sl,
-           abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms,
-           resolved, resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
-           nps_detractors, quality_n, quality_milli
+    INSERT INTO performance_daily AS p (client_id, dimension, key, day,
+        -- counters: names
+        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        -- end counters
+    )
+    SELECT $1, dimension, key, day,
+           -- counters: names
+           offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+           handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
+           transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
+           quality_milli
+           -- end counters
     FROM days
     ORDER BY dimension, key, day
     ON CONFLICT (client_id, dimension, key, day) DO UPDATE SET
+        -- counters: replace
         offered = excluded.offered,
         answered = excluded.answered,
         abandoned = excluded.abandoned,
@@ -180,18 +209,25 @@ WITH legs AS MATERIALIZED (
         nps_detractors = excluded.nps_detractors,
         quality_n = excluded.quality_n,
         quality_milli = excluded.quality_milli
+        -- end counters
 )
-INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start, offered, answered, abandoned,
-    short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms,
-    wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n, csat_sum, csat_satisfied,
-    nps_n, nps_promoters, nps_detractors, quality_n, quality_milli)
-SELECT $1, dimension, key, interval_start, offered, answered, abandoned, short_abandoned, answered_within_sl,
-       abandoned_within_sl, handled, handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms,
-       resolved, resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
-       nps_detractors, quality_n, quality_milli
+INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start,
+    -- counters: names
+    offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+    talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n,
+    csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+    -- end counters
+)
+SELECT $1, dimension, key, interval_start,
+       -- counters: names
+       offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+       talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+       csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+       -- end counters
 FROM intervals
 ORDER BY dimension, key, interval_start
 ON CONFLICT (client_id, dimension, key, interval_start) DO UPDATE SET
+    -- counters: replace
     offered = excluded.offered,
     answered = excluded.answered,
     abandoned = excluded.abandoned,
@@ -216,3 +252,4 @@ ON CONFLICT (client_id, dimension, key, interval_start) DO UPDATE SET
     nps_detractors = excluded.nps_detractors,
     quality_n = excluded.quality_n,
     quality_milli = excluded.quality_milli
+    -- end counters
