@@ -166,7 +166,7 @@ class Outbox:
                     self.blocked_since = time.monotonic()
                     await self.wire.send(data)
                     self.blocked_since = 0.0
-        except (ConnectionError, OSError, RuntimeError):
+        except (OSError, RuntimeError):  # the Writer's ConnectionError is an OSError
             pass  # the connection is gone: its reader sees the disconnect
         finally:
             self.blocked_since = 0.0
