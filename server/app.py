@@ -17,7 +17,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from server.analytics.service import Analytics
 from server.api import (
@@ -42,6 +41,7 @@ from server.api import (
 )
 from server.api.context import Services
 from server.api.responses import JSON, failure
+from server.api.wire import Wires
 from server.core.auth import TokenVerifier
 from server.core.config import Settings
 from server.core.db import Database
@@ -142,13 +142,17 @@ class WallboardApp(Starlette):
 
     A wallboard's connection lives for months: skipping the middleware and router
     frames that would stay on its stack for all that time saves memory on every
-    one of thousands of idle connections. ``ws_endpoint`` handles its own errors.
+    one of thousands of idle connections. ``ws.serve`` handles its own errors;
+    ``wires`` chooses how its frames reach the socket (server/api/wire.py).
     """
+
+    def __init__(self, *, wires: Wires, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wires = wires
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == ws.PATH:
-            scope["app"] = self
-            await ws.ws_endpoint(WebSocket(scope, receive, send))
+            await ws.serve(scope, receive, send, self.wires)
             return
         await super().__call__(scope, receive, send)
 
@@ -175,6 +179,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
     return WallboardApp(
+        wires=Wires(direct=settings.ws_direct_writes),
         routes=api,
         lifespan=lifespan,
         exception_handlers={WallboardError: on_wallboard_error, HTTPException: on_http_error, Exception: on_unexpected},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import subprocess
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from server.api.wire import AsgiWire
 from server.app import create_app, uvicorn_options
 from server.core.config import Settings
 
@@ -563,8 +565,10 @@ async def test_joiners_of_busy_tenant_get_snapshot_first(server_factory: Factory
 
 
 @pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated")
-async def test_other_websocket_implementation_gets_the_same_protocol(settings: Settings) -> None:
+async def test_other_websocket_implementation_gets_the_same_protocol(settings: Settings,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """Under a WebSocket implementation other than websockets-sansio, messages go through the ASGI send, same protocol."""
+    caplog.set_level(logging.INFO, logger="wallboard.ws")
     sock = free_socket()
     config = uvicorn.Config(create_app(settings), log_level="warning",
                             **{**uvicorn_options(settings), "ws": "websockets"})
@@ -581,7 +585,7 @@ async def test_other_websocket_implementation_gets_the_same_protocol(settings: S
             await client.subscribe(["overview"])
             snapshot = await client.next(lambda m: m["type"] == "snapshot")
             [connection] = server.lifespan.state["services"].hub.clients[tenant]
-            assert connection.wire is None, "no direct writes under another implementation"
+            assert isinstance(connection.wire, AsgiWire), "no direct writes under another implementation"
             await post(running, tenant, queued("sales"))
             await client.next(update_offered(1))
             await client.send({"type": "ping", "ts": 7})
@@ -589,6 +593,11 @@ async def test_other_websocket_implementation_gets_the_same_protocol(settings: S
         assert client.bodies[0]["type"] == "status"
         assert_consecutive([m for m in client.bodies if m.get("view") == "overview"])
         assert snapshot["seq"] < client.of("update")[-1]["seq"]
+        async with board(running.url, running.token(tenant)) as again:
+            await again.next(lambda m: m["type"] == "status")
+        checks = [r for r in caplog.records if r.getMessage().startswith("ws.direct_writes")]
+        assert [r.getMessage() for r in checks] == ["ws.direct_writes_off"], "the failed check is logged once"
+        assert "websockets_impl" in checks[0].reason
     finally:
         server.should_exit = True
         await task

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from server.api.wire import DirectWire
 from server.core.config import Settings
 from server.live.hub import Hub
 
@@ -192,14 +193,14 @@ async def test_readers_are_written_to_from_the_tick(server_factory: Factory, set
             await asyncio.sleep(0.05)
     hub = hub_of(server)
     connections = list(hub.clients[tenant])
-    assert all(c.wire is not None for c in connections), "uvicorn's websockets-sansio: frames are written directly"
+    assert all(isinstance(c.wire, DirectWire) for c in connections), "uvicorn's websockets-sansio: frames are written directly"
     writers = 0
     done = False
 
     async def watch() -> None:  # every turn of the event loop: a writer task lives at least one
         nonlocal writers
         while not done:
-            writers = max(writers, sum(c.writer is not None or c.pending is not None for c in connections))
+            writers = max(writers, sum(c.task is not None or c.pending is not None for c in connections))
             await asyncio.sleep(0)
 
     watcher = asyncio.create_task(watch())

@@ -2,7 +2,7 @@
 
 One connection is one task: this handler reads the client's messages. What
 the server sends is written straight from the hub (see hub.py) while the
-socket takes it without waiting; only a blocked socket gets a writer task,
+socket takes it without waiting; only a blocked socket gets a drain task (outbox.py),
 which the hub's sweep cancels, closing with 1013, when the block outlasts
 ``ws_send_timeout_s`` (the client stopped reading). Closing codes: 4401 bad or
 expired token, 4403 forbidden, 4408 no auth in time, 4429 too many messages,
@@ -10,31 +10,28 @@ expired token, 4403 forbidden, 4408 no auth in time, 4429 too many messages,
 ``ws_max_message_bytes``), 1013 overloaded (stuck, or too many connections of
 the tenant), 1012 server restart (uvicorn on graceful shutdown).
 
-Trade-off, stated plainly: under uvicorn's ``websockets-sansio`` protocol (what
-``uvicorn_options`` selects) frames the hub built once are written to the
-connection's transport directly, past the ASGI ``send``: that path costs a
-dict, a coroutine, an encode and a frame serialisation per message and
-client, most of the fan-out's CPU. :class:`Wire` is the only code that knows
-those internals and says which attributes it uses; under any other server it
-is absent and every message goes through ``websocket.send`` from a writer task.
+How frames reach the socket (written straight to uvicorn's transport from the hub's
+tick, or through the ASGI ``send``) is server/api/wire.py's business: the one module
+that relies on what uvicorn does not publish, checked on the first connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.api.context import Services, services
+from server.api.wire import Wires, close
 from server.core.auth import Principal, Role
 from server.core.errors import Unauthorized
 from server.live.hub import Hub
-from server.live.outbox import VIEWS, Frame, Outbox, StreamKey, encode, status_message
+from server.live.outbox import VIEWS, Frame, Outbox, StreamKey, Writer, encode, status_message
 
 log = logging.getLogger("wallboard.ws")
 
@@ -77,141 +74,35 @@ def error(code: str, message: str) -> Frame:
     return encode({"type": "error", "code": code, "message": message})
 
 
-def text_of(data: Frame) -> str:
-    """The payload of a frame from :func:`server.live.outbox.frame`, for ``websocket.send``."""
-    size = data[1] & 0x7F
-    return data[2 if size < 126 else 4 if size == 126 else 10:].decode()
+class Connection:
+    """One authenticated WebSocket client: its reader, and the hub's :class:`Outbox` of it."""
 
+    __slots__ = ("receive", "svc", "hub", "who", "box", "window_start", "window_count")
 
-class Wire:
-    """Writes hub frames to uvicorn's ``websockets-sansio`` connection without the ASGI ``send``.
-
-    Uses, of ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol``:
-    ``transport`` (written to), ``writable`` (the Event its ``pause_writing`` clears),
-    ``close_sent`` and ``disconnected`` (no frame after a close). A frame is written with
-    one ``transport.write``, so it never interleaves with uvicorn's own frames (pings,
-    pongs, close). The handshake's request and response, which uvicorn keeps for the
-    connection's life, are dropped once the socket is accepted (about 2 KiB a connection).
-    """
-
-    @staticmethod
-    def of(websocket: WebSocket) -> Any:
-        """The uvicorn protocol behind ``websocket`` when it has what this class uses, else None."""
-        proto = getattr(getattr(websocket, "_send", None), "__self__", None)
-        if type(proto).__name__ != "WebSocketsSansIOProtocol":
-            return None
-        if not all(hasattr(proto, name) for name in ("transport", "writable", "close_sent", "disconnected")):
-            return None
-        return proto
-
-    @staticmethod
-    def accepted(proto: Any) -> None:
-        """The handshake is over: let its request and response (and their headers) go."""
-        if getattr(proto, "handshake_complete", False):
-            for name in ("request", "response"):
-                if hasattr(proto, name):
-                    setattr(proto, name, None)
-
-    @staticmethod
-    def put(proto: Any, data: Frame) -> None:
-        """Write one frame, unless the connection is closing (then its reader sees the disconnect)."""
-        if not (proto.close_sent or proto.disconnected or proto.transport.is_closing()):
-            proto.transport.write(data)
-
-
-class Connection(Outbox):
-    """One authenticated WebSocket client: the hub's outbox of it, and its socket.
-
-    ``writer`` is a task only while the socket is blocked (or, without
-    :class:`Wire`, while anything is queued), or while the client is being closed.
-    """
-
-    __slots__ = ("ws", "svc", "hub", "who", "wire", "window_start", "window_count", "writer", "closing")
-
-    def __init__(self, websocket: WebSocket, svc: Services, who: Principal, wire: Any) -> None:
-        # An agent sees only itself, so not the queue figures that alerts carry.
-        super().__init__(who.tenant, who.exp + svc.settings.ws_token_grace_s, alerts=who.role != Role.AGENT)
-        self.ws = websocket
+    def __init__(self, receive: Receive, svc: Services, who: Principal, wire: Writer) -> None:
+        self.receive = receive  # the server's own, past Starlette's wrapper: one coroutine less per idle connection
         self.svc = svc
         self.hub: Hub = svc.hub
         self.who = who
-        self.wire = wire
+        # An agent sees only itself, so not the queue figures that alerts carry.
+        self.box = Outbox(who.tenant, who.exp + svc.settings.ws_token_grace_s, wire, alerts=who.role != Role.AGENT)
         self.window_start = time.monotonic()
         self.window_count = 0
-        self.writer: asyncio.Task[None] | None = None
-        self.closing = False
+
+    def say(self, data: Frame) -> None:
+        self.box.say(data)
 
     async def run(self) -> None:
-        if not self.hub.admit(self):
+        if not self.hub.admit(self.box):
             raise Closing(1013, "too many connections for this tenant")
         try:
             self.say(status_message(self.hub.live_ok))
-            # The server's own receive, past Starlette's wrapper: one coroutine less waiting on every idle
-            # connection (about 220 bytes each); the loop ends at the disconnect, the one state it tracks.
-            receive = getattr(self.ws, "_receive", self.ws.receive)
+            receive = self.receive
             while await self._handle(await receive()):
                 pass  # nothing of a message outlives its handling: an idle connection keeps none
         finally:
-            self.hub.remove(self)
-            if self.writer is not None:
-                if not self.closing:
-                    self.writer.cancel()
-                await asyncio.gather(self.writer, return_exceptions=True)
-
-    # -- writing ---------------------------------------------------------
-
-    def write_now(self, data: Frame) -> bool:
-        wire = self.wire
-        if self.writer is not None or wire is None or not wire.writable.is_set():
-            return False
-        Wire.put(wire, data)
-        return True
-
-    def wake(self) -> None:
-        if self.writer is None:
-            self.writer = asyncio.get_running_loop().create_task(self._drain())
-
-    def evict(self, code: int, reason: str) -> None:
-        if self.closing:
-            return
-        self.closing = True
-        previous = self.writer
-        if previous is not None:
-            previous.cancel()
-        self.writer = asyncio.get_running_loop().create_task(self._evict(code, reason, previous))
-
-    async def _evict(self, code: int, reason: str, previous: asyncio.Task[None] | None) -> None:
-        # Stop feeding it first: a stuck client must not hold more than what is already in flight.
-        self.hub.remove(self)
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        await _close(self.ws, code, reason)
-
-    async def _drain(self) -> None:
-        """Send what the outbox holds, waiting on the socket as long as the hub's sweep allows, then end."""
-        try:
-            while items := self.take():
-                for data in items:
-                    await self._send(data)
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass  # the connection is gone: the reader sees the disconnect
-        finally:
-            self.blocked_since = 0.0
-            if not self.closing:
-                self.writer = None
-
-    async def _send(self, data: Frame) -> None:
-        wire = self.wire
-        if wire is None:
-            self.blocked_since = time.monotonic()
-            await self.ws.send({"type": "websocket.send", "text": text_of(data)})
-            self.blocked_since = 0.0
-            return
-        if not wire.writable.is_set():
-            self.blocked_since = time.monotonic()
-            await wire.writable.wait()
-            self.blocked_since = 0.0
-        Wire.put(wire, data)
+            self.hub.remove(self.box)
+            await self.box.finish()
 
     # -- reading ---------------------------------------------------------
 
@@ -247,7 +138,7 @@ class Connection(Outbox):
         elif kind == "subscribe":
             await self._subscribe(body)
         elif kind == "resync":
-            await self.hub.resync(self)
+            await self.hub.resync(self.box)
         elif kind == "auth":
             self._refresh(body.get("token"))
         else:
@@ -271,7 +162,7 @@ class Connection(Outbox):
                 return
             agent = self.who.sub
         keys = [StreamKey(self.who.tenant, view, tuple(sorted(set(queues))), agent) for view in dict.fromkeys(views)]
-        await self.hub.subscribe(self, keys)
+        await self.hub.subscribe(self.box, keys)
 
     def _refresh(self, token: Any) -> None:
         try:
@@ -281,7 +172,7 @@ class Connection(Outbox):
         if who.tenant != self.who.tenant or who.role != self.who.role or who.sub != self.who.sub:
             raise Closing(4403, "a refreshed token must be for the same tenant, role and subject")
         self.who = who
-        self.expires_at = who.exp + self.svc.settings.ws_token_grace_s
+        self.box.expires_at = who.exp + self.svc.settings.ws_token_grace_s
         self.say(encode({"type": "auth", "ok": True, "expires_at": who.exp}))
 
 
@@ -322,32 +213,21 @@ async def handshake(websocket: WebSocket, svc: Services) -> Principal:
     return await authenticate(websocket, svc, token)
 
 
-async def ws_endpoint(websocket: WebSocket) -> None:
-    """``GET /ws``: see the module docstring and API.md "WebSocket"."""
+async def serve(scope: Scope, receive: Receive, send: Send, wires: Wires) -> None:
+    """``GET /ws``, from the ASGI call: see the module docstring and API.md "WebSocket"."""
+    websocket: WebSocket = WebSocket(scope, receive, send)
     svc = services(websocket)
     try:
         who = await handshake(websocket, svc)
-        wire = Wire.of(websocket)
-        if wire is not None:
-            Wire.accepted(wire)
+        wire = wires.of(websocket, send)
         # Nothing reads the request headers or the offered subprotocols (one holds the token) again.
-        websocket.scope["headers"] = []
-        websocket.scope["subprotocols"] = []
-        await Connection(websocket, svc, who, wire).run()
+        scope["headers"] = []
+        scope["subprotocols"] = []
+        await Connection(receive, svc, who, wire).run()
     except Closing as closing:
-        await _close(websocket, closing.code, closing.reason)
+        await close(websocket, closing.code, closing.reason)
     except WebSocketDisconnect:
         pass
     except Exception:
         log.exception("ws.failed")
-        await _close(websocket, 1011, "internal error")
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.application_state == WebSocketState.DISCONNECTED:
-        return
-    # A client that stopped reading may never take the close frame: do not wait for it forever.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code, reason), 30)
-
-
+        await close(websocket, 1011, "internal error")

@@ -57,6 +57,7 @@ class Settings:
     ws_send_timeout_s: float = 10.0
     ws_token_grace_s: float = 30.0
     ws_ping_interval_s: float = 20.0
+    ws_direct_writes: bool = True  # frames straight to uvicorn's transport (server/api/wire.py), else the ASGI send
     forecast_every_s: int = 3600
     forecast_days: int = 14
     forecast_target_sl: float = 0.8
@@ -129,6 +130,7 @@ class Settings:
             ws_send_timeout_s=get.int("WALLBOARD_WS_SEND_TIMEOUT_S", 10, 1, 600),
             ws_token_grace_s=get.int("WALLBOARD_WS_TOKEN_GRACE_S", 30, 0, 3600),
             ws_ping_interval_s=get.int("WALLBOARD_WS_PING_INTERVAL_S", 20, 1, 3600),
+            ws_direct_writes=get.flag("WALLBOARD_WS_DIRECT_WRITES", True),
             forecast_every_s=get.int("WALLBOARD_FORECAST_EVERY_S", 3600, 60, 7 * 86_400),
             forecast_days=get.int("WALLBOARD_FORECAST_DAYS", 14, 1, 14),
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
@@ -160,6 +162,16 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigError(f"{name}={value} is out of range: expected {low}..{high}")
         return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("on", "true", "1", "yes"):
+            return True
+        if raw.lower() in ("off", "false", "0", "no"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a switch: expected on or off")
 
     def float(self, name: str, default: float, low: float, high: float) -> float:
         raw = self.str(name)

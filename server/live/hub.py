@@ -220,17 +220,27 @@ class Hub:
     def sweep(self, now: float) -> None:
         """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401).
 
+        Evicted clients (these, and those that let their control queue fill up) are dropped from the hub here.
+
         One pass over every client a second (about a millisecond for 10,000)
         costs less than a timer per connection or a timeout per send.
         """
         stuck_before = now - self.send_timeout_s
         wall = time.time()
+        closing = []
         for boxes in self.clients.values():
             for box in boxes:
-                if box.expires_at <= wall:
+                if box.closing:
+                    pass
+                elif box.expires_at <= wall:
                     box.evict(4401, "token expired: send a fresh token in an auth message before it expires")
                 elif box.blocked_since and box.blocked_since < stuck_before:
                     box.evict(1013, "client is not reading its messages")
+                else:
+                    continue
+                closing.append(box)
+        for box in closing:  # stop feeding them: a stuck client holds no more than what is in flight
+            self.remove(box)
 
     def _published(self, task: asyncio.Task[None]) -> None:
         """A tenant's publish ended; a slow tenant never holds up the others' ticks."""

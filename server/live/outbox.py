@@ -3,16 +3,17 @@
 A :class:`StreamKey` names one distinct rendering (tenant, view, queue filter or agent);
 the hub keeps one :class:`Stream` per key with its ``seq`` and last document. Messages are
 encoded once as complete WebSocket text frames (:func:`encode`) and offered to every
-subscriber's :class:`Outbox`, which keeps only the newest message per stream and a short
+subscriber's :class:`Outbox`, which writes through the :class:`Writer` it is given and keeps only the newest message per stream and a short
 queue of control messages, so a slow client never piles up memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -60,40 +61,45 @@ class Stream:
     snapshot: Frame | None = None  # the encoded snapshot of ``seq``
 
 
-class Outbox:
-    """One client as the hub sees it: what it follows, and what it has yet to receive.
+class Writer(Protocol):
+    """How an outbox reaches its socket; server/api/wire.py has the two kinds (direct and ASGI ``send``)."""
 
-    The connection (ws.py) subclasses it and supplies the socket side:
-    :meth:`write_now` writes a frame at once when the socket takes it without
-    waiting, :meth:`wake` starts a writer for what had to be queued, and
-    :meth:`evict` closes the client. What is queued is the newest message per
-    stream and a few control messages. An idle client holds no task, no timer
-    and no empty containers: just this object's slots.
+    def write(self, data: Frame) -> bool:
+        """Write ``data`` now if the socket takes it without waiting; False: nothing was written."""
+
+    async def send(self, data: Frame) -> None:
+        """Write ``data``, waiting while the socket is blocked; ConnectionError when the client is gone."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` (a bounded wait; never raises)."""
+
+
+class Outbox:
+    """One client as the hub sees it: what it follows, what it has yet to receive, and its :class:`Writer`.
+
+    A frame is written at once, from the caller (the hub's tick), when nothing is
+    queued and the writer takes it without waiting. Otherwise it is queued (the
+    newest message per stream and a few control messages) and a drain task, which
+    lives only while there is something to send, writes it, waiting on the socket;
+    ``blocked_since`` tells the hub's sweep how long it has waited. An idle client
+    holds no task, no timer and no empty containers: just this object's slots.
     """
 
-    __slots__ = ("tenant", "alerts", "pending", "control", "streams", "joining", "expires_at", "blocked_since")
+    __slots__ = ("tenant", "alerts", "wire", "pending", "control", "streams", "joining", "expires_at",
+                 "blocked_since", "task", "closing")
 
-    def __init__(self, tenant: str, expires_at: float, *, alerts: bool = True) -> None:
+    def __init__(self, tenant: str, expires_at: float, wire: Writer, *, alerts: bool = True) -> None:
         self.tenant = tenant
         self.alerts = alerts  # whether the tenant's alerts (queue figures) are for this client
+        self.wire = wire
         self.pending: dict[StreamKey, Frame] | None = None
         self.control: list[Frame] | None = None
         self.streams: tuple[StreamKey, ...] = ()
         self.joining: set[StreamKey] | None = None
         self.expires_at = expires_at  # wall-clock time after which the sweep closes it with 4401
         self.blocked_since = 0.0  # monotonic time its current send started waiting on the socket; 0: not waiting
-
-    # -- the socket side (ws.Connection) ---------------------------------
-
-    def write_now(self, data: Frame) -> bool:
-        """Write ``data`` at once if nothing is queued and the socket takes it without waiting."""
-        return False
-
-    def wake(self) -> None:
-        """Something was queued: make sure a writer drains it."""
-
-    def evict(self, code: int, reason: str) -> None:
-        """Close the client with ``code``; must not change the hub's sets on the spot (they may be iterated)."""
+        self.task: asyncio.Task[None] | None = None  # the drain task while something is queued, or the closing
+        self.closing = False  # evicted: the hub's sweep drops it, its task closes the socket
 
     # -- queueing --------------------------------------------------------
 
@@ -101,7 +107,7 @@ class Outbox:
         """Send a stream message, or queue it in place of an unsent older one of the same stream."""
         if self.joining is not None and key in self.joining:
             return
-        if self.write_now(data):
+        if self.task is None and self.wire.write(data):
             return
         if self.pending is None:
             self.pending = {key: data}
@@ -111,7 +117,7 @@ class Outbox:
 
     def say(self, data: Frame) -> None:
         """Send a control message, or queue it; a client that lets CONTROL_QUEUE of them pile up is evicted."""
-        if self.write_now(data):
+        if self.task is None and self.wire.write(data):
             return
         if self.control is None:
             self.control = [data]
@@ -121,6 +127,51 @@ class Outbox:
         else:
             self.control.append(data)
         self.wake()
+
+    # -- writing ---------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something was queued: make sure a drain task writes it."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    def evict(self, code: int, reason: str) -> None:
+        """Close the client with ``code``; the hub's sets are left alone (they may be iterated): its sweep drops it."""
+        if self.closing:
+            return
+        self.closing = True
+        previous = self.task
+        if previous is not None:
+            previous.cancel()
+        self.task = asyncio.get_running_loop().create_task(self._evict(code, reason, previous))
+
+    async def finish(self) -> None:
+        """The connection ended: stop the drain task (a closing one runs to its end) and wait for it."""
+        task = self.task
+        if task is not None:
+            if not self.closing:
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _evict(self, code: int, reason: str, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self.wire.close(code, reason)
+
+    async def _drain(self) -> None:
+        """Send what the outbox holds, waiting on the socket as long as the hub's sweep allows, then end."""
+        try:
+            while items := self.take():
+                for data in items:
+                    self.blocked_since = time.monotonic()
+                    await self.wire.send(data)
+                    self.blocked_since = 0.0
+        except (OSError, RuntimeError):  # the Writer's ConnectionError is an OSError
+            pass  # the connection is gone: its reader sees the disconnect
+        finally:
+            self.blocked_since = 0.0
+            if not self.closing:
+                self.task = None
 
     def follows(self, queue: Any) -> bool:
         """Whether the client's queue filter lets ``queue`` through (no filter, or no subscription: yes)."""
