@@ -25,6 +25,7 @@ from server.api import (
     audit,
     costs,
     events,
+    headers,
     history,
     predictions,
     queue_log,
@@ -150,6 +151,8 @@ class WallboardApp(Starlette):
             scope["app"] = self
             await ws.ws_endpoint(WebSocket(scope, receive, send))
             return
+        if scope["type"] == "http":
+            send = headers.secured(send)
         await super().__call__(scope, receive, send)
 
 
