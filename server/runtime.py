@@ -56,7 +56,8 @@ def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = Tr
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     need_pg = postgres and settings.database_url is None
     need_valkey = valkey and settings.redis_url is None
-    use_own_secret = settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+    use_own_secret = (settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+                      and settings.jwt_jwks_url is None and settings.jwt_jwks_file is None)
     embedded = None
     if need_pg or need_valkey:
         embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
