@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from server.core.auth import mint
 from server.core.config import Settings
-from server.core.logs import Redactor
+from server.core.logs import JsonFormatter, Redactor
 
 from .conftest import TEST_SECRET, Backends, free_socket
 
@@ -34,6 +34,18 @@ def test_the_redactor_blanks_every_credential_shape() -> None:
     for leaked in ("eyJ", "dXNlcjpwYXNz", TEST_SECRET, "Bearer e"):
         assert leaked not in out, out
     assert out.count("[redacted]") == 6
+
+
+def test_a_redacted_json_line_stays_json() -> None:
+    """Headers logged as a dict or as JSON text are blanked in a JSON log line that still parses."""
+    import logging
+
+    formatter = JsonFormatter(Redactor([TEST_SECRET]))
+    for value in ({"authorization": "Bearer eyJa.b.c", "x-key": TEST_SECRET},
+                  '{"authorization": "Basic dXNlcjpwYXNz", "token": "eyJhbGciOi.x"}'):
+        line = formatter.format(logging.LogRecord("t", logging.INFO, "", 0, "headers %s", (value,), None))
+        assert orjson.loads(line)["event"].count("[redacted]") == 2, line
+        assert "eyJ" not in line and TEST_SECRET not in line and "dXNlcjpwYXNz" not in line
 
 
 @pytest.mark.timeout(120)

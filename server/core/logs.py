@@ -27,9 +27,10 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 REDACTED = "[redacted]"
 # A JWT's header is base64url JSON, so it starts "eyJ"; a truncated one (websockets cuts long frames) too.
+# Values stop at a quote or a backslash, so a redacted JSON line stays valid JSON.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){0,2}")
-_BEARER = re.compile(r"(?i)\b(bearer[ .]+)[^\s'\",;\]]+")
-_AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b(?=['\"]))?['\"]?)[^\r\n'\"]+")
+_BEARER = re.compile(r"(?i)\b(bearer[ .]+)[^\s'\",;\]\\]+")
+_AUTHORIZATION = re.compile(r"(?i)(authorization(?:\\?['\"])?\s*[:=,]\s*(?:b(?=['\"]))?(?:\\?['\"])?)[^\r\n'\"\\]+")
 
 
 class Redactor:
