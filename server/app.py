@@ -24,6 +24,7 @@ from server.api import (
     audit,
     costs,
     events,
+    headers,
     history,
     predictions,
     queue_log,
@@ -154,6 +155,8 @@ class WallboardApp(Starlette):
         if scope["type"] == "websocket" and scope["path"] == ws.PATH:
             await ws.serve(scope, receive, send, self.wires)
             return
+        if scope["type"] == "http":
+            send = headers.secured(send)
         await super().__call__(scope, receive, send)
 
 

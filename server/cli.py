@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from server.tools.simulate import feed_demo
 
         feeders.append(feed_demo)
-    return serve(args.host, args.port, feeders)
+    return serve(args.host, args.port, feeders, demo=args.demo)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -56,7 +56,8 @@ def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = Tr
     say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     need_pg = postgres and settings.database_url is None
     need_valkey = valkey and settings.redis_url is None
-    use_own_secret = settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+    use_own_secret = (settings.embedded and settings.jwt_secret is None and settings.jwt_public_key is None
+                      and settings.jwt_jwks_url is None and settings.jwt_jwks_file is None)
     embedded = None
     if need_pg or need_valkey:
         embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
@@ -70,18 +71,22 @@ def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = Tr
     return settings, embedded
 
 
-def serve(host: str, port: int | None, feeders: Sequence[Feeder] = ()) -> int:
+def serve(host: str, port: int | None, feeders: Sequence[Feeder] = (), *, demo: bool = False) -> int:
     """Run the server until SIGINT/SIGTERM: embedded services where needed, migrations, then uvicorn.
 
     ``feeders`` run beside it once it listens (``--demo``'s simulated contact center) and are
-    cancelled when it stops. 0 when the server started and stopped cleanly, 1 when it never started.
+    cancelled when it stops. Links with demo tokens are printed only on the embedded default or
+    with ``demo``: a production server's output never holds a credential.
+    0 when the server started and stopped cleanly, 1 when it never started.
     """
     import uvicorn
 
     settings = Settings.from_env()
     log_config = logs.setup(settings.log_level, settings.log_format)
     port = port if port is not None else settings.port
+    show_tokens = demo or settings.embedded
     settings, embedded = with_runtime(settings)
+    logs.setup(settings.log_level, settings.log_format, secrets=(settings.jwt_secret,))
     try:
         asyncio.run(preflight(settings))
         app = create_app(settings)
@@ -90,7 +95,7 @@ def serve(host: str, port: int | None, feeders: Sequence[Feeder] = ()) -> int:
         server = uvicorn.Server(config)
 
         async def run() -> None:
-            tasks = [asyncio.create_task(_announce(server, settings, host, port))]
+            tasks = [asyncio.create_task(_announce(server, settings, host, port, show_tokens))]
             tasks += [asyncio.create_task(feed(Listening(server, settings, host, port))) for feed in feeders]
             heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
             if heap is not None:
@@ -129,19 +134,22 @@ async def preflight(settings: Settings) -> None:
     await close_services(await open_services(settings, background=False))
 
 
-async def _announce(server: Any, settings: Settings, host: str, port: int) -> None:
-    """Print the URL a person can open, once the server listens, with a token in the fragment."""
+async def _announce(server: Any, settings: Settings, host: str, port: int, show_tokens: bool) -> None:
+    """Print the URL a person can open, once the server listens; with demo tokens in the fragment
+    only when ``show_tokens`` (the embedded default or ``--demo``)."""
     listening = Listening(server, settings, host, port)
     await listening.started()
     base = listening.base_url
     lines = [f"wallboard server listening on {base}"]
-    if settings.jwt_secret is not None or settings.jwt_private_key is not None:
+    if show_tokens and (settings.jwt_secret is not None or settings.jwt_private_key is not None):
         token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
         admin = mint(settings, tenant=DEMO_TENANT, role="admin", sub="demo-admin", ttl_s=7 * 86400)
         lines.append(f"open {base}/#token={token}")
         lines.append(f"  wallboard:  {base}/wallboard.html#token={token}")
         lines.append(f"  supervisor: {base}/supervisor.html#token={admin}  (admin: settings too)")
         lines.append("(the token is in the URL fragment, which browsers never send to the server)")
+    else:
+        lines.append(f"open {base}/#token=TOKEN with a token from `wallboard token --tenant T --role supervisor`")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

@@ -1,4 +1,8 @@
-"""Helpers for the browser tests: Debian's Chromium through Playwright, events, a server on a chosen port."""
+"""Helpers for the browser tests: Debian's Chromium through Playwright, events, a server on a chosen port.
+
+The pages run under a CSP without 'unsafe-eval': a `wait_for_function` must be given a function
+(`"() => …"`), since Playwright evaluates a bare expression with eval, which the page refuses.
+"""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def test_token_command_refuses_bad_tenant() -> None:
 
 
 def test_serve_demo_feeds_a_moving_wallboard(database: str, backends, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """`wallboard serve --demo` fills tenant 'demo' with today's simulated traffic, visible in the live view."""
+    """`wallboard serve --demo` fills tenant 'demo' with today's simulated traffic, visible in the live view, and links to it."""
     import time
 
     import httpx
@@ -125,3 +125,4 @@ def test_serve_demo_feeds_a_moving_wallboard(database: str, backends, tmp_path: 
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+    assert "/supervisor.html#token=eyJ" in err  # --demo prints links with demo tokens, even on external servers

@@ -76,7 +76,7 @@ class Console:
 
     async def ready(self) -> str:
         """Wait until the console knows its period (the tenant's today) and is live; return that day."""
-        await self.page.wait_for_function("document.body.dataset.from", timeout=10_000)
+        await self.page.wait_for_function("() => document.body.dataset.from", timeout=10_000)
         await wait_for_badge(self.page, "live")
         return await self.page.evaluate("document.body.dataset.from")
 
@@ -135,7 +135,7 @@ async def test_agents_table_matches_the_api_and_filters_work(server: RunningServ
     await console.open(server, server.token(tenant, "supervisor"))
     await console.ready()
     p = console.page
-    await p.wait_for_function(f"document.querySelectorAll('#agent-rows tr').length === {len(agents)}")
+    await p.wait_for_function(f"() => document.querySelectorAll('#agent-rows tr').length === {len(agents)}")
 
     async def shown() -> set[tuple[str, str, str]]:
         rows = await p.eval_on_selector_all("#agent-rows tr", """els => els.map(tr => [
@@ -236,11 +236,11 @@ async def test_queue_chart_shows_the_trends_numbers(server: RunningServer, open_
     assert offered > 40
     loaded = await p.get_attribute("#panel-queues", "data-loaded")
     await p.select_option("#chart-queue", "support")
-    await p.wait_for_function(f"document.querySelector('#panel-queues').dataset.loaded !== '{loaded}'")
+    await p.wait_for_function(f"() => document.querySelector('#panel-queues').dataset.loaded !== '{loaded}'")
     await agree("hour", "support")
     loaded = await p.get_attribute("#panel-queues", "data-loaded")
     await p.select_option("#chart-granularity", "15m")
-    await p.wait_for_function(f"document.querySelector('#panel-queues').dataset.loaded !== '{loaded}'")
+    await p.wait_for_function(f"() => document.querySelector('#panel-queues').dataset.loaded !== '{loaded}'")
     await agree("15m", "support")
 
 
@@ -530,7 +530,7 @@ async def test_polls_with_if_none_match_when_websockets_are_blocked(server: Runn
     await post_events(server, tenant, [agent("a1", "available", ["sales"], name="Ada")])
     console = await open_console(init_script="window.WebSocket = function () { throw new Error('blocked by policy'); };")
     await console.open(server, server.token(tenant, "supervisor"))
-    await console.page.wait_for_function("document.body.dataset.from")
+    await console.page.wait_for_function("() => document.body.dataset.from")
     await wait_for_badge(console.page, "polling", timeout_s=5)
     p = console.page
     await p.wait_for_selector('#agent-rows tr[data-agent-id="a1"]')
@@ -586,7 +586,7 @@ async def test_token_never_in_a_url(server: RunningServer, open_console: Callabl
     await p.wait_for_selector('#q-result[data-kind="ok"]')
     await p.click('.tabs [data-tab="reports"]')
     await p.click('button[data-report="quality"]')
-    await p.wait_for_function("document.querySelector('.report-status[data-report=\"quality\"]').dataset.kind !== undefined"
+    await p.wait_for_function("() => document.querySelector('.report-status[data-report=\"quality\"]').dataset.kind !== undefined"
                               " && !document.querySelector('button[data-report=\"quality\"]').disabled")
     await p.click('.tabs [data-tab="settings"]')
     await p.click('#settings-form button[type="submit"]')
@@ -617,7 +617,7 @@ async def test_screenshots(server: RunningServer, open_console: Callable[..., Aw
         await console.open(server, server.token(tenant, "admin"))
         await console.ready()
         p = console.page
-        await p.wait_for_function("document.querySelectorAll('#agent-rows tr').length === 14")
+        await p.wait_for_function("() => document.querySelectorAll('#agent-rows tr').length === 14")
         await p.click('#agent-rows tr[data-agent-id="ag03"]')
         await p.wait_for_selector('#drill[data-loaded^="ag03|"]')
         await asyncio.sleep(1.2)  # a tick or two
@@ -637,7 +637,7 @@ async def test_screenshots(server: RunningServer, open_console: Callable[..., Aw
         wallboard = await open_console(width, height)
         await wallboard.open(server, server.token(tenant, "supervisor"), path="wallboard.html")
         await wait_for_badge(wallboard.page, "live")
-        await wallboard.page.wait_for_function("document.querySelectorAll('.agent').length === 14")
+        await wallboard.page.wait_for_function("() => document.querySelectorAll('.agent').length === 14")
         await asyncio.sleep(1.2)
         path = ARTIFACTS / f"wallboard-busy-{width}x{height}.png"
         await wallboard.page.screenshot(path=str(path))

@@ -29,7 +29,8 @@ async def get_settings(request: Request) -> Response:
 
 
 async def put_settings(request: Request) -> Response:
-    """``PUT /api/settings`` (admin): a partial update (audited); replies with every setting after it."""
+    """``PUT /api/settings`` (admin): a partial update, audited with the keys sent and the values that moved
+    (``before``/``after``); replies with every setting after it."""
     from server.api import audit
     from server.api.context import principal, services
 
@@ -48,7 +49,11 @@ async def put_settings(request: Request) -> Response:
         raise BadRequest(f"expected a JSON object of settings, got {type(patch).__name__}", code="expected_object")
     before = await store.get(tenant)
     after = await store.put(tenant, patch)
-    await audit.request_entry(request, principal(request, ADMIN), "settings.change", {"changed": sorted(patch)})
+    old, new = before.to_json(), after.to_json()
+    moved = sorted(k for k in new if old.get(k) != new[k])
+    await audit.request_entry(request, principal(request, ADMIN), "settings.change",
+                              {"changed": sorted(patch), "before": {k: old.get(k) for k in moved},
+                               "after": {k: new[k] for k in moved}})
     if _counting_rules(before) != _counting_rules(after):
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
         services(request).live.schedule_rebuild(tenant, reset=True)

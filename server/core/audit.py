@@ -15,14 +15,24 @@ from server.core.auth import Principal
 from server.core.db import Database, query
 
 MAX_PARAMETER_BYTES = 4096
+MAX_VALUE_BYTES = 1024
+
+
+def _kept(value: Any) -> Any:
+    """A parameter as stored: long text cut to 256 characters, a large structure to 256 of its JSON."""
+    if isinstance(value, str):
+        return value if len(value) <= 256 else f"{value[:256]}…"
+    encoded = orjson.dumps(value, default=str)
+    return value if len(encoded) <= MAX_VALUE_BYTES else f"{encoded[:256].decode(errors='ignore')}…"
 
 
 async def record(db: Database, who: Principal, action: str, route: str, parameters: dict[str, Any]) -> None:
-    """Write one entry; long parameter values are cut so one export cannot bloat the log."""
-    kept = {k: (v if len(str(v)) <= 256 else f"{str(v)[:256]}…") for k, v in parameters.items()}
-    encoded = orjson.dumps(kept)
+    """Write one entry: the token's ``sub`` and role, the action, the route, what it was given or
+    changed; the time is the database's. Long values are cut so one request cannot bloat the log."""
+    kept = {k: _kept(v) for k, v in parameters.items()}
+    encoded = orjson.dumps(kept, default=str)
     if len(encoded) > MAX_PARAMETER_BYTES:
-        encoded = orjson.dumps({"truncated": True, "keys": sorted(kept)[:50]})
+        encoded = orjson.dumps({"truncated": True, "keys": sorted(kept)[:50]}, default=str)
     async with db.tenant(who.tenant) as conn:
         await conn.execute(query("audit_insert"), who.tenant, who.sub or "", who.role.value, action, route,
                            encoded.decode())

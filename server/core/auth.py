@@ -7,6 +7,9 @@ configured, ``nbf``/``iat`` are honoured with a small leeway, and the
 ``client_id`` and ``role`` claims are checked for shape before any data is
 touched. Every failure is an :class:`~server.core.errors.Unauthorized` with its own
 code so that a connector's author can tell what is wrong.
+
+With an identity provider's JWKS (``server/core/jwks.py``) the key is chosen by the token's
+``kid`` and the algorithm is that key's own (RS256 or ES256); the rest is the same.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import jwt
 
 from server.core.config import Settings
 from server.core.errors import ConfigError, Forbidden, Unauthorized
+from server.core.jwks import KeySet
 
 TENANT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SUB_MAX = 128
@@ -71,7 +75,12 @@ class TokenVerifier:
     """Verifies tokens against the configured key and claims."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.jwt_public_key is not None:
+        self.keys: KeySet | None = None
+        if settings.jwt_jwks_url is not None or settings.jwt_jwks_file is not None:
+            self.keys = KeySet(settings)
+            self.key = None
+            self.algorithm = "RS256 or ES256 (per key)"
+        elif settings.jwt_public_key is not None:
             self.key: Any = settings.jwt_public_key
             self.algorithm = settings.jwt_algorithm
         elif settings.jwt_secret is not None:
@@ -115,17 +124,21 @@ class TokenVerifier:
         except jwt.DecodeError:
             raise Unauthorized("the token is not a well-formed JWT", code="token_malformed") from None
         alg = header.get("alg")
-        if alg != self.algorithm:
+        key, algorithm = self.key, self.algorithm
+        if self.keys is not None:
+            jwk = self.keys.key_for(header.get("kid"))
+            key, algorithm = jwk.key, jwk.algorithm_name
+        if alg != algorithm:
             raise Unauthorized(
-                f"token algorithm {alg!r} is not accepted: expected {self.algorithm}",
+                f"token algorithm {alg!r} is not accepted: expected {algorithm}",
                 code="token_algorithm",
             )
         options = {"require": ["exp"], "verify_iss": self.issuer is not None}
         try:
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=[self.algorithm],
+                key,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
@@ -191,6 +204,8 @@ def parse_ttl(text: str) -> int:
 def mint(settings: Settings, *, tenant: str, role: str, sub: str | None = None, ttl_s: int = 8 * 3600,
          extra: dict[str, Any] | None = None) -> str:
     """Sign a token with the configured secret or private key (for `wallboard token`, demos, tests)."""
+    if settings.jwt_jwks_url is not None or settings.jwt_jwks_file is not None:
+        raise ConfigError("WALLBOARD_JWT_JWKS_URL/_FILE is set: tokens come from the identity provider, not from here")
     if not TENANT_RE.fullmatch(tenant):
         raise ValueError(f"tenant {tenant!r} is ill-formed: expected 1-64 characters of [A-Za-z0-9_.-]")
     Role(role)

@@ -63,6 +63,10 @@ class Settings:
     forecast_target_sl: float = 0.8
     alerts_every_s: int = 1
     gc_freeze_every_s: int = 10
+    jwt_jwks_url: str | None = None  # an identity provider's JWKS (exclusive with the secret and the PEM key)
+    jwt_jwks_file: Path | None = None  # or a JWKS file, read again on an unknown kid
+    jwt_jwks_cache_s: int = 300
+    jwt_jwks_cooldown_s: int = 30
 
     @property
     def embedded(self) -> bool:
@@ -92,6 +96,15 @@ class Settings:
                 "(RFC 7518 wants as many bits as the hash); generate one with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
+        jwks_url = get.url("WALLBOARD_JWT_JWKS_URL", ("https", "http"))
+        jwks_file = get.str("WALLBOARD_JWT_JWKS_FILE")
+        chosen = [name for name, value in (("WALLBOARD_JWT_SECRET", secret), ("WALLBOARD_JWT_PUBLIC_KEY", public_key_path),
+                                           ("WALLBOARD_JWT_JWKS_URL", jwks_url), ("WALLBOARD_JWT_JWKS_FILE", jwks_file))
+                  if value is not None]
+        if len(chosen) > 1:
+            raise ConfigError(f"{' and '.join(chosen)} are all set: set exactly one source of signing keys")
+        if jwks_file is not None and not Path(jwks_file).is_file():
+            raise ConfigError(f"WALLBOARD_JWT_JWKS_FILE={jwks_file!r} is not a readable file: expected a JWKS JSON file")
         public_key = algorithm = None
         if public_key_path is not None:
             public_key, algorithm = _read_pem("WALLBOARD_JWT_PUBLIC_KEY", public_key_path, private=False)
@@ -136,6 +149,10 @@ class Settings:
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
             alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
             gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
+            jwt_jwks_url=jwks_url,
+            jwt_jwks_file=Path(jwks_file) if jwks_file is not None else None,
+            jwt_jwks_cache_s=get.int("WALLBOARD_JWT_JWKS_CACHE_S", 300, 1, 86_400),
+            jwt_jwks_cooldown_s=get.int("WALLBOARD_JWT_JWKS_COOLDOWN_S", 30, 0, 3600),
         )
 
 

@@ -2,13 +2,21 @@
 
 Log calls pass their fields with ``extra={...}``; the event name is the
 message (``"ingest.batch"``), so lines can be filtered and aggregated.
+
+No line carries a credential, at any level: both formatters pass the whole line (message,
+fields, traceback) through ``Redactor``, which blanks JWTs (and any truncated start of one),
+``Bearer …`` / ``bearer.…`` values, ``Authorization`` header values and the signing secret.
+That covers what the libraries log too (uvicorn's access lines, websockets' DEBUG handshake
+headers and frames), since every logger ends at the root handler set up here.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -17,8 +25,40 @@ import orjson
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
+REDACTED = "[redacted]"
+# A JWT's header is base64url JSON, so it starts "eyJ"; a truncated one (websockets cuts long frames) too.
+# Values stop at a quote or a backslash, so a redacted JSON line stays valid JSON.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){0,2}")
+_BEARER = re.compile(r"(?i)\b(bearer[ .]+)[^\s'\",;\]\\]+")
+_AUTHORIZATION = re.compile(r"(?i)(authorization(?:\\?['\"])?\s*[:=,]\s*(?:b(?=['\"]))?(?:\\?['\"])?)[^\r\n'\"\\]+")
+
+
+class Redactor:
+    """Blanks credentials in a log line: JWTs, bearer values, Authorization headers, given secrets."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def __call__(self, line: str) -> str:
+        low = line.lower()
+        # Most lines hold none of these words: three substring scans instead of three regexes.
+        if "authorization" in low:
+            line = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, line)
+        if "bearer" in low:
+            line = _BEARER.sub(lambda m: m.group(1) + REDACTED, line)
+        if "eyJ" in line:
+            line = _JWT.sub(REDACTED, line)
+        for secret in self.secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+
 class JsonFormatter(logging.Formatter):
-    """Render a record as one JSON line with its ``extra`` fields."""
+    """Render a record as one JSON line with its ``extra`` fields, credentials redacted."""
+
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -32,22 +72,32 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return self.redact(orjson.dumps(out, default=str).decode())
 
 
 class TextFormatter(logging.Formatter):
+    """One readable line per record (for a terminal), credentials redacted."""
+
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.getMessage()} {fields}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line.rstrip()
+        return self.redact(line.rstrip())
 
 
-def setup(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
-    """Configure the root logger; return a uvicorn ``log_config`` using the same format."""
+def setup(level: str = "INFO", fmt: str = "json", secrets: Iterable[str | None] = ()) -> dict[str, Any]:
+    """Configure the root logger; return a uvicorn ``log_config`` using the same format.
+
+    ``secrets`` (the signing secret) are blanked wherever they would appear in a line.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    redact = Redactor(secrets)
+    handler.setFormatter(JsonFormatter(redact) if fmt == "json" else TextFormatter(redact))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

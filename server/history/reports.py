@@ -116,11 +116,23 @@ async def stream(scope: Scope, spec: Report) -> AsyncIterator[bytes]:
         cursor = conn.cursor(spec.sql(scope), *spec.args(scope), prefetch=CHUNK_ROWS)
         count = 0
         async for record in cursor:
-            writer.writerow(spec.row(record, scope))
+            writer.writerow([safe_cell(value) for value in spec.row(record, scope)])
             count += 1
             if count % CHUNK_ROWS == 0:
                 yield _drain(buffer)
     yield _drain(buffer)
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading ``'``.
+
+    OWASP's CSV-injection rule. Only text is escaped: numbers (negative ones too) stay numbers, so
+    a figure is still a figure in the sheet; an id such as ``-7`` is text and comes out ``'-7``.
+    """
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
 
 
 def _drain(buffer: io.StringIO) -> bytes:

@@ -3,11 +3,21 @@
 All keys of a tenant share the hash tag ``{tenant}``, so a tenant's keys sit
 in one Redis Cluster slot and one Lua script may touch them all. The Lua
 scripts build the same names from :meth:`Keys.tenant_prefix`; the layout
-below is the single description of both sides.
+below is the single description of both sides. ``{t}`` stands for the tenant
+prefix ``{tenant}:v2`` (hash tag, then the layout version).
+
+No two ids can make one name: a tenant id has no ``:`` or braces (the token's
+``client_id`` pattern), every other name has at most one free id and it comes
+last, and the one name with two ids (a call leg) length-prefixes the first. The
+layout version changes whenever a name changes: a server with a new layout finds
+no ``ready`` key and rebuilds each tenant's live state from PostgreSQL on first
+touch, instead of counting on top of keys it would no longer read (the old ones
+expire or go with the next reset rebuild, whose pattern covers every layout).
 
     {p}:{t}:ready              live state is complete (absent: rebuild from PostgreSQL)
     {p}:{t}:queues / agents    ids seen
-    {p}:{t}:call:{q}:{c}       one queue leg: qts, ats, bts, cts, agent, aday, aiv, bday, biv
+    {p}:{t}:call:{n}:{q}:{c}   one queue leg: qts, ats, bts, cts, agent, aday, aiv, bday, biv
+                               ({n}: the queue id's length in UTF-8 bytes)
     {p}:{t}:wait:{q}           zset call_id → queued ts (calls waiting)
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
@@ -32,6 +42,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LAYOUT = 2  # version of the key names below; a change makes every tenant rebuild its live state
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -48,7 +60,7 @@ class Keys:
         return f"{self.prefix}:alerts"
 
     def tenant_prefix(self, tenant: str) -> str:
-        return f"{self.prefix}:{{{tenant}}}:"
+        return f"{self.prefix}:{{{tenant}}}:v{LAYOUT}:"
 
     def ready(self, tenant: str) -> str:
         return self.tenant_prefix(tenant) + "ready"
@@ -58,7 +70,7 @@ class Keys:
 
     def tenant_pattern(self, tenant: str) -> str:
         """A SCAN pattern matching every key of the tenant (for flushes in tests and tools)."""
-        return self.tenant_prefix(tenant).replace("{", "\\{").replace("}", "\\}") + "*"
+        return f"{self.prefix}:\\{{{tenant}\\}}:*"  # every layout's keys, not only this one's
 
     # -- analytics (forecasts, anomalies, threshold alerts) ---------------
 
@@ -77,6 +89,10 @@ class Keys:
 
     def staffing_written(self, tenant: str, interval_ms: int) -> str:
         return self.tenant_prefix(tenant) + f"staffing:{interval_ms}"
+
+    def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
+        """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""
+        return self.tenant_prefix(tenant) + f"call:{len(queue_id.encode())}:{queue_id}:{call_id}"
 
     def queue_interval(self, tenant: str, interval_ms: int, queue_id: str) -> str:
         """The counters of a queue's 15-minute interval (apply.lua writes them; the forecast adds its staffing)."""

@@ -38,6 +38,36 @@ export function fragmentParams(hash = location.hash) {
   return new URLSearchParams(hash.replace(/^#/, ""));
 }
 
+const TOKEN_KEY = "wallboard.token";
+
+/**
+ * The page's token. A `#token=…` in the address is moved into this tab's sessionStorage and
+ * removed from the address and its history entry (history.replaceState: no reload, no
+ * hashchange), so neither the location bar, the history nor a screenshot keeps it; the other
+ * fragment options (`queues`, `tab`) stay. Without one, the token stored earlier in this tab
+ * (a reload), else null.
+ */
+export function takeToken() {
+  const params = fragmentParams();
+  const fresh = params.get("token");
+  if (fresh) {
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(history.state, "", `${location.pathname}${location.search}${rest ? `#${rest}` : ""}`);
+    try {
+      sessionStorage.setItem(TOKEN_KEY, fresh);
+    } catch {
+      // Storage refused (a locked-down kiosk): the token lives in this page's memory only.
+    }
+    return fresh;
+  }
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
 /** Full-jitter exponential back-off in ms: random(0, min(cap, base * 2^attempt)). */
 export function backoffMs(attempt, baseMs = 500, capMs = 30000) {
   return Math.random() * Math.min(capMs, baseMs * 2 ** attempt);

@@ -1,12 +1,13 @@
 // The supervisor console: agents now (live), drill-down, queue history, sectors, quality,
 // satisfaction, costs, CSV exports and (for admins) the tenant's settings.
 //
-// The token comes from the URL fragment (`#token=…`), which browsers never send; REST calls
+// The token comes from the URL fragment (`#token=…`), which browsers never send, and is moved at
+// once into this tab's sessionStorage, out of the address and the history (live.js); REST calls
 // carry it as `Authorization: Bearer`, the WebSocket as a subprotocol (live.js). The period
 // of every history section is one picker in the header, in the tenant's days (ISO dates; the
 // tenant's today comes from the overview's `day`), defaulting to today.
 
-import { LiveClient, ServerClock, fragmentParams, jwtPayload } from "./live.js";
+import { LiveClient, ServerClock, fragmentParams, jwtPayload, takeToken } from "./live.js";
 import { $, addDays, createApi, explain } from "./supervisor-api.js";
 import { createAgents } from "./supervisor-agents.js";
 import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
@@ -92,7 +93,7 @@ function showTab(name, { remember = true } = {}) {
   for (const panel of document.querySelectorAll(".tabpanel")) panel.hidden = panel.dataset.tab !== name;
   document.body.dataset.tab = name;
   if (remember) {
-    // The tab is kept in the fragment beside the token (replaceState: no hashchange, no history entry).
+    // The tab is kept in the fragment (replaceState: no hashchange, no history entry); the token never is.
     const params = fragmentParams();
     params.set("tab", name);
     history.replaceState(null, "", `#${params.toString()}`);
@@ -187,7 +188,8 @@ const sections = {};
 
 async function main() {
   const params = fragmentParams();
-  page.token = params.get("token");
+  page.token = takeToken();
+  // The new tab takes the token from its fragment into its own sessionStorage and clears it.
   $("to-wallboard").href = `wallboard.html#token=${encodeURIComponent(page.token || "")}`;
   if (!page.token) {
     refuse("No token", "This console's token was refused: the page address carries no #token=… fragment.");
@@ -266,14 +268,19 @@ async function main() {
   }
   $("refresh").addEventListener("click", () => loadTab(page.tab));
 
-  const refreshToken = () => fragmentParams().get("token");
+  const refreshToken = () => {
+    const fresh = takeToken();
+    if (fresh) page.token = fresh;
+    return fresh;
+  };
   client = new LiveClient({
     token: page.token, views: ["overview", "agents"], onState, refreshToken,
     onData: (view, data) => (view === "overview" ? onOverview(data) : sections.agents.update(data)),
   });
   window.supervisor = client; // for the console and for tests
   window.addEventListener("hashchange", () => {
-    const fresh = fragmentParams().get("token");
+    if (!fragmentParams().has("token")) return;
+    const fresh = takeToken();
     if (fresh && fresh !== page.token) {
       page.token = fresh;
       client.setToken(fresh);

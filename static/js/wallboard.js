@@ -5,7 +5,7 @@
 // with the clock (longest wait, time in state) tick here every second from
 // `oldest_queued_at` / `since`, corrected by the server clock's offset from `as_of`.
 
-import { LiveClient, ServerClock, fragmentParams, jwtPayload } from "./live.js";
+import { LiveClient, ServerClock, fragmentParams, jwtPayload, takeToken } from "./live.js";
 import { duration, percent } from "./format.js";
 
 // Alert thresholds: tenant_settings.DEFAULT_ALERTS; a `thresholds` (or `alerts`) block in the
@@ -268,7 +268,7 @@ function onState(state, detail) {
 
 function main() {
   const params = fragmentParams();
-  const token = params.get("token");
+  const token = takeToken();
   const queues = (params.get("queues") || "").split(",").map((q) => q.trim()).filter(Boolean);
   if (queues.length) {
     $("filter").hidden = false;
@@ -284,13 +284,12 @@ function main() {
   const claims = jwtPayload(token);
   if (claims?.client_id) $("tenant").textContent = claims.client_id;
   // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
-  const refreshToken = () => fragmentParams().get("token");
+  const refreshToken = () => takeToken();
   client = new LiveClient({ token, views: ["overview", "agents"], queues, onData, onState, refreshToken });
   window.wallboard = client; // for the console and for tests
   // A kiosk can be handed a fresh token by changing the fragment: taken without a reload.
   window.addEventListener("hashchange", () => {
-    const fresh = fragmentParams().get("token");
-    if (fresh) client.setToken(fresh);
+    if (fragmentParams().has("token")) client.setToken(takeToken());
   });
   window.addEventListener("resize", () => {
     fitAgentGrid(document.querySelectorAll(".agent").length);

@@ -57,7 +57,9 @@ local function abandoned_wait(day, iv, q, wait, sl, sa)
   if wait < sa then count(day, iv, q, "short_abandoned", 1) end
 end
 
-local function leg(e) return P .. "call:" .. e.q .. ":" .. e.c end
+-- The queue id is length-prefixed (bytes): queue "a:b" with call "c" and queue "a" with call "b:c"
+-- are two legs (server/live/keys.py, Keys.call_leg, builds the same name).
+local function leg(e) return P .. "call:" .. #e.q .. ":" .. e.q .. ":" .. e.c end
 
 -- Agent records are read once per batch, changed in Lua, written once at the end.
 local agents = {}
