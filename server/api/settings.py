@@ -51,7 +51,7 @@ async def put_settings(request: Request) -> Response:
     await audit.request_entry(request, principal(request, ADMIN), "settings.change", {"changed": sorted(patch)})
     if _counting_rules(before) != _counting_rules(after):
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
-        services(request).live.schedule_rebuild(tenant, reset=True)
+        services(request).live.schedule_rebuild(tenant, reset=True, reason="settings")
     return success(after.to_json())
 
 

@@ -62,6 +62,11 @@ class Settings:
     forecast_target_sl: float = 0.8
     alerts_every_s: int = 1
     gc_freeze_every_s: int = 10
+    live_sweep_s: int = 2
+    live_pending_age_s: int = 5
+    live_check_s: int = 2
+    live_reconcile_s: int = 60
+    live_active_s: int = 3600
 
     @property
     def embedded(self) -> bool:
@@ -134,6 +139,11 @@ class Settings:
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
             alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
             gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
+            live_sweep_s=get.int("WALLBOARD_LIVE_SWEEP_S", 2, 1, 300),
+            live_pending_age_s=get.int("WALLBOARD_LIVE_PENDING_AGE_S", 5, 2, 3600),
+            live_check_s=get.int("WALLBOARD_LIVE_CHECK_S", 2, 1, 300),
+            live_reconcile_s=get.int("WALLBOARD_LIVE_RECONCILE_S", 60, 0, 86_400),
+            live_active_s=get.int("WALLBOARD_LIVE_ACTIVE_S", 3600, 60, 7 * 86_400),
         )
 
 
