@@ -135,6 +135,7 @@ class LiveState:
         self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
         self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
         self.needs_rebuild: set[str] = set()
+        self._failed_at: dict[str, float] = {}  # tenant → when an apply of it last failed (monotonic)
         self.redis_ok = True
         self._rebuilds: dict[str, asyncio.Task[int]] = {}
         self._repair: asyncio.Task[None] | None = None
@@ -193,6 +194,7 @@ class LiveState:
         self.redis_ok = False
         if tenant is not None:
             self.needs_rebuild.add(tenant)
+            self._failed_at[tenant] = time.monotonic()
 
     # -- rebuild ---------------------------------------------------------
 
@@ -242,7 +244,9 @@ class LiveState:
             settings = await self.store.get(tenant)
             count = await self._replay(tenant, settings)
             await self.redis.set(self.keys.ready(tenant), "1")
-            self.needs_rebuild.discard(tenant)
+            # An apply that failed after this replay began may hold events the replay did not see.
+            if self._failed_at.get(tenant, 0.0) < started:
+                self.needs_rebuild.discard(tenant)
         except BaseException:
             self.needs_rebuild.add(tenant)  # the repair loop tries again
             raise
