@@ -102,7 +102,7 @@ class Healer:
         self._verified: str | None = None
         self.stats: Counter[str] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
-        live.listeners.append(self._rebuild_event)
+        live.hooks.append(self._rebuild_event)
 
     def start(self) -> None:
         s = self.settings

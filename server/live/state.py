@@ -142,6 +142,7 @@ class LiveState:
         # Told (tenant, done) when this process starts (False) and ends (True) a rebuild: the hub
         # tells the tenant's boards `stale`, then sends a snapshot; the healer clears its markers.
         self.listeners: list[Callable[[str, bool], None]] = []
+        self.hooks: list[Callable[[str, bool], None]] = []  # told of every rebuild, a first touch's too
 
     # -- lifecycle -------------------------------------------------------
 
@@ -234,8 +235,7 @@ class LiveState:
         # A first touch ("missing": a new tenant, or a Redis that came back empty, which the hub
         # reports itself) is no news to the boards; a repair of a state they showed is.
         told = reason != "missing"
-        if told:
-            self._tell(tenant, False)
+        self._tell(tenant, False, told)
         try:
             if reset:
                 await self._delete_tenant_keys(tenant)
@@ -253,15 +253,14 @@ class LiveState:
         finally:
             if await self.redis.get(lock) == token.encode():
                 await self.redis.delete(lock)
-        if told:
-            self._tell(tenant, True)
+        self._tell(tenant, True, told)
         await self.redis.publish(self.keys.changes, tenant)
         log.info("live.rebuilt", extra={"tenant": tenant, "events": count, "reason": reason, "reset": reset,
                                         "seconds": round(time.monotonic() - started, 3)})
         return count
 
-    def _tell(self, tenant: str, done: bool) -> None:
-        for listener in self.listeners:
+    def _tell(self, tenant: str, done: bool, boards: bool) -> None:
+        for listener in (*self.hooks, *(self.listeners if boards else ())):
             listener(tenant, done)
 
     async def _replay(self, tenant: str, settings: TenantSettings) -> int:
