@@ -51,6 +51,7 @@ from server.core.redis_client import redis_client
 from server.core.resources import static_dir
 from server.core.tenant_settings import SettingsStore
 from server.history.scorecards import ScorecardRefresher
+from server.live.heal import Healer
 from server.live.hub import Hub
 from server.live.keys import Keys
 from server.live.recorder import Ingestor
@@ -84,16 +85,18 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     store = SettingsStore(db)
     live = LiveState(client, db, keys, store)
     hub = Hub(client, live, store, keys, settings)
+    healer = Healer(live, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
     analytics = Analytics(settings, db, client, keys, store, live, hub)
     if background:
         live.start()
         hub.start()
+        healer.start()
         refresher.start()
         analytics.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch),
-                    hub=hub, scorecards=refresher, analytics=analytics)
+                    settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch, healer),
+                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer)
 
 
 async def close_services(svc: Services) -> None:
@@ -101,6 +104,8 @@ async def close_services(svc: Services) -> None:
         await svc.analytics.close()
     await svc.scorecards.close()
     await svc.hub.close()
+    if svc.healer is not None:
+        await svc.healer.close()
     await svc.live.close()
     await svc.redis.aclose()
     await svc.db.close()

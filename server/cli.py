@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.set_defaults(func=cmd_rebuild_live)
 
+    p = sub.add_parser("check-live", help="compare a tenant's live counters of today with the PostgreSQL rollups "
+                                         "(exit 1 on a mismatch); --repair rebuilds the ones that differ")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", action="append", default=[], help="a tenant to check (repeatable)")
+    which.add_argument("--all", action="store_true", help="every tenant active in the last WALLBOARD_LIVE_ACTIVE_S")
+    p.add_argument("--repair", action="store_true", help="rebuild each tenant found different from PostgreSQL")
+    p.set_defaults(func=cmd_check_live)
+
     p = sub.add_parser("seed-history", help="write a reproducible year of history straight to PostgreSQL "
                                            "(history benchmarks; no raw events)")
     p.add_argument("--tenant", required=True, help="the tenant to seed")
@@ -151,6 +159,12 @@ def cmd_rebuild_live(args: argparse.Namespace) -> int:
     from server.runtime import rebuild_live
 
     return rebuild_live(args.tenant)
+
+
+def cmd_check_live(args: argparse.Namespace) -> int:
+    from server.runtime import check_live
+
+    return check_live(args.tenant, every=args.all, repair=args.repair)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

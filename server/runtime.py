@@ -174,6 +174,46 @@ def rebuild_live(tenant: str) -> int:
             embedded.stop()
 
 
+def check_live(tenants: Sequence[str], *, every: bool, repair: bool) -> int:
+    """``wallboard check-live``: compare today's live counters with the rollups, one line per tenant.
+
+    0 when every tenant is equal, 1 when one differed (and with ``repair`` was rebuilt).
+    """
+    from server.live.heal import Healer
+
+    settings, embedded = with_runtime(Settings.from_env())
+
+    async def run() -> int:
+        svc = await open_services(settings, background=False)
+        healer = svc.healer or Healer(svc.live, settings)
+        try:
+            names = list(tenants) + ([t for t in await healer.active_tenants() if t not in tenants] if every else [])
+            found = 0
+            for tenant in names:
+                check = await healer.compare(tenant)
+                if check.equal:
+                    print(check.line(), flush=True)
+                    continue
+                found += 1
+                if not repair:
+                    print(check.line(), flush=True)
+                    continue
+                started = time.monotonic()
+                count = await svc.live.rebuild(tenant, reset=True, reason="check_live")
+                print(f"{check.line()}; rebuilt from {count} events in {time.monotonic() - started:.1f}s", flush=True)
+            if not names:
+                print("no active tenants")
+            return 1 if found else 0
+        finally:
+            await close_services(svc)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 def apply_migrations() -> int:
     """``wallboard migrate``: apply the migrations to DATABASE_URL (the embedded one when unset)."""
     settings = Settings.from_env()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
     from server.history.scorecards import ScorecardRefresher
+    from server.live.heal import Healer
     from server.live.hub import Hub
     from server.live.keys import Keys
     from server.live.recorder import Ingestor
@@ -45,6 +46,7 @@ class Services:
     hub: Hub
     scorecards: ScorecardRefresher
     analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics/service.py)
+    healer: Healer | None = None  # pending batches, Redis restarts, reconciliation (server/live/heal.py)
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:

@@ -56,7 +56,7 @@ async def put_settings(request: Request) -> Response:
                                "after": {k: new[k] for k in moved}})
     if _counting_rules(before) != _counting_rules(after):
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
-        services(request).live.schedule_rebuild(tenant, reset=True)
+        services(request).live.schedule_rebuild(tenant, reset=True, reason="settings")
     return success(after.to_json())
 
 

@@ -67,6 +67,11 @@ class Settings:
     jwt_jwks_file: Path | None = None  # or a JWKS file, read again on an unknown kid
     jwt_jwks_cache_s: int = 300
     jwt_jwks_cooldown_s: int = 30
+    live_sweep_s: int = 2
+    live_pending_age_s: int = 5
+    live_check_s: int = 2
+    live_reconcile_s: int = 60
+    live_active_s: int = 3600
 
     @property
     def embedded(self) -> bool:
@@ -153,6 +158,11 @@ class Settings:
             jwt_jwks_file=Path(jwks_file) if jwks_file is not None else None,
             jwt_jwks_cache_s=get.int("WALLBOARD_JWT_JWKS_CACHE_S", 300, 1, 86_400),
             jwt_jwks_cooldown_s=get.int("WALLBOARD_JWT_JWKS_COOLDOWN_S", 30, 0, 3600),
+            live_sweep_s=get.int("WALLBOARD_LIVE_SWEEP_S", 2, 1, 300),
+            live_pending_age_s=get.int("WALLBOARD_LIVE_PENDING_AGE_S", 5, 2, 3600),
+            live_check_s=get.int("WALLBOARD_LIVE_CHECK_S", 2, 1, 300),
+            live_reconcile_s=get.int("WALLBOARD_LIVE_RECONCILE_S", 60, 0, 86_400),
+            live_active_s=get.int("WALLBOARD_LIVE_ACTIVE_S", 3600, 60, 7 * 86_400),
         )
 
 

@@ -82,6 +82,10 @@ class Hub:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Tenants whose live state is being rebuilt (here or elsewhere) → a count of the rebuilds
+        # seen: their clients were told `stale` and get a snapshot, then `ok`, once it is readable.
+        self.rebuilding: dict[str, int] = {}
+        live.listeners.append(self._rebuild_event)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -213,7 +217,7 @@ class Hub:
                 if tenant in self._inflight:
                     self.dirty.add(tenant)  # still rendering the previous change: next tick
                     continue
-                task = asyncio.create_task(self.publish(tenant), name=f"publish-{tenant}")
+                task = asyncio.create_task(self._refresh(tenant), name=f"publish-{tenant}")
                 self._inflight[tenant] = task
                 task.add_done_callback(self._published)
 
@@ -255,6 +259,8 @@ class Hub:
         if isinstance(exc, (RedisError, OSError)) or (isinstance(exc, ServiceUnavailable)
                                                       and exc.code == "live_unavailable"):
             self._set_live(False)
+        elif isinstance(exc, ServiceUnavailable) and exc.code == "live_rebuilding":
+            self._rebuild_event(tenant, False)  # rebuilt by another process: this one's clients wait too
         elif not isinstance(exc, ServiceUnavailable):  # "being rebuilt": simply try again next tick
             log.error("hub.publish_failed", exc_info=exc, extra={"tenant": tenant})
 
@@ -296,6 +302,31 @@ class Hub:
             await self.publish(tenant, kind="snapshot", force=True)
         self._set_live(True)
         log.info("hub.redis_back", extra={"tenants": len(self.by_tenant)})
+
+    def _rebuild_event(self, tenant: str, done: bool) -> None:
+        """A rebuild of the tenant began (tell its clients `stale`) or ended (a snapshot at the next tick)."""
+        if done:
+            self.dirty.add(tenant)
+            return
+        seen = self.rebuilding.get(tenant)
+        self.rebuilding[tenant] = (seen or 0) + 1
+        if seen is None:
+            message = status_message(False)
+            for box in list(self.clients.get(tenant, ())):
+                box.say(message)
+
+    async def _refresh(self, tenant: str) -> None:
+        """The tick's publish: an update, or after a rebuild a snapshot of every stream, then `ok`."""
+        seen = self.rebuilding.get(tenant)
+        if seen is None:
+            await self.publish(tenant)
+            return
+        await self.publish(tenant, kind="snapshot", force=True)
+        if self.rebuilding.get(tenant) == seen:  # no rebuild began meanwhile
+            del self.rebuilding[tenant]
+            message = status_message(True)
+            for box in list(self.clients.get(tenant, ())):
+                box.say(message)
 
     def _set_live(self, ok: bool) -> None:
         if ok == self.live_ok:

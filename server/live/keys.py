@@ -27,6 +27,10 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:ad:{day}:{a}       an agent's counters for a tenant day
     {p}:{t}:seen:{day}         event ids of CSAT/quality events applied (they have no natural key)
     {p}:{t}:rebuild            lock held while the state is rebuilt
+    {p}:{t}:heal:{job}         lock of one repair job for the tenant (sweep, reconcile), with expiry
+    {p}:generation             the Redis run_id the live state was last verified for (absent or another
+                               run_id: this Redis restarted, empty or from a snapshot; see heal.py)
+    {p}:generation:lock        held by the one process verifying a new generation
     {p}:changes                pub/sub channel: the tenant id, after each applied batch
     {p}:alerts                 pub/sub channel: "<tenant>\n<alert message>", delivered by every hub
     {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
@@ -67,6 +71,17 @@ class Keys:
 
     def rebuild_lock(self, tenant: str) -> str:
         return self.tenant_prefix(tenant) + "rebuild"
+
+    def heal_lock(self, tenant: str, job: str) -> str:
+        return self.tenant_prefix(tenant) + f"heal:{job}"
+
+    @property
+    def generation(self) -> str:
+        return f"{self.prefix}:generation"
+
+    @property
+    def generation_lock(self) -> str:
+        return f"{self.prefix}:generation:lock"
 
     def tenant_pattern(self, tenant: str) -> str:
         """A SCAN pattern matching every key of the tenant (for flushes in tests and tools)."""

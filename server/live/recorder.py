@@ -22,6 +22,7 @@ from server.core.db import UNAVAILABLE, Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
 from server.ingest.events import Event
+from server.live.heal import Healer
 from server.live.state import Calendar, LiveState
 
 log = logging.getLogger("wallboard.ingest")
@@ -56,11 +57,12 @@ class Ingestor:
     """Stores events and applies them to the live state; shared by every ingest route."""
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
-                 on_change: Callable[[str], None] | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None, healer: Healer | None = None) -> None:
         self.db = db
         self.live = live
         self.store = store
         self.on_change = on_change  # told the tenant after new events were committed
+        self.healer = healer  # keeps a marker of each batch from its commit to its apply (heal.py)
         self._partitions: set[date] = set()
 
     async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
@@ -76,19 +78,25 @@ class Ingestor:
         events = sorted(unique.values(), key=lambda e: e.event_id)
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
-        fresh = await self.store_events(tenant, events, cal)
+        batch = self.healer.new_batch() if self.healer is not None else None
+        fresh = await self.store_events(tenant, events, cal, batch=batch)
         outcome.accepted = len(fresh)
         outcome.duplicates += len(events) - len(fresh)
+        applied = True
         if fresh:
             if self.on_change is not None:
                 self.on_change(tenant)
             new = [e for e in events if e.event_id in fresh]
-            await self.live.apply(tenant, new, settings, cal)
+            applied = await self.live.apply(tenant, new, settings, cal)
+        if self.healer is not None and batch is not None:
+            (self.healer.applied if applied else self.healer.failed)(tenant, batch)
         return outcome
 
-    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar) -> set[str]:
+    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None) -> set[str]:
         """Insert the batch and apply the new events to the history tables, in one statement
-        (events_store.sql); return the ids that were new. 503 when PostgreSQL is away."""
+        (events_store.sql); return the ids that were new. 503 when PostgreSQL is away.
+
+        ``batch``: the id of the batch's pending-apply marker, written in the same transaction."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
@@ -110,6 +118,8 @@ class Ingestor:
                 async with self.db.tenant(tenant) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
+                    if batch is not None:
+                        await conn.execute(query("live_pending_add"), tenant, batch)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes)
                 break

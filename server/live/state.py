@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,14 @@ class LiveState:
         self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
         self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
         self.needs_rebuild: set[str] = set()
+        self._failed_at: dict[str, float] = {}  # tenant → when an apply of it last failed (monotonic)
         self.redis_ok = True
         self._rebuilds: dict[str, asyncio.Task[int]] = {}
         self._repair: asyncio.Task[None] | None = None
+        # Told (tenant, done) when this process starts (False) and ends (True) a rebuild: the hub
+        # tells the tenant's boards `stale`, then sends a snapshot; the healer clears its markers.
+        self.listeners: list[Callable[[str, bool], None]] = []
+        self.hooks: list[Callable[[str, bool], None]] = []  # told of every rebuild, a first touch's too
 
     # -- lifecycle -------------------------------------------------------
 
@@ -173,7 +178,7 @@ class LiveState:
             return False
         self.redis_ok = True
         if result[0] == -1:
-            self.schedule_rebuild(tenant)
+            self.schedule_rebuild(tenant, reason="missing")
             return False
         return True
 
@@ -190,14 +195,15 @@ class LiveState:
         self.redis_ok = False
         if tenant is not None:
             self.needs_rebuild.add(tenant)
+            self._failed_at[tenant] = time.monotonic()
 
     # -- rebuild ---------------------------------------------------------
 
-    def schedule_rebuild(self, tenant: str, *, reset: bool = False) -> asyncio.Task[int]:
+    def schedule_rebuild(self, tenant: str, *, reset: bool = False, reason: str = "missing") -> asyncio.Task[int]:
         """Start (or join) this process's rebuild of the tenant; ``reset`` starts from empty."""
         task = self._rebuilds.get(tenant)
         if task is None or task.done():
-            task = asyncio.create_task(self.rebuild(tenant, reset=reset), name=f"rebuild-{tenant}")
+            task = asyncio.create_task(self.rebuild(tenant, reset=reset, reason=reason), name=f"rebuild-{tenant}")
             task.add_done_callback(self._rebuild_done)
             self._rebuilds[tenant] = task
         return task
@@ -207,8 +213,9 @@ class LiveState:
             exc = task.exception()
             log.warning("live.rebuild_failed", extra={"task": task.get_name(), "error": f"{type(exc).__name__}: {exc}"})
 
-    async def rebuild(self, tenant: str, *, reset: bool = False) -> int:
-        """Replay the tenant's events of yesterday and today from PostgreSQL; return how many.
+    async def rebuild(self, tenant: str, *, reset: bool = False, reason: str = "requested") -> int:
+        """Replay the tenant's events of yesterday and today from PostgreSQL; return how many
+        (-1 when another process's rebuild, which held the lock, completed the state instead).
 
         With ``reset`` the tenant's live keys are deleted first (after a change of
         thresholds, or on demand). Another process's rebuild in progress makes
@@ -221,10 +228,14 @@ class LiveState:
                 break
             await asyncio.sleep(0.1)
             if not reset and await self.redis.get(self.keys.ready(tenant)) == b"1":
-                return 0
+                return -1  # another process's rebuild completed it
         else:
             raise ServiceUnavailable(f"the live state of {tenant!r} is being rebuilt elsewhere; retry shortly")
         started = time.monotonic()
+        # A first touch ("missing": a new tenant, or a Redis that came back empty, which the hub
+        # reports itself) is no news to the boards; a repair of a state they showed is.
+        told = reason != "missing"
+        self._tell(tenant, False, told)
         try:
             if reset:
                 await self._delete_tenant_keys(tenant)
@@ -233,17 +244,24 @@ class LiveState:
             settings = await self.store.get(tenant)
             count = await self._replay(tenant, settings)
             await self.redis.set(self.keys.ready(tenant), "1")
-            self.needs_rebuild.discard(tenant)
+            # An apply that failed after this replay began may hold events the replay did not see.
+            if self._failed_at.get(tenant, 0.0) < started:
+                self.needs_rebuild.discard(tenant)
         except BaseException:
             self.needs_rebuild.add(tenant)  # the repair loop tries again
             raise
         finally:
             if await self.redis.get(lock) == token.encode():
                 await self.redis.delete(lock)
+        self._tell(tenant, True, told)
         await self.redis.publish(self.keys.changes, tenant)
-        log.info("live.rebuilt", extra={"tenant": tenant, "events": count,
+        log.info("live.rebuilt", extra={"tenant": tenant, "events": count, "reason": reason, "reset": reset,
                                         "seconds": round(time.monotonic() - started, 3)})
         return count
+
+    def _tell(self, tenant: str, done: bool, boards: bool) -> None:
+        for listener in (*self.hooks, *(self.listeners if boards else ())):
+            listener(tenant, done)
 
     async def _replay(self, tenant: str, settings: TenantSettings) -> int:
         now = int(time.time() * 1000)
@@ -300,7 +318,7 @@ class LiveState:
             self.redis_ok = True
             for tenant in list(self.needs_rebuild):
                 try:
-                    await self.schedule_rebuild(tenant)
+                    await self.schedule_rebuild(tenant, reason="apply_failed")
                 except REDIS_DOWN as exc:
                     self._redis_failed(tenant, exc)
                     break
