@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from server.app import close_services, open_services
 from server.core.config import Settings
 from server.ingest.events import parse_event
+from server.live.keys import Keys
 from server.live.state import Calendar
 
 from .conftest import ROOT, TEST_SECRET, RunningServer
@@ -140,7 +141,7 @@ async def test_reconciliation_repairs_a_double_count(server_factory: Factory, se
     assert await offered(server, tenant) == 3
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        keys = [k async for k in client.scan_iter(match=f"{server.settings.key_prefix}:{{{tenant}}}:qd:*")]
+        keys = [k async for k in client.scan_iter(match=Keys(server.settings.key_prefix).tenant_prefix(tenant) + "qd:*")]
         assert keys
         await client.hincrby(keys[0], "offered", 2)
     finally:
