@@ -20,6 +20,7 @@ from server.history.period import parse
 
 if TYPE_CHECKING:  # the types only: app.py builds the services, route modules import this one
     from server.analytics.service import Analytics
+    from server.api.budget import Budgets
     from server.core.auth import TokenVerifier
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
@@ -45,6 +46,7 @@ class Services:
     hub: Hub
     scorecards: ScorecardRefresher
     analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics/service.py)
+    budgets: Budgets | None = None  # request budgets (server/api/budget.py); None: not enforced
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:
