@@ -126,7 +126,8 @@ class Connection(Outbox):
     :class:`Wire`, while anything is queued), or while the client is being closed.
     """
 
-    __slots__ = ("ws", "svc", "hub", "who", "wire", "window_start", "window_count", "writer", "closing")
+    __slots__ = ("ws", "svc", "hub", "who", "wire", "window_start", "window_count", "writer", "closing",
+                 "subscribes_start", "subscribes")
 
     def __init__(self, websocket: WebSocket, svc: Services, who: Principal, wire: Any) -> None:
         # An agent sees only itself, so not the queue figures that alerts carry.
@@ -140,6 +141,8 @@ class Connection(Outbox):
         self.window_count = 0
         self.writer: asyncio.Task[None] | None = None
         self.closing = False
+        self.subscribes_start = self.window_start
+        self.subscribes = 0
 
     async def run(self) -> None:
         if not self.hub.admit(self):
@@ -255,6 +258,14 @@ class Connection(Outbox):
                                                "or ping"))
 
     async def _subscribe(self, body: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.subscribes_start >= 60:
+            self.subscribes_start, self.subscribes = now, 0
+        self.subscribes += 1
+        if self.subscribes > (allowed := self.svc.settings.ws_max_subscribes_per_minute):
+            self.say(error("subscribe_rate_limited", f"at most {allowed} subscribe messages a minute; the previous "
+                                                     "subscription stays"))
+            return
         views = body.get("views", ["overview"])
         queues = body.get("queues") or []
         if (not isinstance(views, list) or not views or any(v not in VIEWS for v in views)):
@@ -271,7 +282,9 @@ class Connection(Outbox):
                 return
             agent = self.who.sub
         keys = [StreamKey(self.who.tenant, view, tuple(sorted(set(queues))), agent) for view in dict.fromkeys(views)]
-        await self.hub.subscribe(self, keys)
+        if not await self.hub.subscribe(self, keys):
+            self.say(error("too_many_streams", f"this tenant already follows {self.hub.max_streams} distinct views and "
+                                               "queue filters; the previous subscription stays"))
 
     def _refresh(self, token: Any) -> None:
         try:
@@ -325,6 +338,12 @@ async def handshake(websocket: WebSocket, svc: Services) -> Principal:
 async def ws_endpoint(websocket: WebSocket) -> None:
     """``GET /ws``: see the module docstring and API.md "WebSocket"."""
     svc = services(websocket)
+    address = (websocket.scope.get("client") or ("?", 0))[0]
+    refused = svc.hub.admission.enter(address)
+    if refused is not None:
+        await websocket.accept()
+        await _close(websocket, 1013, refused)
+        return
     try:
         who = await handshake(websocket, svc)
         wire = Wire.of(websocket)
@@ -341,6 +360,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     except Exception:
         log.exception("ws.failed")
         await _close(websocket, 1011, "internal error")
+    finally:
+        svc.hub.admission.leave(address)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
