@@ -27,6 +27,7 @@ from server.api import (
     costs,
     events,
     history,
+    openapi,
     predictions,
     queue_log,
     reports,
@@ -173,7 +174,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies):
+                   scorecards, predictions, anomalies, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
