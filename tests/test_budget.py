@@ -81,7 +81,7 @@ async def test_budgets_fail_open_when_redis_is_down(settings: Settings) -> None:
         who = Principal(tenant="t", role=Role.SUPERVISOR, sub="s", exp=time.time() + 60)
         started = time.monotonic()
         assert await budgets.refused("read", who, "tok") is None
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 1.5
         started = time.monotonic()
         for _ in range(100):
             assert await budgets.refused("read", who, "tok") is None

@@ -7,6 +7,9 @@ request is charged to nobody and gets its 401 from the route), counts it with th
 process), and answers ``429 rate_limited`` with ``Retry-After`` and the ``RateLimit-*``
 headers past it. ``/api/metrics/health`` is never charged.
 
+A budget found spent is remembered in the process until the reset Redis gave: a client
+flooding at ten times its budget costs one Redis round trip per reset, not one per request.
+
 Trade-off, stated plainly: when Redis does not answer within ``CHECK_TIMEOUT_S`` the
 budgets fail open for ``FAIL_OPEN_S`` (logged once per outage): a Redis outage must not
 turn every request into an error on top of what it already costs.
@@ -19,6 +22,7 @@ import hashlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -36,8 +40,9 @@ log = logging.getLogger("wallboard.budget")
 
 INGEST = frozenset({("POST", "/api/events"), ("POST", "/api/ingest/asterisk/queue-log")})
 EXEMPT = frozenset({"/api/metrics/health"})
-CHECK_TIMEOUT_S = 0.5
+CHECK_TIMEOUT_S = 1.0
 FAIL_OPEN_S = 5.0
+SPENT_KEPT = 10_000  # spent budgets remembered per process
 
 
 class Budgets:
@@ -55,38 +60,67 @@ class Budgets:
         self.items = {"ingest": (item(settings.rate_ingest_tenant), item(settings.rate_ingest_token)),
                       "read": (item(settings.rate_read_tenant), item(settings.rate_read_token))}
         self.unchecked_until = 0.0
+        self.failing = False  # the last check failed (logged once, until one succeeds)
+        self.spent: dict[tuple[str, ...], Refusal] = {}  # budgets known spent, until their reset
 
-    async def refused(self, kind: str, who: Principal, token: str) -> tuple[RateLimitItem, str, str] | None:
-        """Charge the request; the budget it is past (item, scope, id), or None when it may go on."""
+    async def refused(self, kind: str, who: Principal, token: str) -> Refusal | None:
+        """Charge the request; the budget it is past, or None when it may go on.
+
+        A budget found spent is remembered in this process until Redis said it has room again:
+        a client flooding past its budget costs one Redis round trip per reset, not one per request.
+        """
+        subject = who.sub or hashlib.sha256(token.encode()).hexdigest()[:24]
+        token_key, tenant_key = (kind, "token", who.tenant, subject), (kind, "tenant", who.tenant)
+        now = time.time()
+        for key in (token_key, tenant_key):
+            known = self.spent.get(key)
+            if known is not None:
+                if known.reset_at > now:
+                    return known
+                del self.spent[key]
         if time.monotonic() < self.unchecked_until:
             return None
         tenant_item, token_item = self.items[kind]
-        subject = who.sub or hashlib.sha256(token.encode()).hexdigest()[:24]
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 # The token first: a token past its own budget does not spend its tenant's.
-                if token_item is not None and not await self.limiter.hit(token_item, kind, "token", who.tenant, subject):
-                    return token_item, "token", subject
-                if tenant_item is not None and not await self.limiter.hit(tenant_item, kind, "tenant", who.tenant):
-                    return tenant_item, "tenant", ""
-        except Exception as exc:  # noqa: BLE001 - Redis away or slow: fail open, once logged
+                for key, item in ((token_key, token_item), (tenant_key, tenant_item)):
+                    if item is not None and not await self.limiter.hit(item, *key):
+                        return await self._refusal(key, item)
+        except Exception as exc:  # noqa: BLE001 - Redis away or slow: fail open, logged once per outage
             self.unchecked_until = time.monotonic() + FAIL_OPEN_S
-            log.warning("budget.unchecked", extra={"error": f"{type(exc).__name__}: {exc}", "seconds": FAIL_OPEN_S})
+            if not self.failing:
+                self.failing = True
+                log.warning("budget.unchecked", extra={"error": f"{type(exc).__name__}: {exc}", "seconds": FAIL_OPEN_S})
+            return None
+        if self.failing:
+            self.failing = False
+            log.info("budget.checked")
         return None
 
-    async def answer(self, refusal: tuple[RateLimitItem, str, str], kind: str, who: Principal) -> tuple[int, dict[str, str]]:
-        """Seconds until the budget has room again, and the RateLimit-* headers."""
-        item, scope, subject = refusal
-        ids = (kind, scope, who.tenant, subject) if subject else (kind, scope, who.tenant)
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT_S):
-                stats = await self.limiter.get_window_stats(item, *ids)
-            reset_s, remaining = max(1, math.ceil(stats.reset_time - time.time())), stats.remaining
-        except Exception:  # noqa: BLE001 - the refusal stands; the hint is the whole window
-            reset_s, remaining = item.get_expiry(), 0
-        headers = {"Retry-After": str(reset_s), "RateLimit-Limit": str(item.amount),
-                   "RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(reset_s)}
-        return reset_s, headers
+    async def _refusal(self, key: tuple[str, ...], item: RateLimitItem) -> Refusal:
+        stats = await self.limiter.get_window_stats(item, *key)
+        refusal = Refusal(item, key[1], max(stats.reset_time, time.time() + 0.05))
+        if len(self.spent) >= SPENT_KEPT:
+            now = time.time()
+            self.spent = {k: v for k, v in self.spent.items() if v.reset_at > now}
+        if len(self.spent) < SPENT_KEPT:
+            self.spent[key] = refusal
+        return refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A spent budget: which one, and when it has room again (epoch seconds)."""
+
+    item: RateLimitItem
+    scope: str  # "token" or "tenant"
+    reset_at: float
+
+    def headers(self) -> dict[str, str]:
+        reset_s = str(max(1, math.ceil(self.reset_at - time.time())))
+        return {"Retry-After": reset_s, "RateLimit-Limit": str(self.item.amount), "RateLimit-Remaining": "0",
+                "RateLimit-Reset": reset_s}
 
 
 class BudgetMiddleware:
@@ -119,8 +153,9 @@ class BudgetMiddleware:
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        reset_s, headers = await budgets.answer(refusal, kind, who)
-        whose = "this token" if refusal[1] == "token" else "this tenant"
-        response = failure(429, "rate_limited", f"{whose} is past its {kind} budget of {refusal[0].amount} requests "
-                                                f"per {svc.settings.rate_window_s} s; retry in {reset_s} s", headers=headers)
+        headers = refusal.headers()
+        whose = "this token" if refusal.scope == "token" else "this tenant"
+        response = failure(429, "rate_limited", f"{whose} is past its {kind} budget of {refusal.item.amount} requests "
+                                                f"per {svc.settings.rate_window_s} s; retry in {headers['Retry-After']} s",
+                           headers=headers)
         await response(scope, receive, send)
