@@ -60,7 +60,7 @@ async def test_schemathesis_finds_no_server_error(server_factory: Factory, setti
                "--no-color", "--report", "junit", "--report-dir", str(tmp_path)]
     # The server runs in this event loop: wait for the CLI without blocking it.
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT,
+                                                   stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
                                                    env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
     output, _ = await asyncio.wait_for(process.communicate(), 400)
     text = output.decode(errors="replace")
