@@ -12,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
@@ -26,6 +27,7 @@ from server.api import (
     events,
     headers,
     history,
+    openapi,
     predictions,
     queue_log,
     reports,
@@ -40,6 +42,7 @@ from server.api import (
 from server.api import (
     settings as tenant_settings,
 )
+from server.api.budget import BudgetMiddleware, Budgets
 from server.api.context import Services
 from server.api.responses import JSON, failure
 from server.api.wire import Wires
@@ -72,7 +75,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
         raise ConfigError(f"{missing} is not set: set both DATABASE_URL and REDIS_URL, or neither for the embedded default")
     db = await Database.connect(settings.database_url, min_size=settings.db_pool_min,
-                                max_size=settings.db_pool_max, app_role=settings.app_role)
+                                max_size=settings.db_pool_max, app_role=settings.app_role,
+                                tenant_max=settings.db_tenant_max, tenant_wait_s=settings.db_tenant_wait_s)
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)
@@ -83,7 +87,7 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
                           "check the URL and that the server runs") from None
     keys = Keys(settings.key_prefix)
     store = SettingsStore(db)
-    live = LiveState(client, db, keys, store)
+    live = LiveState(client, db, keys, store, tenant_max=settings.redis_tenant_max)
     hub = Hub(client, live, store, keys, settings)
     healer = Healer(live, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
@@ -96,7 +100,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         analytics.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
                     settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch, healer),
-                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer)
+                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer,
+                    budgets=Budgets(settings, client, keys))
 
 
 async def close_services(svc: Services) -> None:
@@ -182,7 +187,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies):
+                   scorecards, predictions, anomalies, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
@@ -190,5 +195,6 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         wires=Wires(direct=settings.ws_direct_writes),
         routes=api,
         lifespan=lifespan,
+        middleware=[Middleware(BudgetMiddleware)],
         exception_handlers={WallboardError: on_wallboard_error, HTTPException: on_http_error, Exception: on_unexpected},
     )

@@ -20,6 +20,7 @@ from server.history.period import parse
 
 if TYPE_CHECKING:  # the types only: app.py builds the services, route modules import this one
     from server.analytics.service import Analytics
+    from server.api.budget import Budgets
     from server.core.auth import TokenVerifier
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
@@ -47,6 +48,7 @@ class Services:
     scorecards: ScorecardRefresher
     analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics/service.py)
     healer: Healer | None = None  # pending batches, Redis restarts, reconciliation (server/live/heal.py)
+    budgets: Budgets | None = None  # request budgets (server/api/budget.py); None: not enforced
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.api.context import principal, services
 from server.api.events import read_body
-from server.api.responses import success
+from server.api.responses import failure, success
 from server.core.auth import INGEST
 from server.core.errors import PayloadTooLarge, UnsupportedMediaType
 from server.ingest.events import Event, EventError, parse_event
@@ -108,6 +108,9 @@ async def post_queue_log(request: Request) -> Response:
                                         "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                         "rejected": len(outcome.rejected),
                                         "ms": round((time.perf_counter() - started) * 1000, 1)})
+    if outcome.status == 422:  # the API.md error envelope, the counts kept in data (as POST /api/events does)
+        return failure(422, "all_lines_rejected", f"no line made an accepted event: {len(outcome.rejected)} rejected",
+                       details={"rejected": outcome.rejected}, data={**outcome.data(), "lines": lines})
     return success({**outcome.data(), "lines": lines}, status=outcome.status)
 
 

@@ -77,7 +77,7 @@ def error(code: str, message: str) -> Frame:
 class Connection:
     """One authenticated WebSocket client: its reader, and the hub's :class:`Outbox` of it."""
 
-    __slots__ = ("receive", "svc", "hub", "who", "box", "window_start", "window_count")
+    __slots__ = ("receive", "svc", "hub", "who", "box", "window_start", "window_count", "subscribes_start", "subscribes")
 
     def __init__(self, receive: Receive, svc: Services, who: Principal, wire: Writer) -> None:
         self.receive = receive  # the server's own, past Starlette's wrapper: one coroutine less per idle connection
@@ -88,6 +88,8 @@ class Connection:
         self.box = Outbox(who.tenant, who.exp + svc.settings.ws_token_grace_s, wire, alerts=who.role != Role.AGENT)
         self.window_start = time.monotonic()
         self.window_count = 0
+        self.subscribes_start = self.window_start
+        self.subscribes = 0
 
     def say(self, data: Frame) -> None:
         self.box.say(data)
@@ -146,6 +148,14 @@ class Connection:
                                                "or ping"))
 
     async def _subscribe(self, body: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.subscribes_start >= 60:
+            self.subscribes_start, self.subscribes = now, 0
+        self.subscribes += 1
+        if self.subscribes > (allowed := self.svc.settings.ws_max_subscribes_per_minute):
+            self.say(error("subscribe_rate_limited", f"at most {allowed} subscribe messages a minute; the previous "
+                                                     "subscription stays"))
+            return
         views = body.get("views", ["overview"])
         queues = body.get("queues") or []
         if (not isinstance(views, list) or not views or any(v not in VIEWS for v in views)):
@@ -162,7 +172,9 @@ class Connection:
                 return
             agent = self.who.sub
         keys = [StreamKey(self.who.tenant, view, tuple(sorted(set(queues))), agent) for view in dict.fromkeys(views)]
-        await self.hub.subscribe(self.box, keys)
+        if not await self.hub.subscribe(self.box, keys):
+            self.say(error("too_many_streams", f"this tenant already follows {self.hub.max_streams} distinct views and "
+                                               "queue filters; the previous subscription stays"))
 
     def _refresh(self, token: Any) -> None:
         try:
@@ -217,6 +229,12 @@ async def serve(scope: Scope, receive: Receive, send: Send, wires: Wires) -> Non
     """``GET /ws``, from the ASGI call: see the module docstring and API.md "WebSocket"."""
     websocket: WebSocket = WebSocket(scope, receive, send)
     svc = services(websocket)
+    address = (websocket.scope.get("client") or ("?", 0))[0]
+    refused = svc.hub.admission.enter(address)
+    if refused is not None:
+        await websocket.accept()
+        await close(websocket, 1013, refused)
+        return
     try:
         who = await handshake(websocket, svc)
         wire = wires.of(websocket, send)
@@ -231,3 +249,5 @@ async def serve(scope: Scope, receive: Receive, send: Send, wires: Wires) -> Non
     except Exception:
         log.exception("ws.failed")
         await close(websocket, 1011, "internal error")
+    finally:
+        svc.hub.admission.leave(address)

@@ -72,6 +72,19 @@ class Settings:
     live_check_s: int = 2
     live_reconcile_s: int = 60
     live_active_s: int = 3600
+    # Budgets: one tenant's share of the shared pools, request rates, WebSocket caps (0 = off for rates).
+    db_tenant_max: int = 6
+    db_tenant_wait_s: int = 5
+    redis_tenant_max: int = 16
+    rate_window_s: int = 60
+    rate_ingest_tenant: int = 6000
+    rate_ingest_token: int = 3000
+    rate_read_tenant: int = 6000
+    rate_read_token: int = 1200
+    ws_max_connections: int = 20_000
+    ws_max_per_address: int = 1000
+    ws_max_streams_per_tenant: int = 200
+    ws_max_subscribes_per_minute: int = 20
 
     @property
     def embedded(self) -> bool:
@@ -116,7 +129,24 @@ class Settings:
         private_key = None
         if private_key_path is not None:
             private_key, _ = _read_pem("WALLBOARD_JWT_PRIVATE_KEY", private_key_path, private=True)
+        db_pool_max = get.int("WALLBOARD_DB_POOL_MAX", 10, 1, 500)
+        db_tenant_max = get.int("WALLBOARD_DB_TENANT_MAX", min(6, db_pool_max), 1, 500)
+        if db_tenant_max > db_pool_max:
+            raise ConfigError(f"WALLBOARD_DB_TENANT_MAX={db_tenant_max} is larger than WALLBOARD_DB_POOL_MAX={db_pool_max}: "
+                              "expected at most the pool size")
         return cls(
+            db_tenant_max=db_tenant_max,
+            db_tenant_wait_s=get.int("WALLBOARD_DB_TENANT_WAIT_S", 5, 1, 60),
+            redis_tenant_max=get.int("WALLBOARD_REDIS_TENANT_MAX", 16, 1, 10_000),
+            rate_window_s=get.int("WALLBOARD_RATE_WINDOW_S", 60, 1, 3600),
+            rate_ingest_tenant=get.int("WALLBOARD_RATE_INGEST_TENANT", 6000, 0, 10_000_000),
+            rate_ingest_token=get.int("WALLBOARD_RATE_INGEST_TOKEN", 3000, 0, 10_000_000),
+            rate_read_tenant=get.int("WALLBOARD_RATE_READ_TENANT", 6000, 0, 10_000_000),
+            rate_read_token=get.int("WALLBOARD_RATE_READ_TOKEN", 1200, 0, 10_000_000),
+            ws_max_connections=get.int("WALLBOARD_WS_MAX_CONNECTIONS", 20_000, 1, 1_000_000),
+            ws_max_per_address=get.int("WALLBOARD_WS_MAX_PER_ADDRESS", 1000, 1, 1_000_000),
+            ws_max_streams_per_tenant=get.int("WALLBOARD_WS_MAX_STREAMS_PER_TENANT", 200, 1, 100_000),
+            ws_max_subscribes_per_minute=get.int("WALLBOARD_WS_MAX_SUBSCRIBES_PER_MINUTE", 20, 1, 10_000),
             database_url=get.url("DATABASE_URL", ("postgres", "postgresql")),
             redis_url=get.url("REDIS_URL", ("redis", "rediss", "unix", "valkey", "valkeys")),
             jwt_secret=secret,
@@ -133,7 +163,7 @@ class Settings:
             max_body_bytes=get.int("WALLBOARD_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 1 << 30),
             max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
             db_pool_min=get.int("WALLBOARD_DB_POOL_MIN", 2, 1, 100),
-            db_pool_max=get.int("WALLBOARD_DB_POOL_MAX", 10, 1, 500),
+            db_pool_max=db_pool_max,
             redis_pool_max=get.int("WALLBOARD_REDIS_POOL_MAX", 64, 2, 10_000),
             scorecard_refresh_s=get.int("WALLBOARD_SCORECARD_REFRESH_S", 300, 1, 86_400),
             app_role=get.match("WALLBOARD_DB_APP_ROLE", "wallboard_app", r"[a-z_][a-z0-9_]{0,62}"),

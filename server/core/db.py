@@ -128,15 +128,63 @@ async def connect_once(dsn: str, timeout: float = 10) -> asyncpg.Connection:
         raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
 
 
+class TenantSlots:
+    """At most ``limit`` holders per tenant at once; a tenant's next caller waits up to ``wait_s``.
+
+    One tenant's burst (or its slow exports) can then hold only its share of the pool: the
+    rest stays free for the other tenants, and only the greedy tenant waits, then gets
+    ``503 database_busy``.
+    """
+
+    def __init__(self, limit: int, wait_s: float, *, what: str = "database connections", code: str = "database_busy") -> None:
+        self.limit = limit
+        self.wait_s = wait_s
+        self.what = what
+        self.code = code
+        self._gates: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # tenant → (gate, [users])
+
+    async def take(self, tenant: str) -> None:
+        gate, users = self._gates.get(tenant) or self._gates.setdefault(tenant, (asyncio.Semaphore(self.limit), [0]))
+        users[0] += 1
+        try:
+            if gate.locked():
+                await asyncio.wait_for(gate.acquire(), self.wait_s)
+            else:
+                await gate.acquire()
+        except BaseException as exc:
+            self._leave(tenant, users)
+            if isinstance(exc, TimeoutError):
+                raise ServiceUnavailable(f"this tenant already holds its {self.limit} {self.what}; retry shortly",
+                                         code=self.code) from None
+            raise
+
+    def give(self, tenant: str) -> None:
+        gate, users = self._gates[tenant]
+        gate.release()
+        self._leave(tenant, users)
+
+    def _leave(self, tenant: str, users: list[int]) -> None:
+        users[0] -= 1
+        if users[0] == 0:
+            del self._gates[tenant]
+
+    def held(self, tenant: str) -> int:
+        """How many holders and waiters ``tenant`` has now."""
+        entry = self._gates.get(tenant)
+        return entry[1][0] if entry else 0
+
+
 class Database:
     """The connection pool and the tenant-scoped transaction helper."""
 
-    def __init__(self, pool: asyncpg.Pool, app_role: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, app_role: str, *, tenant_max: int | None = None, tenant_wait_s: float = 5.0) -> None:
         self.pool = pool
         self.app_role = app_role
+        self.slots = TenantSlots(min(tenant_max or pool.get_max_size(), pool.get_max_size()), tenant_wait_s)
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app") -> Database:
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
+                      tenant_max: int | None = None, tenant_wait_s: float = 5.0) -> Database:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10,
                                              command_timeout=60, max_inactive_connection_lifetime=300,
@@ -144,7 +192,7 @@ class Database:
                                              reset=_keep_session)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
-        return cls(pool, app_role)
+        return cls(pool, app_role, tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
@@ -158,8 +206,10 @@ class Database:
     async def tenant(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the application role with ``wallboard.tenant`` set to ``tenant``.
 
-        Raises ServiceUnavailable (503, Retry-After) when PostgreSQL cannot be reached.
+        Raises ServiceUnavailable (503, Retry-After) when PostgreSQL cannot be reached, or
+        ``database_busy`` when the tenant holds its share of the pool (:class:`TenantSlots`) too long.
         """
+        await self.slots.take(tenant)
         try:
             async with self.pool.acquire(timeout=5) as conn:
                 async with conn.transaction():
@@ -174,6 +224,8 @@ class Database:
         except TimeoutError:
             raise ServiceUnavailable("PostgreSQL did not answer in time; retry shortly",
                                      code="database_unavailable") from None
+        finally:
+            self.slots.give(tenant)
 
     async def ping(self) -> None:
         """Raise when PostgreSQL does not answer ``SELECT 1`` within 2 s."""

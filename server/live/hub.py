@@ -50,6 +50,7 @@ from server.core import background
 from server.core.config import Settings
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
+from server.live.admission import Admission
 from server.live.keys import Keys
 from server.live.outbox import Outbox, Stream, StreamKey, encode, frame, status_message
 from server.live.state import LiveState
@@ -74,6 +75,8 @@ class Hub:
         self.refresh_s = settings.ws_refresh_s
         self.send_timeout_s = settings.ws_send_timeout_s
         self.max_per_tenant = settings.ws_max_connections_per_tenant
+        self.max_streams = settings.ws_max_streams_per_tenant
+        self.admission = Admission(settings.ws_max_connections, settings.ws_max_per_address)
         self.streams: dict[StreamKey, Stream] = {}
         self.by_tenant: dict[str, set[StreamKey]] = {}
         self.clients: dict[str, set[Outbox]] = {}
@@ -129,10 +132,17 @@ class Hub:
                         del self.by_tenant[key.tenant]
         box.streams = ()
 
-    async def subscribe(self, box: Outbox, keys: Iterable[StreamKey]) -> None:
-        """Replace the client's subscriptions and queue a snapshot of each new stream."""
+    async def subscribe(self, box: Outbox, keys: Iterable[StreamKey]) -> bool:
+        """Replace the client's subscriptions and queue a snapshot of each new stream.
+
+        False (nothing changed) when the tenant would follow more than ``max_streams`` distinct streams.
+        """
+        wanted = tuple(dict.fromkeys(keys))
+        kept = {k for k in self.by_tenant.get(box.tenant, ()) if self.streams[k].subscribers - {box}}
+        if len(kept.union(wanted)) > self.max_streams:
+            return False
         self.unsubscribe(box)
-        box.streams = tuple(dict.fromkeys(keys))
+        box.streams = wanted
         for key in box.streams:
             stream = self.streams.get(key)
             if stream is None:
@@ -140,6 +150,7 @@ class Hub:
                 self.by_tenant.setdefault(key.tenant, set()).add(key)
             stream.subscribers.add(box)
         await self.resync(box)
+        return True
 
     async def resync(self, box: Outbox) -> None:
         """Queue a fresh snapshot of every stream the client follows."""

@@ -63,6 +63,11 @@ class Keys:
         """The pub/sub channel of alerts: ``<tenant>\n<the encoded alert message>``."""
         return f"{self.prefix}:alerts"
 
+    @property
+    def rate_prefix(self) -> str:
+        """Prefix of the request-budget counters (the ``limits`` library builds the rest)."""
+        return f"{self.prefix}:rate"
+
     def tenant_prefix(self, tenant: str) -> str:
         return f"{self.prefix}:{{{tenant}}}:v{LAYOUT}:"
 

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from server.core import background
-from server.core.db import Database, query
+from server.core.db import Database, TenantSlots, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore, TenantSettings
 from server.ingest.events import Event
@@ -127,8 +127,10 @@ def compact(event: Event, cal: Calendar) -> dict[str, Any]:
 class LiveState:
     """The live state of every tenant in one Redis; owns the repair loop."""
 
-    def __init__(self, redis: aioredis.Redis, db: Database, keys: Keys, store: SettingsStore) -> None:
+    def __init__(self, redis: aioredis.Redis, db: Database, keys: Keys, store: SettingsStore, *, tenant_max: int = 16) -> None:
         self.redis = redis
+        # One tenant's live reads hold at most its share of the Redis pool (WALLBOARD_REDIS_TENANT_MAX).
+        self.slots = TenantSlots(tenant_max, 5.0, what="Redis connections", code="live_busy")
         self.db = db
         self.keys = keys
         self.store = store
@@ -335,7 +337,7 @@ class LiveState:
                 "1" if agent_changes else "0", now_ms - 86_400_000]
         for attempt in range(2):
             try:
-                raw = await self._read(keys=[self.keys.ready(tenant)], args=args)
+                raw = await self._gated_read(tenant, args)
             except REDIS_DOWN as exc:
                 self._redis_failed(None, exc)
                 raise ServiceUnavailable("the live state is unavailable: Redis is unreachable; retry shortly",
@@ -351,6 +353,13 @@ class LiveState:
                 raise ServiceUnavailable("the live state is being rebuilt; retry shortly",
                                          code="live_rebuilding") from None
         raise AssertionError("unreachable")
+
+    async def _gated_read(self, tenant: str, args: list[Any]) -> list[Any]:
+        await self.slots.take(tenant)
+        try:
+            return await self._read(keys=[self.keys.ready(tenant)], args=args)  # type: ignore[no-any-return]
+        finally:
+            self.slots.give(tenant)
 
 
 def _dt(ms: int) -> datetime:

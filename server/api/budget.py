@@ -1,0 +1,161 @@
+"""Request budgets (API.md "Operating it"): per tenant and per token, ingest and reads apart.
+
+One ASGI middleware in front of the routes. It charges a request only after its token
+verifies (the tenant comes from the token, never from the request; an unauthenticated
+request is charged to nobody and gets its 401 from the route), counts it with the
+``limits`` library's sliding-window counter in Redis (so the budget holds across every
+process), and answers ``429 rate_limited`` with ``Retry-After`` and the ``RateLimit-*``
+headers past it. ``/api/metrics/health`` is never charged.
+
+A budget found spent is remembered in the process until the reset Redis gave: a client
+flooding at ten times its budget costs one Redis round trip per reset, not one per request.
+
+Trade-off, stated plainly: when Redis does not answer within ``CHECK_TIMEOUT_S`` the
+budgets fail open for ``FAIL_OPEN_S`` (logged once per outage): a Redis outage must not
+turn every request into an error on top of what it already costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.api.responses import failure
+from server.core.auth import Principal, bearer
+from server.core.config import Settings
+from server.core.errors import Unauthorized
+from server.live.keys import Keys
+
+log = logging.getLogger("wallboard.budget")
+
+INGEST = frozenset({("POST", "/api/events"), ("POST", "/api/ingest/asterisk/queue-log")})
+EXEMPT = frozenset({"/api/metrics/health"})
+CHECK_TIMEOUT_S = 1.0
+FAIL_OPEN_S = 5.0
+SPENT_KEPT = 10_000  # spent budgets remembered per process
+
+
+class Budgets:
+    """The four budgets (ingest/read × tenant/token) and their Redis counters."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: Keys) -> None:
+        storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=keys.rate_prefix,
+                               connection_pool=redis.connection_pool)
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
+        window = settings.rate_window_s
+
+        def item(amount: int) -> RateLimitItem | None:
+            return RateLimitItemPerSecond(amount, window) if amount > 0 else None
+
+        self.items = {"ingest": (item(settings.rate_ingest_tenant), item(settings.rate_ingest_token)),
+                      "read": (item(settings.rate_read_tenant), item(settings.rate_read_token))}
+        self.unchecked_until = 0.0
+        self.failing = False  # the last check failed (logged once, until one succeeds)
+        self.spent: dict[tuple[str, ...], Refusal] = {}  # budgets known spent, until their reset
+
+    async def refused(self, kind: str, who: Principal, token: str) -> Refusal | None:
+        """Charge the request; the budget it is past, or None when it may go on.
+
+        A budget found spent is remembered in this process until Redis said it has room again:
+        a client flooding past its budget costs one Redis round trip per reset, not one per request.
+        """
+        subject = who.sub or hashlib.sha256(token.encode()).hexdigest()[:24]
+        token_key, tenant_key = (kind, "token", who.tenant, subject), (kind, "tenant", who.tenant)
+        now = time.time()
+        for key in (token_key, tenant_key):
+            known = self.spent.get(key)
+            if known is not None:
+                if known.reset_at > now:
+                    return known
+                del self.spent[key]
+        if time.monotonic() < self.unchecked_until:
+            return None
+        tenant_item, token_item = self.items[kind]
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                # The token first: a token past its own budget does not spend its tenant's.
+                for key, item in ((token_key, token_item), (tenant_key, tenant_item)):
+                    if item is not None and not await self.limiter.hit(item, *key):
+                        return await self._refusal(key, item)
+        except Exception as exc:  # noqa: BLE001 - Redis away or slow: fail open, logged once per outage
+            self.unchecked_until = time.monotonic() + FAIL_OPEN_S
+            if not self.failing:
+                self.failing = True
+                log.warning("budget.unchecked", extra={"error": f"{type(exc).__name__}: {exc}", "seconds": FAIL_OPEN_S})
+            return None
+        if self.failing:
+            self.failing = False
+            log.info("budget.checked")
+        return None
+
+    async def _refusal(self, key: tuple[str, ...], item: RateLimitItem) -> Refusal:
+        stats = await self.limiter.get_window_stats(item, *key)
+        refusal = Refusal(item, key[1], max(stats.reset_time, time.time() + 0.05))
+        if len(self.spent) >= SPENT_KEPT:
+            now = time.time()
+            self.spent = {k: v for k, v in self.spent.items() if v.reset_at > now}
+        if len(self.spent) < SPENT_KEPT:
+            self.spent[key] = refusal
+        return refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A spent budget: which one, and when it has room again (epoch seconds)."""
+
+    item: RateLimitItem
+    scope: str  # "token" or "tenant"
+    reset_at: float
+
+    def headers(self) -> dict[str, str]:
+        reset_s = str(max(1, math.ceil(self.reset_at - time.time())))
+        return {"Retry-After": reset_s, "RateLimit-Limit": str(self.item.amount), "RateLimit-Remaining": "0",
+                "RateLimit-Reset": reset_s}
+
+
+class BudgetMiddleware:
+    """Charges each verified ``/api/`` request to its tenant's and token's budget; 429 past either."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        svc = scope.get("state", {}).get("services") if scope["type"] == "http" else None
+        budgets = getattr(svc, "budgets", None)
+        if budgets is None or not path.startswith("/api/") or path in EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        token = who = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                try:
+                    token = bearer(value.decode("latin-1"))
+                    who = svc.verifier.verify(token)
+                except Unauthorized:
+                    who = None  # the route answers 401; nobody is charged
+                break
+        if who is None or token is None:
+            await self.app(scope, receive, send)
+            return
+        kind = "ingest" if (scope["method"], path) in INGEST else "read"
+        refusal = await budgets.refused(kind, who, token)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        headers = refusal.headers()
+        whose = "this token" if refusal.scope == "token" else "this tenant"
+        response = failure(429, "rate_limited", f"{whose} is past its {kind} budget of {refusal.item.amount} requests "
+                                                f"per {svc.settings.rate_window_s} s; retry in {headers['Retry-After']} s",
+                           headers=headers)
+        await response(scope, receive, send)

@@ -1,0 +1,249 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of every HTTP endpoint (API.md "Operating it").
+
+Built from one declarative table, :data:`OPERATIONS`: a row per method and path with its
+roles, parameters, request body and the shape of its ``data``. Every operation also
+documents the API.md error envelope for 4xx, ``429 rate_limited`` with its headers and
+503. tests/test_openapi.py checks that every route of the app has its row, so a new
+route without one fails the suite; schemathesis checks the answers against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.responses import JSON
+from server.history.period import GRANULARITIES, MAX_LIMIT
+from server.history.reports import REPORTS
+
+Schema = dict[str, Any]
+
+API_VERSION = "1"  # of the contract (API.md, the WebSocket's wallboard.v1), not of the package
+
+ANY: Schema = {}
+OBJECT: Schema = {"type": "object"}
+LIST: Schema = {"type": "array", "items": {"type": "object"}}
+TEXT: Schema = {"type": "string"}
+ID: Schema = {"type": "string", "minLength": 1, "maxLength": 128}
+NULLABLE_TEXT: Schema = {"type": ["string", "null"]}
+
+
+def query(name: str, schema: Schema, description: str, *, required: bool = False) -> Schema:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+def path(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+PERIOD = (
+    query("from", TEXT, "start: an ISO date or time (the tenant's time zone when no offset); default today"),
+    query("to", TEXT, "end: an ISO date or time; default the end of today"),
+    query("granularity", {"type": "string", "enum": list(GRANULARITIES)}, "bucket size"),
+    query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "most rows returned"),
+)
+FILTERS = (
+    query("queue_id", ID, "only this queue"),
+    query("agent_id", ID, "only this agent (an agent token: itself only)"),
+    query("team", ID, "only the agents of this team"),
+)
+AGENT_ID = path("agent_id", ID, "the agent's id")
+
+EVENT: Schema = {
+    "type": "object", "required": ["event_id", "type", "ts"],
+    "properties": {"event_id": ID, "type": TEXT, "ts": {"type": ["string", "integer"]}, "call_id": ID,
+                   "queue_id": ID, "agent_id": ID},
+    "additionalProperties": True,
+}
+INGEST_OUTCOME: Schema = {
+    "type": "object", "required": ["accepted", "duplicates", "rejected"],
+    "properties": {"accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                   "rejected": {"type": "array", "items": {"type": "object"}}, "lines": {"type": "integer"}},
+}
+HEALTH: Schema = {
+    "type": "object", "required": ["status", "postgres", "redis", "live"],
+    "properties": {"status": {"enum": ["ok", "degraded"]}, "postgres": {"enum": ["ok", "down"]},
+                   "redis": {"enum": ["ok", "down", "rebuilding"]}, "live": {"enum": ["ok", "stale"]}},
+}
+WHOAMI: Schema = {
+    "type": "object", "required": ["client_id", "role", "sub", "expires_at"],
+    "properties": {"client_id": TEXT, "role": {"enum": ["agent", "supervisor", "admin", "ingest"]},
+                   "sub": NULLABLE_TEXT, "expires_at": TEXT},
+}
+QUALITY_REVIEW: Schema = {
+    "type": "object", "required": ["call_id", "agent_id", "score"],
+    "properties": {"call_id": ID, "agent_id": ID, "score": {"type": "number", "minimum": 0, "maximum": 1},
+                   "criteria": OBJECT, "ts": {"type": ["string", "integer"]}},
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation: method, path, what it does, who may call it, its input and its ``data``."""
+
+    method: str
+    path: str
+    summary: str
+    roles: str | None  # None: no token
+    params: tuple[Schema, ...] = ()
+    body: dict[str, Schema] = field(default_factory=dict)  # media type → schema
+    data: Schema = field(default_factory=dict)
+    ok: int = 200
+    etag: bool = False
+    extra: dict[int, str] = field(default_factory=dict)  # further success statuses → description
+
+
+READERS, LIVE, ADMIN, INGEST = "supervisor, admin", "agent, supervisor, admin", "admin", "ingest, admin"
+OPERATIONS: tuple[Op, ...] = (
+    Op("GET", "/api/metrics/health", "PostgreSQL and Redis, each ok or down; 503 when PostgreSQL is down", None,
+       data=HEALTH),
+    Op("GET", "/api/auth/whoami", "the verified identity of the caller's token", "any role", data=WHOAMI),
+    Op("POST", "/api/events", "ingest a batch of events (JSON array or NDJSON); answers once committed", INGEST,
+       body={"application/json": {"type": "array", "items": EVENT}, "application/x-ndjson": TEXT},
+       data=INGEST_OUTCOME, extra={207: "some events rejected (see data.rejected)"}),
+    Op("POST", "/api/ingest/asterisk/queue-log", "ingest Asterisk queue_log lines", INGEST,
+       body={"text/plain": TEXT}, data=INGEST_OUTCOME, extra={207: "some lines rejected (see data.rejected)"}),
+    Op("GET", "/api/settings", "every setting of the caller's tenant, defaults included", ADMIN, data=OBJECT),
+    Op("PUT", "/api/settings", "change some settings (audited); answers with every setting", ADMIN,
+       body={"application/json": OBJECT}, data=OBJECT),
+    Op("GET", "/api/metrics/live", "the tenant overview", READERS, data=OBJECT, etag=True),
+    Op("GET", "/api/metrics/queue/status", "every queue's live figures", READERS, data=LIST, etag=True),
+    Op("GET", "/api/metrics/agents/status", "every agent's live state; an agent token sees itself", LIVE,
+       params=(query("team", ID, "only this team"), query("queue_id", ID, "only agents of this queue"),
+               query("state", ID, "only agents in this state")), data=LIST, etag=True),
+    Op("GET", "/api/metrics/agents/{agent_id}/status", "one agent's live state", LIVE, params=(AGENT_ID,),
+       data=OBJECT, etag=True),
+    Op("GET", "/api/analytics/staffing/erlang-c", "Erlang C figures for N agents, or the agents required", LIVE,
+       params=(query("calls", {"type": "number", "minimum": 0, "maximum": 1_000_000}, "calls per interval", required=True),
+               query("aht_s", {"type": "number", "minimum": 1, "maximum": 86_400}, "average handle time", required=True),
+               query("interval_s", {"type": "number", "minimum": 60, "maximum": 86_400}, "interval length (900)"),
+               query("sl_threshold_s", {"type": "number", "minimum": 0, "maximum": 86_400}, "service-level threshold"),
+               query("agents", {"type": "integer", "minimum": 0}, "figures for this many agents"),
+               query("target_sl", {"type": "number", "minimum": 0, "maximum": 0.9999}, "agents required for it"),
+               query("max_occupancy", {"type": "number", "minimum": 0.01, "maximum": 1}, "with target_sl"),
+               query("shrinkage", {"type": "number", "minimum": 0, "maximum": 0.95}, "with target_sl")),
+       data=OBJECT),
+    Op("GET", "/api/analytics/performance/summary", "the period's totals", LIVE, params=PERIOD + FILTERS, data=OBJECT),
+    Op("GET", "/api/analytics/performance/trends", "one entry per bucket", LIVE, params=PERIOD + FILTERS, data=LIST),
+    Op("GET", "/api/analytics/performance/agents", "one entry per agent", LIVE, params=PERIOD + FILTERS, data=LIST),
+    Op("GET", "/api/analytics/performance/sectors", "every queue and team", READERS, params=PERIOD, data=LIST),
+    Op("GET", "/api/analytics/performance/top-performers", "the best agents by one metric", READERS,
+       params=PERIOD + FILTERS + (query("metric", TEXT, "the metric to rank by (handled)"),), data=LIST),
+    Op("GET", "/api/analytics/performance/agent/{agent_id}/detailed", "an agent's totals, buckets, calls, reviews",
+       LIVE, params=(AGENT_ID, *PERIOD), data=OBJECT),
+    Op("GET", "/api/analytics/performance/scorecards", "agents over the last 30 whole days", LIVE, data=LIST),
+    Op("GET", "/api/analytics/calls/timeline", "call volumes and waits per bucket", READERS, params=PERIOD + FILTERS,
+       data=LIST),
+    Op("GET", "/api/analytics/calls/completion", "offered, answered, abandoned per queue", READERS,
+       params=PERIOD + FILTERS, data=LIST),
+    Op("GET", "/api/analytics/calls/quality", "the period's quality reviews, newest first", LIVE,
+       params=PERIOD + FILTERS, data=LIST),
+    Op("POST", "/api/analytics/calls/quality", "record one quality review (the reviewer is the token's sub)", READERS,
+       body={"application/json": QUALITY_REVIEW}, data=OBJECT, ok=201),
+    Op("GET", "/api/analytics/calls/quality/summary", "mean quality score per agent", LIVE, params=PERIOD + FILTERS,
+       data=LIST),
+    Op("GET", "/api/analytics/satisfaction", "CSAT and NPS per bucket and in total", LIVE, params=PERIOD + FILTERS,
+       data=LIST),
+    Op("GET", "/api/analytics/costs", "costs per bucket and queue; totals", READERS, params=PERIOD + FILTERS, data=LIST),
+    Op("GET", "/api/analytics/predictions", "the stored forecast with its accuracy", READERS,
+       params=PERIOD + (query("queue_id", ID, "only this queue"),), data=LIST),
+    Op("POST", "/api/analytics/predictions/refresh", "refit the tenant's forecast now", ADMIN, data=LIST),
+    Op("GET", "/api/analytics/anomalies", "flagged intervals and threshold alerts, newest first", READERS,
+       params=PERIOD + (query("queue_id", ID, "only this queue"),
+                        query("kind", TEXT, "only this kind of anomaly")), data=LIST),
+    Op("GET", "/api/analytics/audit", "the audit log, newest first", ADMIN, params=PERIOD, data=LIST),
+    Op("GET", "/api/reports/{name}", "a report as JSON, or streamed CSV (format=csv or Accept: text/csv)", READERS,
+       params=(path("name", {"type": "string", "enum": sorted(REPORTS)}, "the report"), *PERIOD, *FILTERS,
+               query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
+       data=LIST),
+    Op("GET", "/openapi.json", "this document", None),
+)
+
+ERROR: Schema = {
+    "type": "object", "required": ["success", "error"],
+    "properties": {"success": {"const": False}, "data": ANY,
+                   "error": {"type": "object", "required": ["code", "message"],
+                             "properties": {"code": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                                            "message": {"type": "string"}, "details": ANY}}},
+}
+RATE_HEADERS = {name: {"description": text, "schema": {"type": "integer"}} for name, text in (
+    ("Retry-After", "seconds until the budget has room"), ("RateLimit-Limit", "the budget's requests per window"),
+    ("RateLimit-Remaining", "requests left in the window"), ("RateLimit-Reset", "seconds until the window resets"))}
+
+
+def envelope(data: Schema) -> Schema:
+    return {"type": "object", "required": ["success", "data"],
+            "properties": {"success": {"const": True}, "data": data, "count": {"type": "integer", "minimum": 0},
+                           "statistics": {"type": "object"}}}
+
+
+def json_content(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def operation(op: Op) -> dict[str, Any]:
+    """The OpenAPI operation object of one row."""
+    success: dict[str, Any] = {"description": "success"}
+    if op.path == "/openapi.json":
+        success["content"] = json_content({"type": "object", "required": ["openapi", "paths"]})
+    elif op.path == "/api/metrics/health":
+        success["content"] = json_content(HEALTH)
+    else:
+        success["content"] = json_content(envelope(op.data))
+        if op.path == "/api/reports/{name}":
+            success["content"]["text/csv"] = {"schema": TEXT}
+    responses: dict[str, Any] = {str(op.ok): success}
+    for status, description in op.extra.items():
+        responses[str(status)] = {**success, "description": description}
+    if op.etag:
+        success["headers"] = {"ETag": {"description": "the state's tag", "schema": TEXT}}
+        responses["304"] = {"description": "not modified (If-None-Match matched)"}
+    if op.path == "/api/metrics/health":
+        responses["503"] = {"description": "PostgreSQL is down", "content": json_content(HEALTH)}
+    elif op.roles is not None:
+        responses["4XX"] = {"description": "bad request, bad token (401), role (403), unknown (404), too large "
+                                           "(413), media type (415), nothing accepted (422)",
+                            "content": json_content(ERROR)}
+        responses["429"] = {"description": "past the tenant's or token's request budget (rate_limited)",
+                            "headers": RATE_HEADERS, "content": json_content(ERROR)}
+        responses["503"] = {"description": "a backing service is unavailable or busy; retry after Retry-After",
+                            "content": json_content(ERROR)}
+    out: dict[str, Any] = {"summary": op.summary, "operationId": f"{op.method.lower()}{op.path}",
+                           "parameters": list(op.params), "responses": responses}
+    if op.roles is None:
+        out["security"] = []
+    else:
+        out["description"] = f"roles: {op.roles}"
+    if op.body:
+        out["requestBody"] = {"required": True, "content": {media: {"schema": schema} for media, schema in op.body.items()}}
+    return out
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once per process)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Wallboard", "version": API_VERSION,
+                 "description": "Real-time contact-center wallboard server; the contract is API.md."},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearer": []}],
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    """``GET /openapi.json`` (no token): this server's OpenAPI 3.1 document."""
+    return JSON(document(), headers={"Cache-Control": "public, max-age=300"})
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
