@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.core.auth import TokenVerifier
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
+    from server.history.reports import ExportSlots
     from server.history.scorecards import ScorecardRefresher
     from server.live.hub import Hub
     from server.live.keys import Keys
@@ -45,6 +46,7 @@ class Services:
     hub: Hub
     scorecards: ScorecardRefresher
     analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics/service.py)
+    exports: ExportSlots | None = None  # CSV exports running now (server/history/reports.py)
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:

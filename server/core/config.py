@@ -62,6 +62,17 @@ class Settings:
     forecast_target_sl: float = 0.8
     alerts_every_s: int = 1
     gc_freeze_every_s: int = 10
+    # Bad input, exports and slow clients (issue 12)
+    max_request_bytes: int = 1024 * 1024
+    queue_log_max_lines: int = 50_000
+    export_max_per_tenant: int = 2
+    export_max_per_process: int = 4
+    http_send_timeout_s: float = 30.0
+    db_statement_timeout_s: float = 30.0
+    db_idle_in_transaction_timeout_s: float = 10.0
+    http_limit_concurrency: int = 20_000
+    http_keepalive_timeout_s: float = 5.0
+    http_header_timeout_s: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -134,6 +145,16 @@ class Settings:
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
             alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
             gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
+            max_request_bytes=get.int("WALLBOARD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 1 << 30),
+            queue_log_max_lines=get.int("WALLBOARD_QUEUE_LOG_MAX_LINES", 50_000, 1, 10_000_000),
+            export_max_per_tenant=get.int("WALLBOARD_EXPORT_MAX_PER_TENANT", 2, 1, 1000),
+            export_max_per_process=get.int("WALLBOARD_EXPORT_MAX_PER_PROCESS", 4, 1, 10_000),
+            http_send_timeout_s=get.float("WALLBOARD_HTTP_SEND_TIMEOUT_S", 30, 0.1, 3600),
+            db_statement_timeout_s=get.float("WALLBOARD_DB_STATEMENT_TIMEOUT_S", 30, 0.1, 86_400),
+            db_idle_in_transaction_timeout_s=get.float("WALLBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", 10, 0.1, 86_400),
+            http_limit_concurrency=get.int("WALLBOARD_HTTP_LIMIT_CONCURRENCY", 20_000, 0, 10_000_000),
+            http_keepalive_timeout_s=get.float("WALLBOARD_HTTP_KEEPALIVE_TIMEOUT_S", 5, 0.1, 3600),
+            http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
         )
 
 
