@@ -38,8 +38,7 @@ class BodyLimit:
                                if value.isdigit() else "Content-Length is not a number")
                     status = 413 if value.isdigit() else 400
                     code = "body_too_large" if value.isdigit() else "bad_content_length"
-                    response = failure(status, code, message, details={"limit": cap},
-                                       headers={"Connection": "close"})
+                    response = failure(status, code, message, details={"limit": cap})
                     await response(scope, receive, send)
                     return
                 break

@@ -11,6 +11,9 @@ socket forever. :func:`protocol_class` returns uvicorn's httptools protocol with
   is not reading); when nothing drained for ``send_timeout_s`` the socket is aborted, which ends
   the ASGI response (Starlette sees the disconnect and stops the body's iterator).
 
+It also sets ``TCP_NODELAY`` on every connection, which asyncio leaves off on a socket handed in
+as ``proto`` 0 (the tests' listening sockets, an inherited file descriptor).
+
 Trade-off: a client on a link slower than about 64 KiB per ``send_timeout_s`` is cut off too; the
 timers are per connection, not per byte. WebSockets are not affected: an upgraded connection
 moves to uvicorn's WebSocket protocol, which has its own limits (``server/api/ws.py``).
@@ -19,6 +22,8 @@ moves to uvicorn's WebSocket protocol, which has its own limits (``server/api/ws
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -44,6 +49,12 @@ class _Timed(HttpToolsProtocol):
         self._send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets it only on sockets created as IPPROTO_TCP, not on those of a socket handed in
+            # (proto 0): without it a response written in two pieces waits ~40 ms for a delayed ACK.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         self._arm_header_timer()
 
