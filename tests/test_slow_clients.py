@@ -165,3 +165,69 @@ async def test_two_thousand_idle_half_headers_are_closed_and_others_served(
           "after the first opened (header timeout 5 s)")
     assert max(waits) < 0.1
     assert len(closed_after) == 2000 and 4.5 < min(closed_after) and max(closed_after) < 5 + opening + 2
+
+
+async def test_exports_past_the_budget_get_429_and_slots_come_back(server: RunningServer) -> None:
+    """A tenant's third concurrent CSV export is 429 rate_limited with Retry-After; another tenant's runs; closing frees the slots."""
+    tenant, other = f"budget-{secrets.token_hex(3)}", f"budgetb-{secrets.token_hex(3)}"
+    await seed_satisfaction(server.settings.database_url, tenant, 40_000)
+    path = "/api/reports/satisfaction?format=csv"
+    readers = [await stalled_reader(server, path, server.token(tenant, "supervisor")) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.5)
+        async with server.client(server.token(tenant, "supervisor")) as a, server.client(server.token(other, "supervisor")) as b:
+            third = await a.get(path)
+            elsewhere = await b.get(path)
+    finally:
+        for sock in readers:
+            sock.close()
+    assert third.status_code == 429, third.text
+    assert third.json()["error"]["code"] == "rate_limited" and int(third.headers["Retry-After"]) > 0
+    assert elsewhere.status_code == 200 and elsewhere.text.startswith("responded_at,")
+    exports = services_of(server).exports
+    for _ in range(100):
+        if not exports.running.get(tenant):
+            break
+        await asyncio.sleep(0.05)
+    assert exports.running.get(tenant) is None
+
+
+async def test_health_answers_while_the_tenant_pool_is_exhausted(server: RunningServer) -> None:
+    """With every connection of the tenant pool taken, /api/metrics/health still answers 200 within 100 ms."""
+    pool = services_of(server).db.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        async with server.client() as client:
+            t0 = time.perf_counter()
+            response = await client.get("/api/metrics/health")
+            took = time.perf_counter() - t0
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    assert response.status_code == 200 and response.json()["postgres"] == "ok", response.text
+    assert took < 0.1, took
+
+
+async def test_tenant_transactions_are_bounded_in_time(settings: Settings) -> None:
+    """Every tenant transaction has statement and idle-in-transaction timeouts; one left idle is ended and its connection replaced."""
+    from server.core.db import Database
+    from server.core.errors import ServiceUnavailable
+
+    assert settings.database_url is not None
+    db = await Database.connect(settings.database_url, min_size=1, max_size=1, statement_timeout_s=0.5,
+                                idle_timeout_s=0.3)
+    try:
+        async with db.tenant("bounded") as conn:
+            limits = await conn.fetchrow("SELECT current_setting('statement_timeout') AS s, "
+                                         "current_setting('idle_in_transaction_session_timeout') AS i")
+            assert (limits["s"], limits["i"]) == ("500ms", "300ms")
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await conn.execute("SELECT pg_sleep(2)")
+        with pytest.raises(ServiceUnavailable):
+            async with db.tenant("bounded") as conn:
+                await asyncio.sleep(1)  # a handler stuck on something else while its transaction is open
+                await conn.fetchval("SELECT 1")
+        async with db.tenant("bounded") as conn:  # the pool replaced the connection PostgreSQL ended
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.close()
