@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -42,17 +42,20 @@ from server.api import (
 from server.api import (
     settings as tenant_settings,
 )
+from server.api.bodies import BodyLimit
 from server.api.budget import BudgetMiddleware, Budgets
 from server.api.context import Services
 from server.api.responses import JSON, failure
 from server.api.wire import Wires
 from server.core.auth import TokenVerifier
 from server.core.config import Settings
+from server.core.connections import protocol_class
 from server.core.db import Database
-from server.core.errors import ConfigError, ServiceUnavailable, WallboardError
+from server.core.errors import ConfigError, ServiceUnavailable, TooManyRequests, WallboardError
 from server.core.redis_client import redis_client
 from server.core.resources import static_dir
 from server.core.tenant_settings import SettingsStore
+from server.history.reports import ExportSlots
 from server.history.scorecards import ScorecardRefresher
 from server.live.heal import Healer
 from server.live.hub import Hub
@@ -76,7 +79,9 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         raise ConfigError(f"{missing} is not set: set both DATABASE_URL and REDIS_URL, or neither for the embedded default")
     db = await Database.connect(settings.database_url, min_size=settings.db_pool_min,
                                 max_size=settings.db_pool_max, app_role=settings.app_role,
-                                tenant_max=settings.db_tenant_max, tenant_wait_s=settings.db_tenant_wait_s)
+                                tenant_max=settings.db_tenant_max, tenant_wait_s=settings.db_tenant_wait_s,
+                                statement_timeout_s=settings.db_statement_timeout_s,
+                                idle_timeout_s=settings.db_idle_in_transaction_timeout_s)
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)
@@ -101,7 +106,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
                     settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch, healer),
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer,
-                    budgets=Budgets(settings, client, keys))
+                    budgets=Budgets(settings, client, keys),
+                    exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
 
 
 async def close_services(svc: Services) -> None:
@@ -119,7 +125,7 @@ async def close_services(svc: Services) -> None:
 async def on_wallboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WallboardError)
     headers = {}
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="wallboard"'
@@ -145,7 +151,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn settings every way of serving the app shares (CLI, tests, benches)."""
     return {"ws": "websockets-sansio", "ws_per_message_deflate": False, "ws_max_size": settings.ws_max_message_bytes,
             "ws_ping_interval": settings.ws_ping_interval_s, "ws_ping_timeout": settings.ws_ping_interval_s,
-            "lifespan": "on", "server_header": False}
+            "lifespan": "on", "server_header": False,
+            "http": protocol_class(settings.http_header_timeout_s, settings.http_send_timeout_s),
+            "limit_concurrency": settings.http_limit_concurrency or None,
+            "timeout_keep_alive": settings.http_keepalive_timeout_s}
 
 
 class WallboardApp(Starlette):
@@ -191,10 +200,13 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
+    ingest_paths = {route.path for route in (*events.routes, *queue_log.routes) if isinstance(route, Route)}
+    body_limit = Middleware(BodyLimit, default=settings.max_request_bytes,
+                            limits=dict.fromkeys(ingest_paths, settings.max_body_bytes))
     return WallboardApp(
         wires=Wires(direct=settings.ws_direct_writes),
         routes=api,
+        middleware=[Middleware(BudgetMiddleware), body_limit],
         lifespan=lifespan,
-        middleware=[Middleware(BudgetMiddleware)],
         exception_handlers={WallboardError: on_wallboard_error, HTTPException: on_http_error, Exception: on_unexpected},
     )

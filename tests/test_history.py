@@ -371,6 +371,8 @@ async def test_scorecards_sum_the_last_30_whole_days(server: RunningServer) -> N
                "agent_id": "ann", "talk_s": 100, "hold_s": 0, "wrap_s": 20}
               for i, ts in enumerate([midnight - 2 * day + 3_600_000, midnight - 5 * day + 3_600_000,
                                       midnight - 40 * day, midnight + 60_000])]
+    async with server.client(server.token(tenant, "admin")) as client:  # 40 days ago is past the default window
+        assert (await client.put("/api/settings", json={"ingest_window_days": 45})).status_code == 200
     async with server.client(server.token(tenant, "ingest")) as client:
         assert (await client.post("/api/events", json=events)).status_code == 200
     conn = await asyncpg.connect(server.settings.database_url)

@@ -244,7 +244,8 @@ async def test_all_events_invalid_carries_the_error_envelope(server: RunningServ
     assert re.fullmatch(r"[a-z]+(_[a-z]+)*", body["error"]["code"]), body
     assert body["error"]["message"].strip(), body
     rejected = (body.get("data") or {}).get("rejected") or (body["error"].get("details") or {}).get("rejected")
-    assert rejected == [{"index": 0, "event_id": "b0", "error": "call_id: required", "field": "call_id"}], body
+    assert rejected == [{"index": 0, "event_id": "b0", "error": "call_id: required", "field": "call_id",
+                         "code": "invalid_event"}], body
 
 
 async def test_ndjson_bad_line_rejected_others_kept(server: RunningServer) -> None:

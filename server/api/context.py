@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.core.auth import TokenVerifier
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
+    from server.history.reports import ExportSlots
     from server.history.scorecards import ScorecardRefresher
     from server.live.heal import Healer
     from server.live.hub import Hub
@@ -49,6 +50,7 @@ class Services:
     analytics: Analytics | None = None  # forecasts, anomalies, threshold alerts (server/analytics/service.py)
     healer: Healer | None = None  # pending batches, Redis restarts, reconciliation (server/live/heal.py)
     budgets: Budgets | None = None  # request budgets (server/api/budget.py); None: not enforced
+    exports: ExportSlots | None = None  # CSV exports running now (server/history/reports.py)
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:

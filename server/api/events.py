@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +18,8 @@ from server.core.errors import PayloadTooLarge
 from server.ingest.events import parse_body
 
 log = logging.getLogger("wallboard.ingest")
+
+INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed in a worker thread
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -38,7 +42,11 @@ async def post_events(request: Request) -> Response:
     svc = services(request)
     started = time.perf_counter()
     body = await read_body(request, svc.settings.max_body_bytes)
-    valid, rejected = parse_body(body, request.headers.get("content-type"), max_events=svc.settings.max_events)
+    window = (await svc.settings_store.get(who.tenant)).ingest_window_days
+    parse = partial(parse_body, body, request.headers.get("content-type"), max_events=svc.settings.max_events,
+                    window_days=window)
+    # A big body is parsed beside the event loop, so other requests and sockets are not held up by it.
+    valid, rejected = parse() if len(body) < INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
     outcome = await svc.ingestor.ingest(who.tenant, valid, rejected)
     log.info("ingest.batch", extra={"tenant": who.tenant, "events": len(valid) + len(rejected),
                                     "accepted": outcome.accepted, "duplicates": outcome.duplicates,

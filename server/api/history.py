@@ -197,8 +197,8 @@ async def quality_record(request: Request) -> Response:
     """
     who = principal(request, READ_ALL)
     try:
-        body = await request.json()
-    except ValueError:
+        body = orjson.loads(await request.body())  # not json.loads: a deeply nested body is a 400, not a RecursionError
+    except orjson.JSONDecodeError:
         raise BadRequest("body: expected a JSON object with call_id, agent_id and score", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("body: expected a JSON object with call_id, agent_id and score", code="invalid_body")
@@ -209,11 +209,11 @@ async def quality_record(request: Request) -> Response:
                          code="invalid_field", details={"field": field, "reason": "unknown field"})
     event = {"event_id": f"api:quality:{uuid.uuid4()}", "type": "quality.scored",
              "ts": body.get("ts", int(time.time() * 1000)), **body, "reviewer": who.sub or who.role.value}
+    svc = services(request)
     try:
-        parsed = parse_event(event)
+        parsed = parse_event(event, window_days=(await svc.settings_store.get(who.tenant)).ingest_window_days)
     except EventError as exc:
         raise BadRequest(exc.message, code="invalid_field", details=exc.details) from None
-    svc = services(request)
     await svc.ingestor.ingest(who.tenant, [(0, parsed)], [])
     await audit.request_entry(request, who, "quality.record", {"score_id": parsed.event_id, "call_id": parsed.call_id,
                                                                "agent_id": parsed.agent_id})

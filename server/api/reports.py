@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from server.api import audit
 from server.api.context import scope_of, services
 from server.api.responses import success
 from server.core.auth import READ_ALL
-from server.core.errors import NotFound
+from server.core.errors import NotFound, TooManyRequests
 from server.history.period import bad, limit
 from server.history.reports import JSON_DEFAULT_LIMIT, REPORTS, span, stream
+
+
+class Export(StreamingResponse):
+    """A streamed CSV that gives its export slot back however it ends (done, cut off, never started)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kwargs: object) -> None:
+        super().__init__(content, **kwargs)  # type: ignore[arg-type]
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
 
 
 def wants_csv(request: Request) -> bool:
@@ -31,17 +48,27 @@ async def report(request: Request) -> Response:
         raise NotFound(f'no report "{name[:64]}": expected one of {", ".join(REPORTS)}', code="unknown_report")
     scope = await scope_of(request, READ_ALL, granularity="day")
     as_csv = wants_csv(request)
-    await audit.request_entry(request, scope.who, "export", {"report": name, "format": "csv" if as_csv else "json"})
     if not as_csv:
+        await audit.request_entry(request, scope.who, "export", {"report": name, "format": "json"})
         cap = limit(request.query_params, JSON_DEFAULT_LIMIT)
         async with services(request).db.tenant(scope.who.tenant) as conn:
             rows = await conn.fetch(f"{spec.sql(scope)} LIMIT {cap}", *spec.args(scope))
         data = [dict(zip(spec.columns, spec.row(r, scope), strict=True)) for r in rows]
         return success(data, statistics=scope.period.describe())
     filename = f"{name}_{span(scope)}.csv"
-    return StreamingResponse(stream(scope, spec), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                      "Cache-Control": "no-store"})
+    slots = services(request).exports
+    assert slots is not None, "open_services builds the export slots"
+    if not slots.take(scope.who.tenant):
+        raise TooManyRequests(f"too many CSV exports at once (at most {slots.per_tenant} per tenant, "
+                              f"{slots.per_process} per server process): retry when one has finished",
+                              retry_after=5)
+    try:
+        await audit.request_entry(request, scope.who, "export", {"report": name, "format": "csv"})
+    except BaseException:
+        slots.give(scope.who.tenant)
+        raise
+    return Export(stream(scope, spec), lambda: slots.give(scope.who.tenant), media_type="text/csv; charset=utf-8",
+                  headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 
 routes = [Route("/api/reports/{name}", report, methods=["GET"])]

@@ -85,6 +85,17 @@ class Settings:
     ws_max_per_address: int = 1000
     ws_max_streams_per_tenant: int = 200
     ws_max_subscribes_per_minute: int = 20
+    # Bad input, exports and slow clients (issue 12)
+    max_request_bytes: int = 1024 * 1024
+    queue_log_max_lines: int = 50_000
+    export_max_per_tenant: int = 2
+    export_max_per_process: int = 4
+    http_send_timeout_s: float = 30.0
+    db_statement_timeout_s: float = 30.0
+    db_idle_in_transaction_timeout_s: float = 10.0
+    http_limit_concurrency: int = 20_000
+    http_keepalive_timeout_s: float = 5.0
+    http_header_timeout_s: float = 10.0
 
     @property
     def embedded(self) -> bool:
@@ -193,6 +204,16 @@ class Settings:
             live_check_s=get.int("WALLBOARD_LIVE_CHECK_S", 2, 1, 300),
             live_reconcile_s=get.int("WALLBOARD_LIVE_RECONCILE_S", 60, 0, 86_400),
             live_active_s=get.int("WALLBOARD_LIVE_ACTIVE_S", 3600, 60, 7 * 86_400),
+            max_request_bytes=get.int("WALLBOARD_MAX_REQUEST_BYTES", 1024 * 1024, 1024, 1 << 30),
+            queue_log_max_lines=get.int("WALLBOARD_QUEUE_LOG_MAX_LINES", 50_000, 1, 10_000_000),
+            export_max_per_tenant=get.int("WALLBOARD_EXPORT_MAX_PER_TENANT", 2, 1, 1000),
+            export_max_per_process=get.int("WALLBOARD_EXPORT_MAX_PER_PROCESS", 4, 1, 10_000),
+            http_send_timeout_s=get.float("WALLBOARD_HTTP_SEND_TIMEOUT_S", 30, 0.1, 3600),
+            db_statement_timeout_s=get.float("WALLBOARD_DB_STATEMENT_TIMEOUT_S", 30, 0.1, 86_400),
+            db_idle_in_transaction_timeout_s=get.float("WALLBOARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", 10, 0.1, 86_400),
+            http_limit_concurrency=get.int("WALLBOARD_HTTP_LIMIT_CONCURRENCY", 20_000, 0, 10_000_000),
+            http_keepalive_timeout_s=get.float("WALLBOARD_HTTP_KEEPALIVE_TIMEOUT_S", 5, 0.1, 3600),
+            http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
         )
 
 

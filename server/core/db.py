@@ -1,9 +1,9 @@
 """PostgreSQL: the pool, the migrations, named queries and tenant-scoped transactions.
 
 Every transaction that touches tenant data runs through :meth:`Database.tenant`,
-which sets the tenant (``wallboard.tenant``) and drops to the application
-role with ``set_config(..., true)`` (the ``SET LOCAL`` form) in the same
-round trip. Row-level security on every tenant table compares ``client_id``
+which sets the tenant (``wallboard.tenant``), drops to the application role and
+bounds the transaction (``statement_timeout``, ``idle_in_transaction_session_timeout``)
+with ``set_config(..., true)`` (the ``SET LOCAL`` form) in the same round trip. Row-level security on every tenant table compares ``client_id``
 with that setting, so a query that forgot its ``WHERE client_id = $1`` still
 sees one tenant only, and a transaction that set no tenant sees nothing.
 """
@@ -177,25 +177,37 @@ class TenantSlots:
 class Database:
     """The connection pool and the tenant-scoped transaction helper."""
 
-    def __init__(self, pool: asyncpg.Pool, app_role: str, *, tenant_max: int | None = None, tenant_wait_s: float = 5.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, app_role: str, *, health: asyncpg.Pool | None = None,
+                 statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0, tenant_max: int | None = None,
+                 tenant_wait_s: float = 5.0) -> None:
         self.pool = pool
         self.app_role = app_role
+        self.health = health  # its own connection: the health check never queues behind tenant work
+        # SET LOCAL values (milliseconds) of every tenant transaction: a runaway query or a transaction left
+        # idle (a handler stuck on a slow client) is ended by PostgreSQL itself and its connection comes back.
+        self.timeouts = (str(max(1, round(statement_timeout_s * 1000))), str(max(1, round(idle_timeout_s * 1000))))
         self.slots = TenantSlots(min(tenant_max or pool.get_max_size(), pool.get_max_size()), tenant_wait_s)
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
-                      tenant_max: int | None = None, tenant_wait_s: float = 5.0) -> Database:
+                      statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0, tenant_max: int | None = None,
+                      tenant_wait_s: float = 5.0) -> Database:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10,
                                              command_timeout=60, max_inactive_connection_lifetime=300,
                                              max_cacheable_statement_size=STATEMENT_CACHE_BYTES,
                                              reset=_keep_session)
+            health = await asyncpg.create_pool(dsn, min_size=1, max_size=1, timeout=10, command_timeout=5,
+                                               max_inactive_connection_lifetime=0)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
-        return cls(pool, app_role, tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
+        return cls(pool, app_role, health=health, statement_timeout_s=statement_timeout_s, idle_timeout_s=idle_timeout_s,
+                   tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
+        if self.health is not None:
+            self.health.terminate()
         try:
             await asyncio.wait_for(self.pool.close(), timeout_s)
         except TimeoutError:
@@ -214,8 +226,10 @@ class Database:
             async with self.pool.acquire(timeout=5) as conn:
                 async with conn.transaction():
                     await conn.execute(
-                        "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true)",
-                        self.app_role, tenant,
+                        "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true), "
+                        "set_config('statement_timeout', $3, true), "
+                        "set_config('idle_in_transaction_session_timeout', $4, true)",
+                        self.app_role, tenant, *self.timeouts,
                     )
                     yield conn
         except UNAVAILABLE as exc:
@@ -228,8 +242,9 @@ class Database:
             self.slots.give(tenant)
 
     async def ping(self) -> None:
-        """Raise when PostgreSQL does not answer ``SELECT 1`` within 2 s."""
-        async with self.pool.acquire(timeout=2) as conn:
+        """Raise when PostgreSQL does not answer ``SELECT 1`` within 2 s, on the health check's own
+        connection (the tenant pool may be busy, which is no reason to take the process out)."""
+        async with (self.health or self.pool).acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1", timeout=2)
 
 

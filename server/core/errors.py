@@ -94,3 +94,15 @@ class ServiceUnavailable(WallboardError):
     def __init__(self, message: str, *, retry_after: int = 2, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class TooManyRequests(WallboardError):
+    """A budget (of requests, exports, connections) is spent; retry after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+    close_code = 1013
+
+    def __init__(self, message: str, *, retry_after: int = 5, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

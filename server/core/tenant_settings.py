@@ -24,7 +24,7 @@ from server.core.db import Database, query
 from server.core.errors import BadRequest
 
 SETTING_KEYS = ("timezone", "day_starts_at", "sl_threshold_s", "short_abandon_s", "sl_formula",
-                "queues", "alerts", "costs")
+                "queues", "alerts", "costs", "ingest_window_days")
 SL_FORMULAS = ("answered_plus_abandoned", "answered_only", "all_abandons", "abandons_within_met")
 QUEUE_KEYS = ("sl_threshold_s", "short_abandon_s", "sl_formula")
 COST_KEYS = ("agent_cost_per_hour", "telephony_cost_per_minute")
@@ -40,6 +40,8 @@ ALERT_RANGES: dict[str, tuple[float, float]] = {
 DEFAULT_COSTS: dict[str, Any] = {"agent_cost_per_hour": 0, "telephony_cost_per_minute": 0, "currency": "USD", "queues": {}}
 MAX_QUEUES = 10_000
 MAX_BODY = 1024 * 1024
+MAX_DEPTH = 4  # costs.queues.<id>.<key> is the deepest setting
+MAX_WINDOW_DAYS = 400  # each day of the ingest window may become a partition of `events`
 HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -65,6 +67,7 @@ class TenantSettings:
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, dict[str, float]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ALERTS))
     costs: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_COSTS))
+    ingest_window_days: int = 35  # events older than this are rejected (ts_out_of_window)
 
     def for_queue(self, queue_id: str) -> QueueSettings:
         """The queue's override of each of the three rules, else the tenant default."""
@@ -174,7 +177,22 @@ def _bad(path: str, reason: str) -> BadRequest:
 
 
 def _show(value: Any) -> str:
-    return orjson.dumps(value).decode()[:80]
+    try:
+        return orjson.dumps(value).decode()[:80]
+    except orjson.JSONEncodeError:  # nested too deep to write back, or not JSON at all
+        return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True when ``value`` nests objects or lists more than ``limit`` levels (iterative: any depth is safe)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            stack.extend((inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _number(path: str, value: Any, low: float, high: float) -> float:
@@ -244,6 +262,9 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
         if key not in SETTING_KEYS:
             raise BadRequest(f'unknown setting "{key}": expected one of {", ".join(SETTING_KEYS)}',
                              code="invalid_setting", details={"field": key, "reason": "unknown setting"})
+    for key, value in patch.items():
+        if _too_deep(value, MAX_DEPTH - 1):
+            raise _bad(key, f"nested deeper than any setting ({MAX_DEPTH} levels)")
     for key in ("queues", "alerts", "costs"):
         if patch.get(key) is not None:
             _object(key, patch[key])
@@ -288,9 +309,13 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
     costs["queues"] = {qid: _check_rules(f"costs.queues.{qid}.", over, COST_KEYS)
                        for qid, over in _queue_ids("costs.queues", costs.get("queues", {})).items() if over}
 
+    window = s.get("ingest_window_days")
+    if type(window) is not int or not 1 <= window <= MAX_WINDOW_DAYS:
+        raise _bad("ingest_window_days", f"expected a whole number of days 1..{MAX_WINDOW_DAYS}, got {_show(window)}")
+
     return TenantSettings(timezone=tz, day_starts_at=s["day_starts_at"], sl_threshold_s=s["sl_threshold_s"],
                           short_abandon_s=s["short_abandon_s"], sl_formula=s["sl_formula"], queues=queues,
-                          alerts=alerts, costs=costs)
+                          alerts=alerts, costs=costs, ingest_window_days=window)
 
 
 class SettingsStore:

@@ -1,9 +1,13 @@
 """``GET /api/reports/{name}``: CSV exports streamed in constant memory.
 
 CSV with ``Accept: text/csv`` or ``?format=csv``; otherwise the same rows as JSON, at most
-``limit`` of them. A CSV is read through a server-side cursor inside one tenant transaction
-(row-level security applies) and written as it is read: a million rows cost no more memory
-than a thousand. Every export is recorded in the audit log before the first byte goes out.
+``limit`` of them. A CSV is read in pages of ``PAGE_ROWS`` rows, each page in its own short tenant
+transaction (row-level security applies) and keyed on the report's order (keyset pagination, so a
+page costs the same at the end of a big export as at its start), and written as it is read: a
+million rows cost no more memory than a thousand, and no PostgreSQL connection is held while a
+page waits for the client to read it. The trade-off: an export is not one snapshot; rows committed
+while it runs may appear in a later page. Every export is recorded in the audit log before the
+first byte goes out; how many run at once is bounded by :class:`ExportSlots`.
 
 Reports: ``calls`` (one row per handled call), ``agent-performance`` (agent × day),
 ``queue-intervals`` (queue × 15-minute interval), ``quality`` (reviews), ``satisfaction``
@@ -12,6 +16,7 @@ Reports: ``calls`` (one row per handled call), ``agent-performance`` (agent × d
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -26,7 +31,8 @@ from server.history import formulas as metrics
 from server.history.figures import Scope, agent_figures, counters
 from server.history.period import iso
 
-CHUNK_ROWS = 2000  # rows fetched per cursor round trip and written per chunk
+PAGE_ROWS = 2000  # rows fetched per transaction and written per chunk
+SLICE_ROWS = 250  # rows formatted between two returns to the event loop (a few ms)
 JSON_DEFAULT_LIMIT = 1000
 
 
@@ -36,10 +42,21 @@ class Report:
     columns: tuple[str, ...]
     row: Callable[[asyncpg.Record, Scope], Sequence[Any]]
     args: Callable[[Scope], tuple[Any, ...]]
+    order: tuple[str, ...]  # the query's ORDER BY columns, unique per row: the key of a page
     rollup: bool = False  # over whole days, read the per-day rollups (Scope.rollup)
 
     def sql(self, scope: Scope) -> str:
         return scope.rollup(self.sql_name) if self.rollup else query(self.sql_name)
+
+    def page(self, scope: Scope, rows: int, *, after: bool) -> str:
+        """The query of one page: the first ``rows`` rows, or those after the key passed last."""
+        nargs = len(self.args(scope))
+        keys = ", ".join(self.order)
+        where = ""
+        if after:
+            params = ", ".join(f"${nargs + 1 + i}" for i in range(len(self.order)))
+            where = f"WHERE ({keys}) > ({params})"
+        return f"SELECT * FROM ({self.sql(scope)}) AS report {where} ORDER BY {keys} LIMIT {int(rows)}"
 
 
 def _ts(value: datetime | None) -> str:
@@ -80,20 +97,22 @@ QUEUE_COLUMNS = ("offered", "answered", "abandoned", "short_abandoned", "answere
 REPORTS: dict[str, Report] = {
     "calls": Report("report_calls", ("call_id", "queue_id", "agent_id", "queued_at", "answered_at", "completed_at",
                                      "talk_s", "hold_s", "wrap_s", "handle_s", "resolved", "transferred",
-                                     "disposition"), _calls_row, _keys),
+                                     "disposition"), _calls_row, _keys, ("completed_at", "call_id", "queue_id")),
     "agent-performance": Report("report_agent_days", ("day", "agent_id", "name", "team", *AGENT_COLUMNS), _agent_row,
-                                lambda s: (s.who.tenant, s.period.params, s.agent_id), rollup=True),
+                                lambda s: (s.who.tenant, s.period.params, s.agent_id), ("bucket", "key"), rollup=True),
     "queue-intervals": Report("report_queue_intervals", ("interval_start", "queue_id", *QUEUE_COLUMNS), _queue_row,
-                              lambda s: (s.who.tenant, s.period.bounds_dt[0], s.period.bounds_dt[-1], s.queue_id)),
+                              lambda s: (s.who.tenant, s.period.bounds_dt[0], s.period.bounds_dt[-1], s.queue_id),
+                              ("interval_start", "key")),
     "quality": Report("report_quality", ("scored_at", "score_id", "call_id", "agent_id", "score", "reviewer", "source",
                                          "criteria"),
                       lambda r, _: (_ts(r["scored_at"]), r["score_id"], r["call_id"], r["agent_id"], float(r["score"]),
-                                    r["reviewer"] or "", r["source"], r["criteria"] or ""), _keys),
+                                    r["reviewer"] or "", r["source"], r["criteria"] or ""), _keys,
+                      ("scored_at", "score_id")),
     "satisfaction": Report("report_satisfaction", ("responded_at", "event_id", "call_id", "agent_id", "csat", "nps",
                                                    "comment"),
                            lambda r, _: (_ts(r["responded_at"]), r["event_id"], r["call_id"] or "",
                                          r["agent_id"] or "", _cell(r["csat"]), _cell(r["nps"]), r["comment"] or ""),
-                           _keys),
+                           _keys, ("responded_at", "event_id")),
 }
 
 
@@ -106,21 +125,57 @@ def span(scope: Scope) -> str:
     return f"{described['from'].replace(':', '')}_{described['to'].replace(':', '')}"
 
 
-async def stream(scope: Scope, spec: Report) -> AsyncIterator[bytes]:
-    """The header, then CHUNK_ROWS rows at a time from a cursor: memory stays flat whatever the size."""
+async def stream(scope: Scope, spec: Report, page_rows: int = PAGE_ROWS) -> AsyncIterator[bytes]:
+    """The header, then one chunk per page; each page is read in its own transaction, which has
+    ended (its connection back in the pool) before the chunk is handed to the client."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(spec.columns)
     yield _drain(buffer)
-    async with scope.db.tenant(scope.who.tenant) as conn:
-        cursor = conn.cursor(spec.sql(scope), *spec.args(scope), prefetch=CHUNK_ROWS)
-        count = 0
-        async for record in cursor:
-            writer.writerow([safe_cell(value) for value in spec.row(record, scope)])
-            count += 1
-            if count % CHUNK_ROWS == 0:
-                yield _drain(buffer)
-    yield _drain(buffer)
+    args = spec.args(scope)
+    after: tuple[Any, ...] = ()
+    while True:
+        async with scope.db.tenant(scope.who.tenant) as conn:
+            # A generic plan cannot see that the key bounds leave a few rows: it sorts the whole rest.
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            rows = await conn.fetch(spec.page(scope, page_rows, after=bool(after)), *args, *after)
+        for start in range(0, len(rows), SLICE_ROWS):
+            for record in rows[start:start + SLICE_ROWS]:
+                writer.writerow([safe_cell(value) for value in spec.row(record, scope)])
+            await asyncio.sleep(0)  # ten exports formatting at once must not hold the loop for all ten pages
+        if rows:
+            yield _drain(buffer)
+        if len(rows) < page_rows:
+            return
+        after = tuple(rows[-1][key] for key in spec.order)
+
+
+class ExportSlots:
+    """How many CSV exports run at once: at most ``per_tenant`` of one tenant and ``per_process`` in all.
+
+    Per process, in memory: with N processes the deployment runs at most N × ``per_process``. Past
+    either budget the export is refused at once (429 ``rate_limited``) rather than queued, so a
+    tenant that asks for more only waits on its own retries.
+    """
+
+    def __init__(self, per_tenant: int, per_process: int) -> None:
+        self.per_tenant = per_tenant
+        self.per_process = per_process
+        self.running: dict[str, int] = {}
+
+    def take(self, tenant: str) -> bool:
+        """Take a slot for ``tenant``; False when a budget is spent. Give it back with :meth:`give`."""
+        if self.running.get(tenant, 0) >= self.per_tenant or sum(self.running.values()) >= self.per_process:
+            return False
+        self.running[tenant] = self.running.get(tenant, 0) + 1
+        return True
+
+    def give(self, tenant: str) -> None:
+        left = self.running.get(tenant, 0) - 1
+        if left > 0:
+            self.running[tenant] = left
+        else:
+            self.running.pop(tenant, None)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import orjson
 
 from server.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, WallboardError
+from server.ingest.bounds import AHEAD_MS, EXTRA_TOO_BIG, OUT_OF_WINDOW, extras_problem, nul_problem, oldest_ms
 from server.ingest.schema import AGENT_STATES, EVENT_TYPES, EVENTS, Field
 
 __all__ = ["AGENT_STATES", "EVENT_TYPES", "Event", "EventError", "parse_body", "parse_event"]
@@ -59,13 +60,13 @@ class EventError(WallboardError, ValueError):
     status = 422
     code = "invalid_event"
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}", details={"field": field, "reason": reason})
+    def __init__(self, field: str, reason: str, code: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}", details={"field": field, "reason": reason}, code=code)
         self.field = field
         self.reason = reason
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.field, self.reason))
+        return (type(self), (self.field, self.reason, self.code))
 
 
 def _show(value: object) -> str:
@@ -195,9 +196,12 @@ for _kind in EVENTS:
     if _kind.one_of:
         _ONE_OF[_kind.type] = (_kind.one_of, f"{' or '.join(_kind.one_of)} is required ({_kind.one_of_hint})")
 
+# The fields each type knows; any other is an unknown extra field, kept while small (server/ingest/bounds.py).
+_KNOWN = {t: frozenset(("event_id", "type", "ts", *(name for name, _, _ in spec))) for t, spec in _SPECS.items()}
 
-def _ts(v: Any, now_ms: int) -> tuple[int, str]:
-    """``ts`` as (epoch ms, ISO-8601 UTC with milliseconds and ``Z``)."""
+
+def _ts(v: Any, now_ms: int, first_ms: int) -> tuple[int, str]:
+    """``ts`` as (epoch ms, ISO-8601 UTC with milliseconds and ``Z``), from ``first_ms`` to 5 minutes after now."""
     t = type(v)
     if t is str:
         try:
@@ -218,30 +222,39 @@ def _ts(v: Any, now_ms: int) -> tuple[int, str]:
     if ms < _MIN_TS_MS:
         hint = " (epoch seconds? send milliseconds)" if t is not str and ms > _MIN_TS_MS // 1000 else ""
         raise EventError("ts", f"before 2000-01-01, got {_show(v)}{hint}")
-    if ms > now_ms + _DAY_MS:
-        raise EventError("ts", f"more than 24 h in the future, got {_show(v)}")
-    if canonical:
-        return ms, v
+    if ms < first_ms:
+        raise EventError("ts", f"outside the ingest window: before {_iso(first_ms)}, the tenant's oldest accepted "
+                               f"(setting ingest_window_days), got {_show(v)}", OUT_OF_WINDOW)
+    if ms > now_ms + AHEAD_MS:
+        raise EventError("ts", f"outside the ingest window: more than 5 minutes in the future, got {_show(v)}",
+                         OUT_OF_WINDOW)
+    return ms, v if canonical else _iso(ms)
+
+
+def _iso(ms: int) -> str:
     # Arithmetic and table look-ups: about 3x faster than datetime.isoformat(timespec=…).
     days, rest = divmod(ms, _DAY_MS)
     s, rest = divmod(rest, 1000)
     h, s = divmod(s, 3600)
     m, s = divmod(s, 60)
-    return ms, f"{_fromordinal(_EPOCH_ORDINAL + days).isoformat()}T{_D2[h]}:{_D2[m]}:{_D2[s]}{_MS_Z[rest]}"
+    return f"{_fromordinal(_EPOCH_ORDINAL + days).isoformat()}T{_D2[h]}:{_D2[m]}:{_D2[s]}{_MS_Z[rest]}"
 
 
-def parse_event(obj: object, *, now_ms: int | None = None) -> Event:
+def parse_event(obj: object, *, now_ms: int | None = None, window_days: int | None = None) -> Event:
     """Validate one decoded event and build its :class:`Event`; raise :class:`EventError`.
 
-    ``now_ms`` (default: the clock) bounds ``ts`` at 24 h in the future; pass it to check a
-    batch against one instant. ``null`` for an optional field counts as absent.
+    ``ts`` may be at most 5 minutes after ``now_ms`` (default: the clock; pass it to check a batch
+    against one instant) and, with ``window_days`` (the tenant's ``ingest_window_days``: every
+    server path passes it), no older than that many days; without it, not before 2000-01-01.
+    ``null`` for an optional field counts as absent.
     """
     if type(obj) is not dict:
         raise EventError("event", f"expected a JSON object, got {_show(obj)}")
-    return _build(dict(obj), int(time.time() * 1000) if now_ms is None else now_ms)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return _build(dict(obj), now, _MIN_TS_MS if window_days is None else oldest_ms(now, window_days))
 
 
-def _build(body: dict[str, Any], now_ms: int) -> Event:
+def _build(body: dict[str, Any], now_ms: int, first_ms: int) -> Event:
     """parse_event on a dict this module owns: it is normalised in place and becomes the body."""
     body.pop("client_id", None)
     get = body.get
@@ -254,7 +267,7 @@ def _build(body: dict[str, Any], now_ms: int) -> Event:
     spec = _SPECS.get(etype) if type(etype) is str else None
     if spec is None:
         _check_type("type", etype)
-    ts_ms, body["ts"] = _ts(ts, now_ms)
+    ts_ms, body["ts"] = _ts(ts, now_ms, first_ms)
     for name, required, check in spec:  # type: ignore[union-attr]
         v = get(name, _MISSING)
         if v is _MISSING or v is None:
@@ -274,6 +287,11 @@ def _build(body: dict[str, Any], now_ms: int) -> Event:
         fields, reason = _ONE_OF[etype]
         if all(body.get(name) is None for name in fields):
             raise EventError(fields[0], reason)
+    known = _KNOWN[etype]
+    if len(body) > len(known) or not known.issuperset(body):
+        problem = extras_problem(body, [name for name in body if name not in known])
+        if problem is not None:
+            raise EventError(*problem, EXTRA_TOO_BIG)
     return Event(event_id, etype, ts_ms, get("queue_id"), get("agent_id"), get("call_id"), body)
 
 
@@ -297,12 +315,13 @@ def _media_type(content_type: str | None) -> str:
 
 
 def parse_body(
-    body: bytes, content_type: str | None, *, max_events: int
+    body: bytes, content_type: str | None, *, max_events: int, window_days: int | None = None
 ) -> tuple[list[tuple[int, Event]], list[dict[str, Any]]]:
     """Decode an ingest body and validate every event.
 
     Returns ``(valid, rejected)``: ``valid`` is ``[(index, Event)]``; ``rejected`` is
-    ``[{"index", "event_id", "error", "field"}]`` in index order. A malformed body as a whole
+    ``[{"index", "event_id", "error", "field", "code"}]`` in index order; ``window_days`` as in
+    :func:`parse_event`. A malformed body as a whole
     raises (415 wrong Content-Type, 400 ``invalid_json``/``expected_array``, 413
     ``too_many_events``); a bad NDJSON line only rejects that event. Body byte size is the
     caller's to check.
@@ -339,6 +358,7 @@ def parse_body(
                 reason = f"invalid JSON on line {lineno} column {exc.colno}: {exc.msg}"
                 bad_lines[i] = EventError("event", reason)
     now_ms = int(time.time() * 1000)
+    first_ms = _MIN_TS_MS if window_days is None else oldest_ms(now_ms, window_days)
     # PostgreSQL cannot store NUL in text; only when one is in the body, look for it everywhere.
     nul_check = b"\\u0000" in body
     valid: list[tuple[int, Event]] = []
@@ -349,30 +369,14 @@ def parse_body(
                 raise bad_lines[i]
             if type(obj) is not dict:
                 raise EventError("event", f"expected a JSON object, got {_show(obj)}")
-            if nul_check:
-                _refuse_nul("event", obj)
-            valid.append((i, _build(obj, now_ms)))  # obj is ours, fresh from orjson: no copy
+            if nul_check and (nul := nul_problem("event", obj)) is not None:
+                raise EventError(*nul)
+            valid.append((i, _build(obj, now_ms, first_ms)))  # obj is ours, fresh from orjson: no copy
         except EventError as exc:
             eid = obj.get("event_id") if type(obj) is dict else None
             eid = eid if type(eid) is str else None
-            rejected.append({"index": i, "event_id": eid, "error": str(exc), "field": exc.field})
+            rejected.append({"index": i, "event_id": eid, "error": str(exc), "field": exc.field, "code": exc.code})
     return valid, rejected
-
-
-def _refuse_nul(path: str, value: Any) -> None:
-    """Raise EventError naming the first key or string (at any depth) that holds a NUL character."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise EventError(path, "contains a NUL character, which cannot be stored")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = key if path == "event" else f"{path}.{key}"
-            if "\x00" in key:
-                raise EventError(path, "a key contains a NUL character, which cannot be stored")
-            _refuse_nul(name, item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_nul(f"{path}[{index}]", item)
 
 
 def _check_count(count: int, max_events: int) -> None:

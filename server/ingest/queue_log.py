@@ -26,7 +26,7 @@ from typing import Any
 
 from server.core.errors import WallboardError
 
-__all__ = ["QueueLogError", "normalise_agent", "parse_line", "parse_lines"]
+__all__ = ["QueueLogError", "normalise_agent", "parse_line", "parse_lines", "too_few_fields"]
 
 Event = dict[str, Any]
 
@@ -99,11 +99,7 @@ def parse_line(line: str, lineno: int) -> list[Event]:
     while len(fields) > _MIN_FIELDS and fields[-1] == "":
         fields.pop()
     if len(fields) < _MIN_FIELDS:
-        raise QueueLogError(
-            lineno,
-            f"expected at least {_MIN_FIELDS} '|'-separated fields "
-            f"(epoch|callid|queuename|agent|event), got {len(fields)}",
-        )
+        raise QueueLogError(lineno, too_few_fields(len(fields)))
     epoch, callid, queue, agent, verb = fields[:_MIN_FIELDS]
     if not _EPOCH.fullmatch(epoch):
         raise QueueLogError(lineno, f"expected a Unix epoch in seconds as first field, got {epoch!r}")
@@ -117,6 +113,11 @@ def parse_line(line: str, lineno: int) -> list[Event]:
     body = handler(rec)
     digest = hashlib.sha1("|".join(fields).encode("utf-8")).hexdigest()
     return [{"event_id": f"ql-{digest}", "ts": _iso_ms(epoch), **body}]
+
+
+def too_few_fields(count: int) -> str:
+    """The reason a line of ``count`` fields (fewer than 5) is refused."""
+    return f"expected at least {_MIN_FIELDS} '|'-separated fields (epoch|callid|queuename|agent|event), got {count}"
 
 
 def parse_lines(
