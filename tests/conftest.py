@@ -165,12 +165,13 @@ def free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture(scope="session")
-async def server_factory(database_factory: Callable[..., Awaitable[str]]) -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
-    """Start real uvicorn servers (in this event loop) on free ports; all stop at the end."""
-    running: list[RunningServer] = []
+class ServerPool:
+    """Real uvicorn servers (in this event loop) on free ports, stopped together by their owner."""
 
-    async def start(settings: Settings) -> RunningServer:
+    def __init__(self) -> None:
+        self.running: list[RunningServer] = []
+
+    async def start(self, settings: Settings) -> RunningServer:
         sock = free_socket()
         port = sock.getsockname()[1]
         config = uvicorn.Config(create_app(settings), log_level="warning", **uvicorn_options(settings))
@@ -182,19 +183,35 @@ async def server_factory(database_factory: Callable[..., Awaitable[str]]) -> Asy
                 raise RuntimeError("server exited during start-up")
             await asyncio.sleep(0.01)
         handle = RunningServer(url=f"http://127.0.0.1:{port}", settings=settings, server=server, task=task)
-        running.append(handle)
+        self.running.append(handle)
         return handle
 
-    yield start
-    for handle in running:
-        if not handle.task.done():
-            await handle.stop()
+    async def stop(self) -> None:
+        for handle in self.running:
+            if not handle.task.done():
+                await handle.stop()
 
 
 @pytest.fixture(scope="session")
-async def server(server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> RunningServer:
+async def session_server_factory() -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
+    """Start servers that live for the whole run (the shared one); all stop at the end."""
+    pool = ServerPool()
+    yield pool.start
+    await pool.stop()
+
+
+@pytest.fixture
+async def server_factory() -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
+    """Start servers for one test; they stop when it ends, so their PostgreSQL connections come back."""
+    pool = ServerPool()
+    yield pool.start
+    await pool.stop()
+
+
+@pytest.fixture(scope="session")
+async def server(session_server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> RunningServer:
     """The run's shared server (HS256, the run's database and key prefix)."""
-    return await server_factory(settings)
+    return await session_server_factory(settings)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def assert_401(response: httpx.Response, code: str) -> None:
 
 @pytest.fixture(scope="session")
 async def rsa_server(tmp_path_factory: pytest.TempPathFactory, settings: Settings,
-                     server_factory: Callable[[Settings], Awaitable[RunningServer]]) -> tuple[RunningServer, str, str]:
+                     session_server_factory: Callable[[Settings], Awaitable[RunningServer]]) -> tuple[RunningServer, str, str]:
     """A server configured for RS256 with an issuer; returns it, its private key and its public PEM text."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path, private = write_pem(tmp_path_factory.mktemp("rsa"), "rsa", key)
@@ -61,7 +61,7 @@ async def rsa_server(tmp_path_factory: pytest.TempPathFactory, settings: Setting
            "WALLBOARD_JWT_PUBLIC_KEY": path, "WALLBOARD_JWT_ISSUER": "https://idp.example"}
     configured = Settings.from_env(env).replace(key_prefix=settings.key_prefix)
     assert configured.jwt_algorithm == "RS256"
-    return await server_factory(configured), private, Path(path).read_text()
+    return await session_server_factory(configured), private, Path(path).read_text()
 
 
 async def test_valid_hs256_token_is_accepted(server: RunningServer) -> None:
