@@ -40,6 +40,7 @@ async def post_events(request: Request) -> Response:
     body = await read_body(request, svc.settings.max_body_bytes)
     valid, rejected = parse_body(body, request.headers.get("content-type"), max_events=svc.settings.max_events)
     outcome = await svc.ingestor.ingest(who.tenant, valid, rejected)
+    svc.hub.renderings.changed(who.tenant)  # the poster's next read here sees its events
     log.info("ingest.batch", extra={"tenant": who.tenant, "events": len(valid) + len(rejected),
                                     "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                     "rejected": len(outcome.rejected),

@@ -104,6 +104,7 @@ async def post_queue_log(request: Request) -> Response:
     body = await read_body(request, svc.settings.max_body_bytes)
     valid, rejected, lines = parse_queue_log_body(body, max_events=svc.settings.max_events)
     outcome = await svc.ingestor.ingest(who.tenant, valid, rejected)
+    svc.hub.renderings.changed(who.tenant)  # the poster's next read here sees its events
     log.info("ingest.queue_log", extra={"tenant": who.tenant, "lines": lines, "events": len(valid),
                                         "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                         "rejected": len(outcome.rejected),

@@ -6,7 +6,9 @@ state, turned into documents lazily and each document's ETag computed once), so 
 Redis round trip and no render.
 
 Freshness: a rendering is served for at most one tick (``ws_tick_ms``) after its read began,
-so an answer never reflects a state older than one tick. The hub stores every read it makes
+so an answer never reflects a state older than one tick; and a write through this process
+(an ingest, a settings change: :meth:`Renderings.changed`) is seen by the next read of the
+tenant here, so a client that posts then reads gets what it posted. The hub stores every read it makes
 for its WebSocket subscribers (:meth:`Renderings.put`); when it has none for the tenant, or its
 rendering is older than a tick, the first poller starts one read and every concurrent poller
 of the tenant awaits that same read (single flight).
@@ -88,26 +90,33 @@ class Renderings:
     def __init__(self, live: LiveState, store: SettingsStore, tick_s: float, max_tenants: int) -> None:
         self.live, self.store, self.tick_s, self.max_tenants = live, store, tick_s, max_tenants
         self._kept: dict[bool, OrderedDict[str, Rendering]] = {False: OrderedDict(), True: OrderedDict()}
-        self._flights: dict[tuple[str, bool], asyncio.Task[Rendering]] = {}
+        self._flights: dict[tuple[str, bool], tuple[float, asyncio.Task[Rendering]]] = {}  # (began, read)
+        self._changed: dict[str, float] = {}  # tenant → when this process last changed it (monotonic)
         self.reads = 0  # reads started here (not the hub's), for tests and benches
 
     async def get(self, tenant: str, *, agents: bool) -> Rendering:
         """A rendering of ``tenant`` whose read began less than a tick ago (with the agents' changes if ``agents``)."""
         now = time.monotonic()
+        since = max(now - self.tick_s, self._changed.get(tenant, 0.0))  # a read that began before is too old
         for kind in ((True,) if agents else (False, True)):
             found = self._kept[kind].get(tenant)
-            if found is not None and now - found.at < self.tick_s:
+            if found is not None and found.at > since:
                 return found
         key = (tenant, agents)
         flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = asyncio.create_task(self._read(tenant, agents), name=f"render-{tenant}/{int(agents)}")
-            flight.add_done_callback(self._landed)
-        return await asyncio.shield(flight)  # a poller that goes away does not cancel the others' read
+        if flight is None or flight[0] <= since:
+            task = asyncio.create_task(self._read(tenant, agents), name=f"render-{tenant}")
+            flight = self._flights[key] = (now, task)
+            task.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight[1])  # a poller that goes away does not cancel the others' read
 
-    def _landed(self, task: asyncio.Task[Rendering]) -> None:
-        tenant, agents = task.get_name().removeprefix("render-").rsplit("/", 1)
-        self._flights.pop((tenant, agents == "1"), None)
+    def changed(self, tenant: str) -> None:
+        """This process has just changed the tenant's live state or settings: serve no rendering read before now."""
+        self._changed[tenant] = time.monotonic()
+
+    def _landed(self, key: tuple[str, bool], task: asyncio.Task[Rendering]) -> None:
+        if (flight := self._flights.get(key)) is not None and flight[1] is task:
+            del self._flights[key]
         if not task.cancelled():
             task.exception()  # retrieved: every poller awaiting it got it already
 
@@ -130,7 +139,9 @@ class Renderings:
             kept.popitem(last=False)
 
     def prune(self, now: float) -> None:
-        """Drop the renderings no request may be served from any more (older than a tick)."""
+        """Drop the renderings no request may be served from any more (older than a tick), and old change marks."""
+        for tenant in [t for t, at in self._changed.items() if now - at >= self.tick_s]:
+            del self._changed[tenant]
         for kept in self._kept.values():
             while kept:
                 tenant, oldest = next(iter(kept.items()))
@@ -142,4 +153,4 @@ class Renderings:
         return sum(len(kept) for kept in self._kept.values())
 
     async def close(self) -> None:
-        await background.stop(list(self._flights.values()))
+        await background.stop([task for _, task in self._flights.values()])
