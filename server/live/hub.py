@@ -91,6 +91,8 @@ class Hub:
         self._sent: dict[str, float] = {}  # tenant → when its last tick's publish began (monotonic)
         self._timers: dict[str, asyncio.TimerHandle] = {}  # tenant → its trailing-edge publish
         self.renderings = Renderings(live, store, self.tick_s, settings.live_cache_tenants)
+        # Reads in flight at once: never more than half the Redis pool, so ingest always finds a connection.
+        self._reading = asyncio.Semaphore(max(1, settings.redis_pool_max // 2))
 
     # -- lifecycle -------------------------------------------------------
 
@@ -183,7 +185,8 @@ class Hub:
             settings = await self.store.get(tenant)
             now_ms = int(time.time() * 1000)
             need_agents = any(k.view == "agents" for k in keys)
-            raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+            async with self._reading:
+                raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
             snap = Snapshot(raw, settings, now_ms)
             self.renderings.put(tenant, Rendering(snap, began, need_agents))
             agents = snap.agents_list() if need_agents else []
