@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=30.0, help="length of each phase's load window (default 30)")
     b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
     b.set_defaults(func=cmd_bench_fanout)
+    b = bench.add_parser("poll", help="GET /api/metrics/live with If-None-Match (304s) at a target rate against a "
+                                      "minimal Starlette app reading one Redis key (baseline)")
+    b.add_argument("--pollers", type=_positive_int, default=50, help="keep-alive connections polling (default 50)")
+    b.add_argument("--rate", type=float, default=1000.0, help="polls per second in all; 0: as fast as possible "
+                                                             "(default 1000)")
+    b.add_argument("--seconds", type=float, default=10.0, help="length of each phase's load window (default 10)")
+    b.set_defaults(func=cmd_bench_poll)
     b = bench.add_parser("history", help="p50/p95 of every history endpoint over 1, 30 and 365 days of a seeded "
                                          "tenant, against counting the raw rows (baseline)")
     b.add_argument("--tenant", default="big", help="the seeded tenant to query (default big)")
@@ -225,6 +232,12 @@ def cmd_seed_history(args: argparse.Namespace) -> int:
     from server.tools.seed_history import cmd_seed_history
 
     return cmd_seed_history(args)
+
+
+def cmd_bench_poll(args: argparse.Namespace) -> int:
+    from server.tools.bench_poll import cmd_bench_poll as run
+
+    return run(args)
 
 
 def cmd_bench_fanout(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ async def post_events(request: Request) -> Response:
     # A big body is parsed beside the event loop, so other requests and sockets are not held up by it.
     valid, rejected = parse() if len(body) < INLINE_PARSE_BYTES else await asyncio.to_thread(parse)
     outcome = await svc.ingestor.ingest(who.tenant, valid, rejected)
+    svc.hub.renderings.changed(who.tenant)  # the poster's next read here sees its events
     log.info("ingest.batch", extra={"tenant": who.tenant, "events": len(valid) + len(rejected),
                                     "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                     "rejected": len(outcome.rejected),

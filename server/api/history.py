@@ -215,6 +215,7 @@ async def quality_record(request: Request) -> Response:
     except EventError as exc:
         raise BadRequest(exc.message, code="invalid_field", details=exc.details) from None
     await svc.ingestor.ingest(who.tenant, [(0, parsed)], [])
+    svc.hub.renderings.changed(who.tenant)  # the poster's next read here sees its events
     await audit.request_entry(request, who, "quality.record", {"score_id": parsed.event_id, "call_id": parsed.call_id,
                                                                "agent_id": parsed.agent_id})
     return success({"score_id": parsed.event_id, "call_id": parsed.call_id, "agent_id": parsed.agent_id,

@@ -166,6 +166,7 @@ async def post_queue_log(request: Request) -> Response:
     parsed = await parse_queue_log_body_async(body, max_events=svc.settings.max_events,
                                               max_lines=svc.settings.queue_log_max_lines, window_days=window)
     outcome = await svc.ingestor.ingest(who.tenant, parsed.valid, parsed.rejected)
+    svc.hub.renderings.changed(who.tenant)  # the poster's next read here sees its events
     log.info("ingest.queue_log", extra={"tenant": who.tenant, "lines": parsed.lines, "events": len(parsed.valid),
                                         "accepted": outcome.accepted, "duplicates": outcome.duplicates,
                                         "rejected": parsed.rejected_total,

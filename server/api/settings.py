@@ -57,6 +57,7 @@ async def put_settings(request: Request) -> Response:
     if _counting_rules(before) != _counting_rules(after):
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
         services(request).live.schedule_rebuild(tenant, reset=True, reason="settings")
+    services(request).hub.renderings.changed(tenant)  # live reads here follow the new settings at once
     return success(after.to_json())
 
 

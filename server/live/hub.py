@@ -5,7 +5,12 @@ one channel; every server process holds ONE subscription to it and marks the
 tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state
 once, renders each distinct stream (tenant × view × queue filter × agent) once,
 encodes it once with orjson, frames it once as a WebSocket text frame, and
-offers the same bytes to every subscriber.
+offers the same bytes to every subscriber. The tick is per tenant: a change of a
+tenant last sent more than a tick ago is sent at once (leading edge); changes
+within the tick after a send are coalesced into one send at its end (trailing
+edge). So a quiet board sees an event in milliseconds and each stream carries
+at most one update per tick. Every read is also kept for REST polls
+(:mod:`server.live.renderings`).
 
 Trade-offs, stated plainly:
 
@@ -42,7 +47,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -50,9 +54,11 @@ from server.core import background
 from server.core.config import Settings
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
+from server.live import alert_feed
 from server.live.admission import Admission
 from server.live.keys import Keys
-from server.live.outbox import Outbox, Stream, StreamKey, encode, frame, status_message
+from server.live.outbox import Outbox, Stream, StreamKey, encode, render, status_message
+from server.live.renderings import Rendering, Renderings
 from server.live.state import LiveState
 from server.live.view import Snapshot, etag
 
@@ -89,6 +95,11 @@ class Hub:
         # seen: their clients were told `stale` and get a snapshot, then `ok`, once it is readable.
         self.rebuilding: dict[str, int] = {}
         live.listeners.append(self._rebuild_event)
+        self._sent: dict[str, float] = {}  # tenant → when its last tick's publish began (monotonic)
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # tenant → its trailing-edge publish
+        self.renderings = Renderings(live, store, self.tick_s, settings.live_cache_tenants)
+        # Reads in flight at once: never more than half the Redis pool, so ingest always finds a connection.
+        self._reading = asyncio.Semaphore(max(1, settings.redis_pool_max // 2))
 
     # -- lifecycle -------------------------------------------------------
 
@@ -97,7 +108,10 @@ class Hub:
                        asyncio.create_task(self._tick(), name="hub-tick")]
 
     async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
         await background.stop([*self._tasks, *self._inflight.values()])
+        await self.renderings.close()
 
     # -- clients ---------------------------------------------------------
 
@@ -182,11 +196,14 @@ class Hub:
             if not keys:
                 self._locks.pop(tenant, None)
                 return
+            began = time.monotonic()
             settings = await self.store.get(tenant)
             now_ms = int(time.time() * 1000)
             need_agents = any(k.view == "agents" for k in keys)
-            raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+            async with self._reading:
+                raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
             snap = Snapshot(raw, settings, now_ms)
+            self.renderings.put(tenant, Rendering(snap, began, need_agents))
             agents = snap.agents_list() if need_agents else []
             now = time.monotonic()
             for key in keys:
@@ -206,8 +223,30 @@ class Hub:
                 for box in stream.subscribers:
                     box.offer(key, data)
 
+    def changed(self, tenant: str) -> None:
+        """The tenant changed: publish now if its last publish began a tick ago or more, else at that tick's end."""
+        if tenant not in self.by_tenant:
+            return
+        self.dirty.add(tenant)
+        if not self.live_ok or tenant in self._inflight or tenant in self._timers:
+            return  # the publish in flight or the timer set takes this change too
+        wait = self._sent.get(tenant, -self.tick_s) + self.tick_s - time.monotonic()
+        if wait > 0:
+            self._timers[tenant] = asyncio.get_running_loop().call_later(wait, self._trailing, tenant)
+            return
+        self.dirty.discard(tenant)
+        self._sent[tenant] = time.monotonic()
+        task = asyncio.create_task(self._refresh(tenant), name=f"publish-{tenant}")
+        self._inflight[tenant] = task
+        task.add_done_callback(self._published)
+
+    def _trailing(self, tenant: str) -> None:
+        del self._timers[tenant]
+        if tenant in self.dirty:
+            self.changed(tenant)
+
     async def _tick(self) -> None:
-        """Every tick: publish the dirty tenants, and the quiet ones that are due for a refresh; sweep each second."""
+        """Every tick: publish the quiet tenants due for a refresh (and any change left waiting); sweep each second."""
         swept = time.monotonic()
         while True:
             await asyncio.sleep(self.tick_s)
@@ -215,22 +254,16 @@ class Hub:
             if now - swept >= SWEEP_S:
                 swept = now
                 self.sweep(now)
-            due = {k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s}
-            tenants = (self.dirty & self.by_tenant.keys()) | due
-            self.dirty.clear()
             if not self.live_ok:
                 try:
                     await self._recover()
                 except (RedisError, OSError, ServiceUnavailable):
                     pass
                 continue
-            for tenant in tenants:
-                if tenant in self._inflight:
-                    self.dirty.add(tenant)  # still rendering the previous change: next tick
-                    continue
-                task = asyncio.create_task(self._refresh(tenant), name=f"publish-{tenant}")
-                self._inflight[tenant] = task
-                task.add_done_callback(self._published)
+            self.dirty.update(k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s)
+            self.dirty &= self.by_tenant.keys()
+            for tenant in list(self.dirty):
+                self.changed(tenant)
 
     def sweep(self, now: float) -> None:
         """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401).
@@ -240,6 +273,9 @@ class Hub:
         One pass over every client a second (about a millisecond for 10,000)
         costs less than a timer per connection or a timeout per send.
         """
+        self.renderings.prune(now)
+        for tenant in [t for t in self._sent if t not in self.by_tenant]:
+            del self._sent[tenant]
         stuck_before = now - self.send_timeout_s
         wall = time.time()
         closing = []
@@ -263,17 +299,17 @@ class Hub:
         self._inflight.pop(tenant, None)
         if task.cancelled():
             return
-        exc = task.exception()
-        if exc is None:
-            return
-        self.dirty.add(tenant)
-        if isinstance(exc, (RedisError, OSError)) or (isinstance(exc, ServiceUnavailable)
-                                                      and exc.code == "live_unavailable"):
-            self._set_live(False)
-        elif isinstance(exc, ServiceUnavailable) and exc.code == "live_rebuilding":
-            self._rebuild_event(tenant, False)  # rebuilt by another process: this one's clients wait too
-        elif not isinstance(exc, ServiceUnavailable):  # "being rebuilt": simply try again next tick
-            log.error("hub.publish_failed", exc_info=exc, extra={"tenant": tenant})
+        if (exc := task.exception()) is not None:
+            self.dirty.add(tenant)
+            if isinstance(exc, (RedisError, OSError)) or (isinstance(exc, ServiceUnavailable)
+                                                          and exc.code == "live_unavailable"):
+                self._set_live(False)
+            elif isinstance(exc, ServiceUnavailable) and exc.code == "live_rebuilding":
+                self._rebuild_event(tenant, False)  # rebuilt by another process: this one's clients wait too
+            elif not isinstance(exc, ServiceUnavailable):  # "being rebuilt": simply try again next tick
+                log.error("hub.publish_failed", exc_info=exc, extra={"tenant": tenant})
+        if tenant in self.dirty:  # changed while it rendered: at the end of this tick
+            self.changed(tenant)
 
     # -- Redis -----------------------------------------------------------
 
@@ -290,7 +326,7 @@ class Hub:
                     if message["type"] != "message":
                         continue
                     if message["channel"] == changes:
-                        self.dirty.add(message["data"].decode())
+                        self.changed(message["data"].decode())
                     else:
                         self.deliver_alert(message["data"])
             except asyncio.CancelledError:
@@ -351,51 +387,12 @@ class Hub:
     # -- alerts ----------------------------------------------------------
 
     async def publish_alert(self, tenant: str, alert: dict[str, Any]) -> None:
-        """Send ``{"type": "alert", **alert}`` to every client of ``tenant``, at every server process.
-
-        Encoded once, here; each process hands the same string to each of the
-        tenant's clients, in publish order, without waiting for the tick. A client
-        whose queue filter excludes the alert's ``queue_id`` is skipped; an alert
-        without ``queue_id`` goes to all; an agent token's clients get none (they may
-        not see queue figures). At most once: see the module docstring.
-        """
-        if "type" in alert:
-            raise ValueError(f"alert has its own 'type' ({alert['type']!r}): the message type is always 'alert'; "
-                             "name the kind of alert with another key, e.g. 'kind'")
-        if "\n" in tenant:
-            raise ValueError(f"tenant {tenant!r}: expected a tenant id without a newline")
-        message = orjson.dumps({"type": "alert", **alert})  # framed once per process, on arrival
-        await self.redis.publish(self.alerts, tenant.encode() + b"\n" + message)
+        """Send ``{"type": "alert", **alert}`` to every client of ``tenant``, at every process (see alert_feed)."""
+        await self.redis.publish(self.alerts, alert_feed.encode(tenant, alert))
 
     def deliver_alert(self, payload: bytes) -> None:
         """Queue one alert from the alerts channel for this process's clients of its tenant."""
-        tenant, _, message = payload.partition(b"\n")
-        boxes = self.clients.get(tenant.decode())
-        if not boxes:
-            return
-        try:
-            body = orjson.loads(message)
-        except orjson.JSONDecodeError:
-            log.warning("hub.bad_alert", extra={"tenant": tenant.decode(), "payload": message[:200].decode(errors="replace")})
-            return
-        queue = body.get("queue_id") if isinstance(body, dict) else None
-        data = frame(message)
-        for box in list(boxes):
-            if box.alerts and (queue is None or box.follows(queue)):
-                box.say(data)
+        alert_feed.deliver(self.clients, payload)
 
     def tenant_connections(self, tenant: str) -> int:
         return len(self.clients.get(tenant, ()))
-
-
-def render(key: StreamKey, snap: Snapshot, agents: list[dict[str, Any]]) -> Any:
-    """The document of one stream from a tenant's snapshot."""
-    wanted = set(key.queues)
-    if key.view == "overview":
-        return snap.overview(set(key.queues) if key.queues else None)
-    rows = agents
-    if key.agent is not None:
-        rows = [a for a in rows if a["agent_id"] == key.agent]
-    if wanted:
-        rows = [a for a in rows if wanted.intersection(a["queues"])]
-    return rows

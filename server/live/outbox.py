@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from server.live.view import iso_ms
+from server.live.view import Snapshot, iso_ms
 
 VIEWS = ("overview", "agents")
 CONTROL_QUEUE = 64
@@ -190,3 +190,16 @@ class Outbox:
 
 def status_message(live_ok: bool) -> Frame:
     return encode({"type": "status", "live": "ok" if live_ok else "stale", "as_of": iso_ms(time.time() * 1000)})
+
+
+def render(key: StreamKey, snap: Snapshot, agents: list[dict[str, Any]]) -> Any:
+    """The document of one stream from a tenant's snapshot."""
+    wanted = set(key.queues)
+    if key.view == "overview":
+        return snap.overview(set(key.queues) if key.queues else None)
+    rows = agents
+    if key.agent is not None:
+        rows = [a for a in rows if a["agent_id"] == key.agent]
+    if wanted:
+        rows = [a for a in rows if wanted.intersection(a["queues"])]
+    return rows

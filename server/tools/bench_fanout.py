@@ -53,6 +53,7 @@ from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
 from server.tools.bench_feed import Batch, Feed, Ingest
 from server.tools.bench_ingest import free_port, mark_ready, stop, tail, wait_healthy
+from server.tools.bench_quiet import EVERY_S, Quiet
 
 TICK_S = 0.05  # the driver's schedule step
 FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick
@@ -133,6 +134,7 @@ class Phase:
     posts_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # POST /api/events round trips: p50, p99, max
     window: tuple[float, float] = (0.0, 0.0)  # the load window, epoch ms
     warnings: str = "-"  # the server's log lines at warning and above, counted by event
+    quiet: str = ""  # the quiet tenant beside the load (server phase): bench_quiet.Quiet.summary
 
     def percentile(self, q: float) -> str:
         value = self.latencies_ms[min(len(self.latencies_ms) - 1, int(q * len(self.latencies_ms)))]
@@ -246,15 +248,23 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             hello = orjson.dumps({"type": "subscribe", "views": ["overview"]})
             specs: list[Spec] = [(i % len(tenants), ["wallboard.v1", f"bearer.{tokens[i % len(tenants)]}"], hello)
                                  for i in range(clients)]
+            await mark_ready(settings, "quiet")
+            quiet = Quiet(port, mint(settings, tenant="quiet", role="ingest", ttl_s=86_400),
+                          mint(settings, tenant="quiet", role="supervisor", sub="bench", ttl_s=86_400))
             await asyncio.sleep(1.0)  # let the start-up settle before the empty server's RSS is read
             fleet = Fleet(f"ws://127.0.0.1:{port}/ws", specs, procs)
+            quieting = asyncio.create_task(quiet.run())
             try:
                 phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
                                       ingest.send)
+                quiet.stop()
+                await quieting
                 took = sorted(ingest.took_ms) or [0.0]
-                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window),
+                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window), quiet=quiet.summary(),
                                posts_ms=(took[len(took) // 2], took[int(len(took) * 0.99)], took[-1]))
             finally:
+                quiet.stop()
+                await asyncio.gather(quieting, return_exceptions=True)
                 fleet.stop_event.set()
         finally:
             ingest.close()
@@ -367,6 +377,8 @@ def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]
         f"{versions[0]}, {versions[1]}, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end",
         table(header, rows),
         f"ratio deliveries/s server/baseline: {ratio:.2f} ({TARGET})",
+        f"quiet tenant beside the load (1 board, one event every ~{EVERY_S:.0f} s): {server.quiet} "
+        "(target: median < 50 ms, max < 300 ms)",
         *notes,
         "CPU % is of one core over the load window; KiB/conn is the server's RSS growth over its empty state.",
     ])
