@@ -71,7 +71,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
         raise ConfigError(f"{missing} is not set: set both DATABASE_URL and REDIS_URL, or neither for the embedded default")
     db = await Database.connect(settings.database_url, min_size=settings.db_pool_min,
-                                max_size=settings.db_pool_max, app_role=settings.app_role)
+                                max_size=settings.db_pool_max, app_role=settings.app_role,
+                                owner_dsn=settings.migrate_database_url)
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)

@@ -67,6 +67,7 @@ class Settings:
     jwt_jwks_file: Path | None = None  # or a JWKS file, read again on an unknown kid
     jwt_jwks_cache_s: int = 300
     jwt_jwks_cooldown_s: int = 30
+    migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
 
     @property
     def embedded(self) -> bool:
@@ -105,6 +106,10 @@ class Settings:
             raise ConfigError(f"{' and '.join(chosen)} are all set: set exactly one source of signing keys")
         if jwks_file is not None and not Path(jwks_file).is_file():
             raise ConfigError(f"WALLBOARD_JWT_JWKS_FILE={jwks_file!r} is not a readable file: expected a JWKS JSON file")
+        migrate_url = get.url("WALLBOARD_MIGRATE_DATABASE_URL", ("postgres", "postgresql"))
+        if migrate_url is not None and get.str("DATABASE_URL") is None:
+            raise ConfigError("WALLBOARD_MIGRATE_DATABASE_URL is set but DATABASE_URL is not: set DATABASE_URL to the "
+                              "serving login role (or neither, for the embedded PostgreSQL)")
         public_key = algorithm = None
         if public_key_path is not None:
             public_key, algorithm = _read_pem("WALLBOARD_JWT_PUBLIC_KEY", public_key_path, private=False)
@@ -153,6 +158,7 @@ class Settings:
             jwt_jwks_file=Path(jwks_file) if jwks_file is not None else None,
             jwt_jwks_cache_s=get.int("WALLBOARD_JWT_JWKS_CACHE_S", 300, 1, 86_400),
             jwt_jwks_cooldown_s=get.int("WALLBOARD_JWT_JWKS_COOLDOWN_S", 30, 0, 3600),
+            migrate_database_url=migrate_url,
         )
 
 

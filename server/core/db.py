@@ -5,7 +5,9 @@ which sets the tenant (``wallboard.tenant``) and drops to the application
 role with ``set_config(..., true)`` (the ``SET LOCAL`` form) in the same
 round trip. Row-level security on every tenant table compares ``client_id``
 with that setting, so a query that forgot its ``WHERE client_id = $1`` still
-sees one tenant only, and a transaction that set no tenant sees nothing.
+sees one tenant only, and a transaction that set no tenant sees nothing. When a
+separate login role serves, a proof binds the tenant to the backend (see
+server/core/db_roles.py): that role cannot switch tenants with a ``SET``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 
+from server.core.db_roles import read_tenant_key, tenant_proof
 from server.core.errors import ConfigError, ServiceUnavailable
 from server.core.resources import sql_dir
 
@@ -131,12 +134,16 @@ async def connect_once(dsn: str, timeout: float = 10) -> asyncpg.Connection:
 class Database:
     """The connection pool and the tenant-scoped transaction helper."""
 
-    def __init__(self, pool: asyncpg.Pool, app_role: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, app_role: str, tenant_key: bytes | None = None) -> None:
         self.pool = pool
         self.app_role = app_role
+        self.tenant_key = tenant_key  # None when DATABASE_URL's user is the owner (needs no proof)
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app") -> Database:
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
+                      owner_dsn: str | None = None) -> Database:
+        """The pool on ``dsn``; with ``owner_dsn`` (a separate login role serves) the tenant-binding key is read first."""
+        tenant_key = await read_tenant_key(owner_dsn) if owner_dsn is not None else None
         try:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10,
                                              command_timeout=60, max_inactive_connection_lifetime=300,
@@ -144,7 +151,7 @@ class Database:
                                              reset=_keep_session)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
-        return cls(pool, app_role)
+        return cls(pool, app_role, tenant_key)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
@@ -164,8 +171,9 @@ class Database:
             async with self.pool.acquire(timeout=5) as conn:
                 async with conn.transaction():
                     await conn.execute(
-                        "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true)",
-                        self.app_role, tenant,
+                        "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true),"
+                        " set_config('wallboard.tenant_proof', $3, true)",
+                        self.app_role, tenant, tenant_proof(self.tenant_key, conn.get_server_pid(), tenant),
                     )
                     yield conn
         except UNAVAILABLE as exc:
