@@ -17,11 +17,12 @@ import asyncpg
 import pytest
 
 from server.core.config import Settings
-from server.core.db_roles import login_role_sql, tenant_proof
+from server.core.db import migrate
+from server.core.db_roles import login_role_sql, serving_role_problems, tenant_proof
 from server.core.errors import ConfigError
 from server.runtime import preflight
 
-from .conftest import ROOT, RUN_ID, RunningServer
+from .conftest import ROOT, RUN_ID, Backends, RunningServer, with_database
 
 APP_ROLE = "wallboard_app"
 
@@ -301,3 +302,57 @@ def test_migrate_url_needs_database_url() -> None:
     both = Settings.from_env({"DATABASE_URL": "postgresql://login@db/w", "WALLBOARD_MIGRATE_DATABASE_URL": "postgresql://o@db/w"})
     assert both.migrate_database_url == "postgresql://o@db/w"
 
+
+
+async def test_a_non_superuser_owner_migrates_and_a_login_role_serves(
+        roles: Roles, backends: Backends, server_factory: Callable[[Settings], Awaitable[RunningServer]],
+        settings: Settings) -> None:
+    """As on a managed PostgreSQL: an owner without superuser migrates; the login role serves, bound to its tenants."""
+    owner, database, password = f"wbt_owner_{RUN_ID}", f"wbt_owned_{RUN_ID}", secrets.token_urlsafe(18)
+    admin = await asyncpg.connect(backends.admin_dsn)
+    try:
+        await admin.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD '{password}'")
+        await admin.execute(f"CREATE DATABASE {database} OWNER {owner}")
+    finally:
+        await admin.close()
+    owner_dsn = as_user(with_database(backends.admin_dsn, database), owner, password)
+    login_dsn = as_user(with_database(backends.admin_dsn, database), roles.login, urlsplit(roles.login_dsn).password or "")
+    try:
+        await migrate(owner_dsn)
+        problems = await serving_role_problems(owner_dsn)
+        assert [problem.split(f"{owner!r} ", 1)[1].split(" ")[0] for problem in problems] == ["has", "is", "owns"], problems
+        assert await serving_role_problems(login_dsn) == []
+        server = await server_factory(settings.replace(database_url=login_dsn, migrate_database_url=owner_dsn,
+                                                       key_prefix=f"{settings.key_prefix}o"))
+        try:
+            a, b = f"oa-{RUN_ID}", f"ob-{RUN_ID}"
+            await ingest(server, a, 2)
+            await ingest(server, b, 1)
+        finally:
+            await server.stop()
+        conn = await asyncpg.connect(login_dsn)
+        try:
+            with pytest.raises(asyncpg.PostgresError):
+                await conn.execute(f"SET ROLE {owner}")
+            with pytest.raises(asyncpg.PostgresError):
+                await conn.execute("CREATE TEMP TABLE events (client_id text)")
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true)", APP_ROLE, b)
+                forged = await conn.fetchval("SELECT count(*) FROM events")
+        finally:
+            await conn.close()
+        owned = await asyncpg.connect(owner_dsn)
+        try:
+            async with owned.transaction():
+                await owned.execute("SELECT set_config('wallboard.tenant', $1, true)", a)
+                own = await owned.fetchval("SELECT count(*) FROM events")
+        finally:
+            await owned.close()
+        assert (forged, own) == (0, 2)
+    finally:
+        admin = await asyncpg.connect(backends.admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            await admin.execute(f"DROP ROLE IF EXISTS {owner}")
+        finally:
+            await admin.close()
