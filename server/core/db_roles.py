@@ -63,7 +63,11 @@ WHERE r.rolname = current_user AND c.oid = 'tenants'::regclass
 
 async def serving_role_problems(dsn: str) -> list[str]:
     """Why ``dsn``'s user could become the owner or read past row-level security ([] when it cannot)."""
-    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL as the serving role ({type(exc).__name__}): "
+                          "check the URL, the role's password and that it may connect") from None
     try:
         row = await conn.fetchrow(SERVING_ROLE_CHECK)
     finally:
