@@ -3,7 +3,7 @@
 -- Until now every policy compared client_id with current_setting('wallboard.tenant'), a setting
 -- any session may change: SQL run by the serving role (an injection, were there one) could
 -- set_config('wallboard.tenant', 'other', true) and read another tenant's rows. Now the policies
--- ask wallboard_tenant(), which believes wallboard.tenant only
+-- ask the view wallboard_tenant_bound, which believes wallboard.tenant only
 --   * when the session's login role has the owner's privileges (the owner or a superuser, who can
 --     read every row anyway: migrations, seeding, the single-URL mode), or
 --   * when wallboard.tenant_proof is sha256(key || sha256(key || "<backend pid>:<tenant>")) with the
@@ -11,7 +11,7 @@
 --     WALLBOARD_MIGRATE_DATABASE_URL at start-up and sets the proof with the tenant in
 --     Database.tenant(); the login role can neither read the key nor compute another tenant's proof,
 --     and a proof is void on any other backend.
--- Policies call it as (SELECT wallboard_tenant()): an init plan, evaluated once per statement.
+-- Policies read it as (SELECT tenant FROM wallboard_tenant_bound): an init plan, evaluated once per statement.
 -- A new tenant table's policy must use the same expression (tests/test_db_roles.py checks).
 CREATE TABLE tenant_binding_key (
     only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -21,27 +21,25 @@ REVOKE ALL ON tenant_binding_key FROM PUBLIC;
 INSERT INTO tenant_binding_key (key)
 SELECT sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text || clock_timestamp()::text, 'UTF8'));
 
--- PL/pgSQL, not SQL: a SQL function that cannot be inlined is parsed and planned again in every
--- statement that calls it (0.7 ms), a PL/pgSQL one keeps its plans for the session.
-CREATE FUNCTION wallboard_tenant() RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER SET search_path = public, pg_temp AS $$
-DECLARE
-    tenant text := current_setting('wallboard.tenant', true);
-    k bytea;
+-- A view, not a function: the policies inline it (a one-row scan in an init plan), where a SQL
+-- function would be parsed and planned again in every statement and a PL/pgSQL one costs a query
+-- of its own. The view reads the key as its owner; whoever selects from it gets back only the tenant
+-- it verified. The owner is named by oid, so a renamed owner keeps its rights.
+DO $$
 BEGIN
-    IF pg_has_role(session_user, current_user, 'USAGE') THEN
-        RETURN tenant;
-    END IF;
-    SELECT key INTO k FROM tenant_binding_key;
-    IF current_setting('wallboard.tenant_proof', true)
-       = encode(sha256(k || sha256(k || convert_to(pg_backend_pid()::text || ':' || tenant, 'UTF8'))), 'hex') THEN
-        RETURN tenant;
-    END IF;
-    RETURN NULL;
+    EXECUTE format($view$
+CREATE VIEW wallboard_tenant_bound WITH (security_barrier) AS
+SELECT current_setting('wallboard.tenant', true) AS tenant
+FROM tenant_binding_key k
+WHERE pg_has_role(session_user, %s::oid, 'USAGE')
+   OR current_setting('wallboard.tenant_proof', true)
+      = encode(sha256(k.key || sha256(k.key
+          || convert_to(pg_backend_pid()::text || ':' || current_setting('wallboard.tenant', true), 'UTF8'))), 'hex')
+$view$, (SELECT oid FROM pg_roles WHERE rolname = current_user));
 END
 $$;
-REVOKE ALL ON FUNCTION wallboard_tenant() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION wallboard_tenant() TO :app_role;
+REVOKE ALL ON wallboard_tenant_bound FROM PUBLIC;
+GRANT SELECT ON wallboard_tenant_bound TO :app_role;
 
 DO $$
 DECLARE
@@ -49,14 +47,14 @@ DECLARE
 BEGIN
     FOR p IN SELECT schemaname, tablename FROM pg_policies
              WHERE policyname = 'tenant_isolation' AND schemaname = current_schema() LOOP
-        EXECUTE format('ALTER POLICY tenant_isolation ON %I.%I USING (client_id = (SELECT wallboard_tenant())) '
-                       'WITH CHECK (client_id = (SELECT wallboard_tenant()))', p.schemaname, p.tablename);
+        EXECUTE format('ALTER POLICY tenant_isolation ON %I.%I USING (client_id = (SELECT tenant FROM wallboard_tenant_bound)) '
+                       'WITH CHECK (client_id = (SELECT tenant FROM wallboard_tenant_bound))', p.schemaname, p.tablename);
     END LOOP;
 END
 $$;
 
 CREATE OR REPLACE VIEW agent_scorecards_mine WITH (security_barrier) AS
-SELECT * FROM agent_scorecards WHERE client_id = (SELECT wallboard_tenant());
+SELECT * FROM agent_scorecards WHERE client_id = (SELECT tenant FROM wallboard_tenant_bound);
 
 -- Temporary tables would let the serving role shadow a table by name (pg_temp comes first in the
 -- search path) for the later transactions of its pooled connection: only the owner keeps TEMP.

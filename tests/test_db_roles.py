@@ -119,7 +119,7 @@ async def test_server_serves_with_the_login_role(roles: Roles, login_server: Run
     "CREATE FUNCTION public.mine() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT current_user::text'",
     "CREATE TEMP TABLE events (client_id text)",
     "SELECT key FROM tenant_binding_key",
-    "CREATE OR REPLACE FUNCTION wallboard_tenant() RETURNS text LANGUAGE sql AS 'SELECT current_setting(''wallboard.tenant'')'",
+    "CREATE OR REPLACE VIEW wallboard_tenant_bound AS SELECT current_setting('wallboard.tenant', true) AS tenant",
 ])
 async def test_login_role_cannot_become_the_owner(roles: Roles, escape: str) -> None:
     """Every way to switch to the owner, bypass row-level security, read the key or run DDL is refused."""
@@ -231,16 +231,17 @@ async def test_a_proof_is_void_on_another_connection(roles: Roles) -> None:
 
 
 async def test_every_tenant_policy_uses_the_binding(roles: Roles) -> None:
-    """No policy or view compares client_id with the forgeable setting itself: new tenant tables must use wallboard_tenant()."""
+    """No policy or view compares client_id with the forgeable setting itself: new tenant tables must use wallboard_tenant_bound."""
     owner = await asyncpg.connect(roles.owner_dsn)
     try:
         raw = await owner.fetch("SELECT tablename AS name FROM pg_policies WHERE qual LIKE '%wallboard.tenant%' "
                                 "OR with_check LIKE '%wallboard.tenant%' "
-                                "UNION ALL SELECT viewname FROM pg_views WHERE definition LIKE '%wallboard.tenant%'")
+                                "UNION ALL SELECT viewname FROM pg_views WHERE definition LIKE '%wallboard.tenant%' "
+                                "AND viewname <> 'wallboard_tenant_bound'")
         unprotected = await owner.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relrowsecurity AND NOT c.relispartition AND NOT EXISTS "
-            "(SELECT FROM pg_policies p WHERE p.tablename = c.relname AND p.qual LIKE '%wallboard_tenant()%')")
+            "(SELECT FROM pg_policies p WHERE p.tablename = c.relname AND p.qual LIKE '%wallboard_tenant_bound%')")
         bound = await owner.fetchval("SELECT count(*) FROM pg_policies WHERE policyname = 'tenant_isolation'")
     finally:
         await owner.close()
