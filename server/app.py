@@ -81,7 +81,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
                                 max_size=settings.db_pool_max, app_role=settings.app_role,
                                 tenant_max=settings.db_tenant_max, tenant_wait_s=settings.db_tenant_wait_s,
                                 statement_timeout_s=settings.db_statement_timeout_s,
-                                idle_timeout_s=settings.db_idle_in_transaction_timeout_s)
+                                idle_timeout_s=settings.db_idle_in_transaction_timeout_s,
+                                owner_dsn=settings.migrate_database_url)
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)

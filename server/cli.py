@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replace", action="store_true", help="delete the tenant's history first, if it has any")
     p.set_defaults(func=cmd_seed_history)
 
-    p = sub.add_parser("migrate", help="apply the sql/ migrations to DATABASE_URL")
+    p = sub.add_parser("migrate", help="apply the sql/ migrations as WALLBOARD_MIGRATE_DATABASE_URL (the owner), else DATABASE_URL")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("token", help="print a signed JWT")

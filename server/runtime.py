@@ -8,6 +8,7 @@ demo's simulator) is handed in by the caller.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,8 +20,12 @@ from server.core import logs
 from server.core.auth import TokenVerifier, mint
 from server.core.config import Settings
 from server.core.db import migrate
+from server.core.db_roles import serving_role_problems
 from server.core.embedded import EmbeddedServices, signing_secret
+from server.core.errors import ConfigError
 from server.core.heap import Heap
+
+log = logging.getLogger("wallboard.runtime")
 
 DEMO_TENANT = "demo"
 
@@ -60,11 +65,12 @@ def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = Tr
                       and settings.jwt_jwks_url is None and settings.jwt_jwks_file is None)
     embedded = None
     if need_pg or need_valkey:
-        embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey)
+        embedded = EmbeddedServices(settings.data_dir, postgres=need_pg, valkey=need_valkey, app_role=settings.app_role)
         embedded.start(progress=say)
         settings = settings.replace(
             database_url=settings.database_url or embedded.database_url,
             redis_url=settings.redis_url or embedded.redis_url,
+            migrate_database_url=settings.migrate_database_url or embedded.owner_url,
         )
     if use_own_secret:
         settings = settings.replace(jwt_secret=signing_secret(settings.data_dir))
@@ -130,7 +136,16 @@ async def preflight(settings: Settings) -> None:
     """Fail fast, with one line, on a bad key, an unreachable PostgreSQL or Redis; then migrate."""
     assert settings.database_url is not None
     TokenVerifier(settings)
-    await migrate(settings.database_url, app_role=settings.app_role)
+    await migrate(settings.migrate_database_url or settings.database_url, app_role=settings.app_role)
+    if settings.migrate_database_url is None:
+        log.warning("db.serving_role_is_owner", extra={
+            "reason": "DATABASE_URL's user runs the migrations and serves: SQL run by the server could become "
+                      "the owner; set WALLBOARD_MIGRATE_DATABASE_URL to the owner and DATABASE_URL to a login role"})
+    else:
+        problems = await serving_role_problems(settings.database_url)
+        if problems:
+            raise ConfigError("; ".join(problems) + ": with WALLBOARD_MIGRATE_DATABASE_URL set, DATABASE_URL must be "
+                              "a login role that is only a member of " + settings.app_role + " (see README)")
     await close_services(await open_services(settings, background=False))
 
 
@@ -215,14 +230,24 @@ def check_live(tenants: Sequence[str], *, every: bool, repair: bool) -> int:
 
 
 def apply_migrations() -> int:
-    """``wallboard migrate``: apply the migrations to DATABASE_URL (the embedded one when unset)."""
+    """``wallboard migrate``: apply the migrations as WALLBOARD_MIGRATE_DATABASE_URL, else DATABASE_URL
+    (the embedded owner when unset)."""
     settings = Settings.from_env()
     settings, embedded = with_runtime(settings, valkey=False)
     try:
-        assert settings.database_url is not None
-        applied = asyncio.run(migrate(settings.database_url, app_role=settings.app_role))
+        owner = settings.migrate_database_url or settings.database_url
+        assert owner is not None
+        applied = asyncio.run(migrate(owner, app_role=settings.app_role))
         print(f"applied {len(applied)} migration(s): {applied}" if applied else "database is up to date")
         return 0
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def as_owner(settings: Settings) -> Settings:
+    """Settings for a tool that needs the tables' owner (benches: scratch databases, COPY): DATABASE_URL becomes
+    WALLBOARD_MIGRATE_DATABASE_URL where that is set (the embedded default sets it)."""
+    if settings.migrate_database_url is None:
+        return settings
+    return settings.replace(database_url=settings.migrate_database_url, migrate_database_url=None)

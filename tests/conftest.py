@@ -60,7 +60,7 @@ def backends() -> Iterator[Backends]:
     if not dsn or not url:
         embedded = EmbeddedServices(home, postgres=not dsn, valkey=not url)
         embedded.start(progress=lambda message: None)
-        dsn = dsn or embedded.database_url
+        dsn = dsn or embedded.owner_url
         url = url or embedded.redis_url
     assert dsn and url
     try:

@@ -79,7 +79,8 @@ async def pg_connect(data_dir: Path) -> asyncpg.Connection:
 
 @pytest.mark.timeout(240)
 async def test_embedded_default_starts_serves_stops_and_keeps_data(tmp_path: Path) -> None:
-    """README command 1: health 200; SIGTERM and Ctrl-C leave no server behind; a restart reuses data."""
+    """README command 1: health 200, served by the login role; SIGTERM and Ctrl-C leave no server behind; a restart
+    reuses data."""
     data_dir = tmp_path / ".wallboard"
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -96,8 +97,12 @@ async def test_embedded_default_starts_serves_stops_and_keeps_data(tmp_path: Pat
         page = await client.get(url.split("#")[0])
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert page.status_code == 200 and "<html" in page.text
+    assert "db.serving_role_is_owner" not in printed
     owned = pids(data_dir)
     conn = await pg_connect(data_dir)
+    serving = await conn.fetch("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'wallboard' "
+                               "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    assert [r["usename"] for r in serving] == ["wallboard_login"], "the server's pool serves as the login role"
     await conn.execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
     await conn.close()
     kv = aioredis.Redis(port=valkey_port(data_dir))

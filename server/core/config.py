@@ -97,6 +97,7 @@ class Settings:
     http_limit_concurrency: int = 20_000
     http_keepalive_timeout_s: float = 5.0
     http_header_timeout_s: float = 10.0
+    migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
 
     @property
     def embedded(self) -> bool:
@@ -135,6 +136,10 @@ class Settings:
             raise ConfigError(f"{' and '.join(chosen)} are all set: set exactly one source of signing keys")
         if jwks_file is not None and not Path(jwks_file).is_file():
             raise ConfigError(f"WALLBOARD_JWT_JWKS_FILE={jwks_file!r} is not a readable file: expected a JWKS JSON file")
+        migrate_url = get.url("WALLBOARD_MIGRATE_DATABASE_URL", ("postgres", "postgresql"))
+        if migrate_url is not None and get.str("DATABASE_URL") is None:
+            raise ConfigError("WALLBOARD_MIGRATE_DATABASE_URL is set but DATABASE_URL is not: set DATABASE_URL to the "
+                              "serving login role (or neither, for the embedded PostgreSQL)")
         public_key = algorithm = None
         if public_key_path is not None:
             public_key, algorithm = _read_pem("WALLBOARD_JWT_PUBLIC_KEY", public_key_path, private=False)
@@ -216,6 +221,7 @@ class Settings:
             http_limit_concurrency=get.int("WALLBOARD_HTTP_LIMIT_CONCURRENCY", 20_000, 0, 10_000_000),
             http_keepalive_timeout_s=get.float("WALLBOARD_HTTP_KEEPALIVE_TIMEOUT_S", 5, 0.1, 3600),
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
+            migrate_database_url=migrate_url,
         )
 
 

@@ -5,7 +5,9 @@ which sets the tenant (``wallboard.tenant``), drops to the application role and
 bounds the transaction (``statement_timeout``, ``idle_in_transaction_session_timeout``)
 with ``set_config(..., true)`` (the ``SET LOCAL`` form) in the same round trip. Row-level security on every tenant table compares ``client_id``
 with that setting, so a query that forgot its ``WHERE client_id = $1`` still
-sees one tenant only, and a transaction that set no tenant sees nothing.
+sees one tenant only, and a transaction that set no tenant sees nothing. When a
+separate login role serves, a proof binds the tenant to the backend (see
+server/core/db_roles.py): that role cannot switch tenants with a ``SET``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 
+from server.core.db_roles import read_tenant_key, tenant_proof
 from server.core.errors import ConfigError, ServiceUnavailable
 from server.core.resources import sql_dir
 
@@ -177,11 +180,12 @@ class TenantSlots:
 class Database:
     """The connection pool and the tenant-scoped transaction helper."""
 
-    def __init__(self, pool: asyncpg.Pool, app_role: str, *, health: asyncpg.Pool | None = None,
-                 statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0, tenant_max: int | None = None,
-                 tenant_wait_s: float = 5.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, app_role: str, *, tenant_key: bytes | None = None,
+                 health: asyncpg.Pool | None = None, statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0,
+                 tenant_max: int | None = None, tenant_wait_s: float = 5.0) -> None:
         self.pool = pool
         self.app_role = app_role
+        self.tenant_key = tenant_key  # None when DATABASE_URL's user is the owner (needs no proof)
         self.health = health  # its own connection: the health check never queues behind tenant work
         # SET LOCAL values (milliseconds) of every tenant transaction: a runaway query or a transaction left
         # idle (a handler stuck on a slow client) is ended by PostgreSQL itself and its connection comes back.
@@ -191,7 +195,9 @@ class Database:
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
                       statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0, tenant_max: int | None = None,
-                      tenant_wait_s: float = 5.0) -> Database:
+                      tenant_wait_s: float = 5.0, owner_dsn: str | None = None) -> Database:
+        """The pool on ``dsn``; with ``owner_dsn`` (a separate login role serves) the tenant-binding key is read first."""
+        tenant_key = await read_tenant_key(owner_dsn) if owner_dsn is not None else None
         try:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10,
                                              command_timeout=60, max_inactive_connection_lifetime=300,
@@ -201,8 +207,8 @@ class Database:
                                                max_inactive_connection_lifetime=0)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
-        return cls(pool, app_role, health=health, statement_timeout_s=statement_timeout_s, idle_timeout_s=idle_timeout_s,
-                   tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
+        return cls(pool, app_role, tenant_key=tenant_key, health=health, statement_timeout_s=statement_timeout_s,
+                   idle_timeout_s=idle_timeout_s, tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
@@ -228,8 +234,9 @@ class Database:
                     await conn.execute(
                         "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true), "
                         "set_config('statement_timeout', $3, true), "
-                        "set_config('idle_in_transaction_session_timeout', $4, true)",
-                        self.app_role, tenant, *self.timeouts,
+                        "set_config('idle_in_transaction_session_timeout', $4, true), "
+                        "set_config('wallboard.tenant_proof', $5, true)",
+                        self.app_role, tenant, *self.timeouts, tenant_proof(self.tenant_key, conn.get_server_pid(), tenant),
                     )
                     yield conn
         except UNAVAILABLE as exc:

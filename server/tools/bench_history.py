@@ -28,7 +28,7 @@ import httpx
 from server.core.auth import mint
 from server.core.config import Settings
 from server.core.errors import ConfigError
-from server.runtime import with_runtime
+from server.runtime import as_owner, with_runtime
 from server.tools.bench import BenchFailed, Progress, run_async, say, table
 from server.tools.bench_ingest import free_port, stop, tail, wait_healthy
 
@@ -58,6 +58,7 @@ def cmd_bench_history(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ConfigError(f"--repeat {args.repeat}: expected a positive number of requests per endpoint and range")
     settings, embedded = with_runtime(Settings.from_env())
+    settings = as_owner(settings)
     try:
         return run_async(bench(settings, args.tenant, args.repeat))
     except BenchFailed as exc:

@@ -43,7 +43,7 @@ from server.core.errors import ConfigError
 from server.ingest.events import Event, parse_body
 from server.live.keys import Keys
 from server.live.state import Calendar, compact
-from server.runtime import with_runtime
+from server.runtime import as_owner, with_runtime
 from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
 from server.tools.simulate_model import ContactCenter, SimulationConfig
 
@@ -89,6 +89,7 @@ def run(*, events: int, batch: int, concurrency: int, seconds: float | None) -> 
     if not 1 <= batch <= settings.max_events:
         raise ConfigError(f"--batch {batch} is out of range: expected 1..{settings.max_events} (WALLBOARD_MAX_EVENTS)")
     settings, embedded = with_runtime(settings)
+    settings = as_owner(settings)
     try:
         return run_async(bench(settings, events=events, batch=batch, concurrency=concurrency, seconds=seconds))
     finally:

@@ -137,7 +137,7 @@ def cmd_seed_history(args: argparse.Namespace) -> int:
                         seed=args.seed, **end)
     settings, embedded = with_runtime(Settings.from_env(), valkey=False)
     try:
-        dsn = settings.database_url
+        dsn = settings.migrate_database_url or settings.database_url  # the owner: COPY, ANALYZE, DELETE
         assert dsn is not None
 
         async def run() -> SeedReport:
