@@ -200,6 +200,14 @@ async def session_server_factory() -> AsyncIterator[Callable[[Settings], Awaitab
     await pool.stop()
 
 
+@pytest.fixture(scope="module")
+async def module_server_factory() -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
+    """Start servers shared by one test module; they stop when the module ends."""
+    pool = ServerPool()
+    yield pool.start
+    await pool.stop()
+
+
 @pytest.fixture
 async def server_factory() -> AsyncIterator[Callable[[Settings], Awaitable[RunningServer]]]:
     """Start servers for one test; they stop when it ends, so their PostgreSQL connections come back."""

@@ -62,10 +62,10 @@ async def roles(database_factory: Callable[..., Awaitable[str]]) -> AsyncIterato
 
 
 @pytest.fixture(scope="module")
-async def login_server(roles: Roles, server_factory: Callable[[Settings], Awaitable[RunningServer]],
+async def login_server(roles: Roles, module_server_factory: Callable[[Settings], Awaitable[RunningServer]],
                        settings: Settings) -> AsyncIterator[RunningServer]:
     """A real server whose pool connects as the login role; migrations and the key through the owner's URL."""
-    server = await server_factory(settings.replace(database_url=roles.login_dsn, migrate_database_url=roles.owner_dsn,
+    server = await module_server_factory(settings.replace(database_url=roles.login_dsn, migrate_database_url=roles.owner_dsn,
                                                    key_prefix=f"{settings.key_prefix}r"))
     yield server
     await server.stop()  # before the role is dropped
