@@ -62,6 +62,7 @@ class Settings:
     forecast_target_sl: float = 0.8
     alerts_every_s: int = 1
     gc_freeze_every_s: int = 10
+    history_monthly: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -134,6 +135,7 @@ class Settings:
             forecast_target_sl=get.float("WALLBOARD_FORECAST_TARGET_SL", 0.8, 0.05, 0.999),
             alerts_every_s=get.int("WALLBOARD_ALERTS_EVERY_S", 1, 1, 60),
             gc_freeze_every_s=get.int("WALLBOARD_GC_FREEZE_S", 10, 0, 3600),
+            history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
         )
 
 
