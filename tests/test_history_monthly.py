@@ -129,3 +129,14 @@ async def test_a_month_row_is_the_sum_of_its_day_rows(server: RunningServer, mon
         await conn.close()
     assert {r["month"] for r in kept} == {date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)}
     assert [dict(r) for r in kept] == [dict(r) for r in by_days]
+
+
+def test_the_bench_puts_each_endpoint_year_beside_its_month() -> None:
+    """`bench history` prints each endpoint's 365-day p95 beside its 30-day p95 and their ratio, over 3x marked."""
+    from server.tools.bench_history import year_against_month
+
+    rows = [["costs", "30 days", "8.0", "10.0", "ok"], ["costs", "365 days", "20.0", "25.0", "ok"],
+            ["performance/agents", "30 days", "5.0", "6.0", "ok"], ["performance/agents", "365 days", "19", "20.0", "ok"],
+            ["predictions", "30 days", "-", "-", "not served"], ["predictions", "365 days", "-", "-", "not served"]]
+    assert year_against_month(rows) == [["costs", "10.0", "25.0", "2.50x", "ok"],
+                                        ["performance/agents", "6.0", "20.0", "3.33x", "OVER"]]
