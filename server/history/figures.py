@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -109,9 +110,19 @@ def _text(params: Any, name: str) -> str | None:
 COUNTERS = frozenset(ROLLUP_COUNTERS)
 
 
+_PICK = itemgetter(*ROLLUP_COUNTERS)
+
+
 def counters(row: asyncpg.Record | None) -> dict[str, int]:
-    """The rollup counters of a row (other columns, such as its key or bucket, left out)."""
-    return {k: int(v) for k, v in row.items() if k in COUNTERS} if row is not None else {}
+    """The rollup counters of a row (other columns, such as its key or bucket, left out).
+
+    Per-agent endpoints call this for hundreds of rows a request: every counter picked by name at once."""
+    if row is None:
+        return {}
+    try:
+        return dict(zip(ROLLUP_COUNTERS, map(int, _PICK(row)), strict=True))
+    except KeyError:  # a row with some of the counters only
+        return {k: int(v) for k, v in row.items() if k in COUNTERS}
 
 
 def agent_figures(c: metrics.Counters) -> dict[str, Any]:
