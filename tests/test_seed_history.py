@@ -183,9 +183,7 @@ def edge_events(tenant: str, base: int) -> list[dict[str, Any]]:
 
 
 async def test_rebuild_equals_what_ingest_kept(server: RunningServer) -> None:
-    """Rollups kept by ingest (events out of order, across a tenant day start off the 15-minute grid) equal a rebuild.
-
-    The months the rebuilt days lie in are rewritten too: their other days count as performance_daily keeps them."""
+    """Rollups kept by ingest (events out of order, across a tenant day start off the 15-minute grid) equal a rebuild."""
     tenant = new_tenant("rebuild")
     zone = ZoneInfo("Europe/Berlin")
     now = datetime.now(UTC).replace(microsecond=0)
