@@ -23,7 +23,8 @@ from server.live import view
 from server.live.state import Calendar, compact
 
 BY_NAME = {c.name: c for c in COUNTERS}
-ROLLUP_KEYS = {"client_id", "dimension", "key", "interval_start", "day"}
+ROLLUP_KEYS = {"client_id", "dimension", "key", "interval_start", "day", "month"}
+ROLLUP_TABLES = ["performance_daily", "performance_monthly", "performance_trends"]
 LIVE_PLACES = {"qd": "queue", "qi": "queue", "ad": "agent", "td": "tenant"}
 
 
@@ -75,7 +76,7 @@ def counters_of(items: list[str]) -> list[str]:
 def rollup_writes(text: str) -> list[tuple[str, list[str], list[str], list[tuple[str, str]]]]:
     """(table, inserted columns, selected values, SET assignments) of each upsert into a rollup table."""
     found = []
-    pattern = (r"INSERT INTO (performance_trends|performance_daily) AS p \(([^)]*)\)\s*(SELECT .*?)"
+    pattern = (r"INSERT INTO (performance_trends|performance_daily|performance_monthly) AS p \(([^)]*)\)\s*(SELECT .*?)"
                r"ON CONFLICT \([^)]*\) DO UPDATE SET(.*?)(?=\n\)|\Z)")
     for m in re.finditer(pattern, text, re.S):
         sets = [tuple(part.strip() for part in a.split("=", 1)) for a in split_top(m[4])]
@@ -93,7 +94,7 @@ def compared(counter: schema.Counter) -> bool:
 
 def assert_rollup_writes(name: str, text: str, *, adds: bool) -> None:
     writes = rollup_writes(text)
-    assert sorted(w[0] for w in writes) == ["performance_daily", "performance_trends"], name
+    assert sorted(w[0] for w in writes) == ROLLUP_TABLES, name
     for table, columns, values, sets in writes:
         where = f"{name} ({table})"
         assert counters_of(columns) == list(ROLLUP_COUNTERS), f"{where}: the INSERT column list"
@@ -122,10 +123,10 @@ def test_declaration_feeds_its_users() -> None:
 
 
 async def test_rollup_tables_have_exactly_the_declared_counters(database: str) -> None:
-    """performance_trends and performance_daily have one column per declared counter, in order, of its unit's type."""
+    """performance_trends, _daily and _monthly have one column per declared counter, in order, of its unit's type."""
     conn = await asyncpg.connect(database)
     try:
-        for table in ("performance_trends", "performance_daily"):
+        for table in ROLLUP_TABLES:
             rows = await conn.fetch(
                 "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
                 "WHERE table_name = $1 ORDER BY ordinal_position", table)
@@ -143,7 +144,8 @@ async def test_rollup_tables_have_exactly_the_declared_counters(database: str) -
 
 
 @pytest.mark.parametrize("name", ["events_store", "history_rebuild", "history_by_bucket", "history_by_bucket_key",
-                                  "history_by_key", "report_agent_days", "report_queue_intervals"])
+                                  "history_by_key", "report_agent_days", "report_queue_intervals",
+                                  "rollup_days_months"])
 def test_counter_lists_are_generated_from_the_declaration(name: str) -> None:
     """Each query's counter lists are what `python -m server.ingest.schema_sql` writes from the declaration now."""
     assert name in schema_sql.generated_queries()
@@ -195,7 +197,7 @@ def test_events_store_counts_each_counter_on_its_fact() -> None:
 
 
 def test_events_store_writes_every_counter() -> None:
-    """events_store.sql: the column, value and SET lists of both rollup upserts are the declared counters."""
+    """events_store.sql: the column, value and SET lists of the three rollup upserts are the declared counters."""
     assert_rollup_writes("events_store.sql", sql("events_store"), adds=True)
 
 
@@ -226,13 +228,14 @@ def test_history_rebuild_counts_each_counter_on_its_fact() -> None:
     assert sorted(seen) == sorted(ROLLUP_COUNTERS), "history_rebuild.sql: each counter in exactly one fact CTE"
     zeroed = re.findall(r"coalesce\((\w+), 0\) AS (\w+)", facts_cte)
     assert [a for a, b in zeroed if a == b] == list(ROLLUP_COUNTERS), "history_rebuild.sql: the facts list"
-    for name in ("intervals", "days"):
+    for name in ("intervals", "days", "months"):
         for branch in parts[name].split("UNION ALL"):
-            assert counters_of(select_list(branch)) == list(ROLLUP_COUNTERS), f"history_rebuild.sql: {name}"
+            items = [i for i in select_list(branch) if not i.startswith("date_trunc(")]
+            assert counters_of(items) == list(ROLLUP_COUNTERS), f"history_rebuild.sql: {name}"
 
 
 def test_history_rebuild_writes_every_counter() -> None:
-    """history_rebuild.sql: the column, value and SET lists of both rollup upserts are the declared counters."""
+    """history_rebuild.sql: the column, value and SET lists of the three rollup upserts are the declared counters."""
     assert_rollup_writes("history_rebuild.sql", sql("history_rebuild"), adds=False)
 
 

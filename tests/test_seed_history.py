@@ -39,13 +39,24 @@ async def tenant_conn(dsn: str, tenant: str) -> asyncpg.Connection:
     return conn
 
 
-async def rollups(conn: asyncpg.Connection, tenant: str) -> tuple[Rollup, Rollup]:
-    """The tenant's performance_trends and performance_daily rows, keyed by (dimension, key, interval or day)."""
+async def rollups(conn: asyncpg.Connection, tenant: str) -> tuple[Rollup, Rollup, Rollup]:
+    """The tenant's performance_trends, _daily and _monthly rows, keyed by (dimension, key, interval, day or month)."""
     out: list[Rollup] = []
-    for table, column in (("performance_trends", "interval_start"), ("performance_daily", "day")):
+    for table, column in (("performance_trends", "interval_start"), ("performance_daily", "day"),
+                          ("performance_monthly", "month")):
         rows = await conn.fetch(f"SELECT * FROM {table} WHERE client_id = $1", tenant)
         out.append({(r["dimension"], r["key"], r[column]): {c: r[c] for c in COUNTERS} for r in rows})
-    return out[0], out[1]
+    return out[0], out[1], out[2]
+
+
+def by_month(daily: Rollup) -> Rollup:
+    """Daily rows summed per tenant month (keyed by its first day)."""
+    out: Rollup = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    for (dimension, key, day), row in daily.items():
+        month = out[(dimension, key, day.replace(day=1))]
+        for name, value in row.items():
+            month[name] += value
+    return dict(out)
 
 
 def recount(legs: Iterable[Any], responses: Iterable[Any], scores: Iterable[Any], zone: str,
@@ -99,7 +110,7 @@ def recount(legs: Iterable[Any], responses: Iterable[Any], scores: Iterable[Any]
 
 @pytest.mark.parametrize(("zone", "day_starts_at"), [("America/New_York", "06:10"), ("Asia/Kolkata", "00:00")])
 async def test_seeded_rollups_equal_a_recount_of_the_seeded_rows(server: RunningServer, zone: str, day_starts_at: str) -> None:
-    """Ten seeded days across a month end (and a DST change in New York): every rollup row equals a recount."""
+    """Ten seeded days across a month end (and a DST change in New York): every rollup row, day and month equals a recount."""
     tenant = new_tenant("seed")
     await put_settings(server, tenant, timezone=zone, day_starts_at=day_starts_at, sl_threshold_s=30)
     dsn = server.settings.database_url
@@ -114,7 +125,7 @@ async def test_seeded_rollups_equal_a_recount_of_the_seeded_rows(server: Running
         scores = await conn.fetch("SELECT * FROM call_quality_scores WHERE client_id = $1", tenant)
         handled = await conn.fetchval("SELECT count(*) FROM agent_metrics WHERE client_id = $1", tenant)
         agents = await conn.fetch("SELECT * FROM agents WHERE client_id = $1", tenant)
-        trends, daily = await rollups(conn, tenant)
+        trends, daily, monthly = await rollups(conn, tenant)
     finally:
         await conn.close()
     assert len(legs) == report.rows["call_legs"] >= 2000
@@ -127,6 +138,8 @@ async def test_seeded_rollups_equal_a_recount_of_the_seeded_rows(server: Running
     assert {dimension for dimension, _, _ in trends} == {"queue", "agent", "tenant"}
     assert trends == expected_trends
     assert daily == expected_daily
+    assert monthly == by_month(expected_daily)
+    assert {month for _, _, month in monthly} == {date(2026, 2, 1), date(2026, 3, 1)}
     assert sum(row["offered"] for row in daily.values()) == len(legs)
     assert {day for _, _, day in daily} >= {date(2026, 2, 28) + timedelta(days=d) for d in range(10)}
 
@@ -197,7 +210,7 @@ async def test_rebuild_equals_what_ingest_kept(server: RunningServer) -> None:
     hi = settings.day_bounds((first_day + timedelta(days=3)).isoformat())[0]
     conn = await tenant_conn(dsn, tenant)
     try:
-        kept_trends, kept_daily = await rollups(conn, tenant)
+        kept_trends, kept_daily, kept_monthly = await rollups(conn, tenant)
         assert len({day for _, _, day in kept_daily}) == 2
         assert {dimension for dimension, _, _ in kept_trends} == {"queue", "agent", "tenant"}
         assert sum(row["offered"] for (dimension, _, _), row in kept_trends.items() if dimension == "queue") > 50
@@ -206,13 +219,17 @@ async def test_rebuild_equals_what_ingest_kept(server: RunningServer) -> None:
         await conn.execute("INSERT INTO performance_trends (client_id, dimension, key, interval_start, offered) "
                            "VALUES ($1, 'queue', 'ghost', $2, 5)", tenant, now - timedelta(minutes=30))
         await conn.execute("DELETE FROM performance_daily WHERE client_id = $1 AND dimension = 'agent'", tenant)
+        await conn.execute("UPDATE performance_monthly SET handled = handled + 7 WHERE client_id = $1", tenant)
+        await conn.execute("INSERT INTO performance_monthly (client_id, dimension, key, month, offered) "
+                           "VALUES ($1, 'queue', 'ghost', date_trunc('month', now())::date, 5)", tenant)
         await conn.execute(query("history_rebuild"), tenant, datetime.fromtimestamp(lo / 1000, UTC),
                            datetime.fromtimestamp(hi / 1000, UTC), "Europe/Berlin", settings.day_start_minutes)
-        rebuilt_trends, rebuilt_daily = await rollups(conn, tenant)
+        rebuilt_trends, rebuilt_daily, rebuilt_monthly = await rollups(conn, tenant)
     finally:
         await conn.close()
     assert rebuilt_trends == kept_trends
     assert rebuilt_daily == kept_daily
+    assert rebuilt_monthly == kept_monthly == by_month(kept_daily)
 
 
 def test_bad_arguments_end_with_one_line() -> None:

@@ -59,7 +59,7 @@ async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: s
     svc = services(request)
     settings = await svc.settings_store.get(who.tenant)
     period = parse(request.query_params, settings, int(time.time() * 1000), granularity=granularity)
-    return Scope(svc.db, request.query_params, who, settings, period)
+    return Scope(svc.db, request.query_params, who, settings, period, monthly=svc.settings.history_monthly)
 
 
 def services(conn: HTTPConnection) -> Services:

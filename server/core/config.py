@@ -98,6 +98,7 @@ class Settings:
     http_keepalive_timeout_s: float = 5.0
     http_header_timeout_s: float = 10.0
     migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
+    history_monthly: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -222,6 +223,7 @@ class Settings:
             http_keepalive_timeout_s=get.float("WALLBOARD_HTTP_KEEPALIVE_TIMEOUT_S", 5, 0.1, 3600),
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
             migrate_database_url=migrate_url,
+            history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
         )
 
 

@@ -1,16 +1,21 @@
 """History endpoints of API.md: performance, calls, satisfaction and quality over a period.
 
-Every figure is a sum of ``performance_trends`` rows (15-minute rollups kept at ingest) put
-through the METRICS.md functions of :mod:`server.history.formulas`, the ones the live view uses: a
-report and the wallboard never disagree. Raw rows are read only for lists of individual
-records (quality reviews). Queries run in a tenant transaction (row-level security applies);
-``agent`` tokens see only their own agent.
+Every figure is a sum of rollup rows kept at ingest put through the METRICS.md functions of
+:mod:`server.history.formulas`, the ones the live view uses: a report and the wallboard never disagree. A
+range of whole tenant days reads ``performance_daily``; whole tenant months inside it (that no bucket cuts)
+read ``performance_monthly`` instead, one row per key and month, the days at its edges still
+``performance_daily`` (``WALLBOARD_HISTORY_MONTHLY=0``: days only). A month's row is the sum of its days' rows
+(both are written by the same statements), so the answers are the same; other ranges read the 15-minute
+``performance_trends``. Raw rows are read only for lists of individual records (quality reviews). Queries run
+in a tenant transaction (row-level security applies); ``agent`` tokens see only their own agent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -28,8 +33,9 @@ class Scope:
     """One history request: who asks, its period, filters and the tenant's settings."""
 
     def __init__(self, db: Database, params: Mapping[str, str], who: Principal, settings: TenantSettings,
-                 period: Period) -> None:
+                 period: Period, *, monthly: bool = True) -> None:
         self.db, self.params, self.who, self.settings, self.period = db, params, who, settings, period
+        self.monthly = monthly
         self.queue_id = _text(params, "queue_id")
         self.team = _text(params, "team")
         self.agent_id = _text(params, "agent_id")
@@ -44,8 +50,18 @@ class Scope:
         """A rollup query's text for this period: over whole tenant days, its per-day form."""
         return daily_query(name) if self.period.days is not None else query(name)
 
+    def month_span(self, sql: str) -> tuple[date, date] | None:
+        """The whole months a rollup query may read from ``performance_monthly``, if any."""
+        if not self.monthly or sql not in MONTHLY_QUERIES:
+            return None
+        return self.period.month_span(ends_only=MONTHLY_QUERIES[sql])
+
     async def rows(self, sql: str, dimension: str, keys: list[str] | None) -> list[asyncpg.Record]:
+        span = self.month_span(sql)
         async with self.db.tenant(self.who.tenant) as conn:
+            if span is not None:
+                return await conn.fetch(monthly_query(sql), self.who.tenant, dimension, keys, self.period.params,
+                                        *span)
             return await conn.fetch(self.rollup(sql), self.who.tenant, dimension, keys, self.period.params)
 
     async def agent_keys(self) -> list[str] | None:
@@ -71,6 +87,17 @@ def daily_query(name: str) -> str:
             .replace("timestamptz[]", "date[]"))
 
 
+# The rollup queries that may read whole months → whether they sum the whole period (only its ends matter).
+MONTHLY_QUERIES = {"history_by_key": True, "history_by_bucket": False, "history_by_bucket_key": False}
+
+
+@cache
+def monthly_query(name: str) -> str:
+    """The per-day form of a rollup query reading whole months [$5, $6) from ``performance_monthly``."""
+    rows = "\n".join(line for line in query("rollup_days_months").splitlines() if not line.lstrip().startswith("--"))
+    return daily_query(name).replace("FROM performance_daily", f"FROM ({rows}) AS performance_daily")
+
+
 def _text(params: Any, name: str) -> str | None:
     value = params.get(name)
     if value is None or value == "":
@@ -83,9 +110,19 @@ def _text(params: Any, name: str) -> str | None:
 COUNTERS = frozenset(ROLLUP_COUNTERS)
 
 
+_PICK = itemgetter(*ROLLUP_COUNTERS)
+
+
 def counters(row: asyncpg.Record | None) -> dict[str, int]:
-    """The rollup counters of a row (other columns, such as its key or bucket, left out)."""
-    return {k: int(v) for k, v in row.items() if k in COUNTERS} if row is not None else {}
+    """The rollup counters of a row (other columns, such as its key or bucket, left out).
+
+    Per-agent endpoints call this for hundreds of rows a request: every counter picked by name at once."""
+    if row is None:
+        return {}
+    try:
+        return dict(zip(ROLLUP_COUNTERS, map(int, _PICK(row)), strict=True))
+    except KeyError:  # a row with some of the counters only
+        return {k: int(v) for k, v in row.items() if k in COUNTERS}
 
 
 def agent_figures(c: metrics.Counters) -> dict[str, Any]:

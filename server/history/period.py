@@ -66,6 +66,19 @@ class Period:
     def bounds_dt(self) -> list[datetime]:
         return [datetime.fromtimestamp(ms / 1000, UTC) for ms in self.bounds]
 
+    def month_span(self, *, ends_only: bool) -> tuple[date, date] | None:
+        """``[first, stop)``: the whole tenant months of the period, as their first days, when there are any
+        and no bucket bound cuts one (every bound between them is a month's first day; with ``ends_only``,
+        for a query that sums the whole period, only its ends count). None otherwise."""
+        if self.days is None:
+            return None
+        first, last = self.days[0], self.days[-1]
+        lo = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+        hi = last.replace(day=1)
+        if lo >= hi or (not ends_only and any(lo < d < hi and d.day != 1 for d in self.days)):
+            return None
+        return lo, hi
+
     def bucket(self, i: int) -> dict[str, Any]:
         """The ``i``-th bucket (1-based, as ``width_bucket`` numbers them) as the API shows it."""
         return {"start": iso(self.bounds[i - 1]), "end": iso(self.bounds[i])}

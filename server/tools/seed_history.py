@@ -2,8 +2,8 @@
 
 The seed is for history benchmarks (history endpoints, reports, rollups at scale). It COPYs rows into
 call_legs, agent_metrics, customer_satisfaction, call_quality_scores and agents, then recomputes the
-rollups (performance_trends, performance_daily) with ``history_rebuild.sql`` month by month. It does not
-write the raw ``events`` table: the live state and ``wallboard rebuild-live`` never see seeded calls.
+rollups (performance_trends, performance_daily, performance_monthly) with ``history_rebuild.sql`` month by
+month. It does not write the raw ``events`` table: the live state and ``wallboard rebuild-live`` never see seeded calls.
 
 The model (:mod:`server.tools.seed_model`) is statistical, not the discrete-event simulator of
 :mod:`server.tools.simulate_model` (hours for ten million calls).
@@ -89,7 +89,7 @@ async def seed_history(dsn: str, config: SeedConfig, *, replace: bool = False, s
                     progress.update(min(done, config.days + 1), force=True)
             if progress:
                 progress.finish(config.days + 1)
-            for table in ("performance_trends", "performance_daily"):
+            for table in ("performance_trends", "performance_daily", "performance_monthly"):
                 report.rows[table] = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE client_id = $1", config.tenant)
             report.phases["rollups"] = time.perf_counter() - mark
     finally:
@@ -152,6 +152,7 @@ def cmd_seed_history(args: argparse.Namespace) -> int:
     print(f"seeded {config.tenant!r} {config.first}..{config.end}: {report.calls:,} calls ({rows['call_legs']:,} legs, "
           f"{rows['agent_metrics']:,} handled, {rows['customer_satisfaction']:,} CSAT/NPS responses, "
           f"{rows['call_quality_scores']:,} quality scores, {rows['agents']:,} agents), {rows['performance_trends']:,} "
-          f"performance_trends and {rows['performance_daily']:,} performance_daily rows: {report.total_rows:,} rows in "
+          f"performance_trends, {rows['performance_daily']:,} performance_daily and {rows['performance_monthly']:,} "
+          f"performance_monthly rows: {report.total_rows:,} rows in "
           f"{report.seconds:.1f}s ({report.total_rows / max(report.seconds, 1e-9):,.0f} rows/s; {phases})")
     return 0

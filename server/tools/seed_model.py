@@ -52,7 +52,7 @@ TABLES = (  # name, COPY columns
                              "scored_at")),
 )
 HISTORY_TABLES = ("call_legs", "agent_metrics", "customer_satisfaction", "call_quality_scores", "performance_trends",
-                  "performance_daily", "agents")
+                  "performance_daily", "performance_monthly", "agents")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@
 --
 -- Legs first (one upsert; `news` says which facts this write made known), then every rollup
 -- row the new facts move, summed and written once, in key order (no deadlock between batches):
--- per 15-minute interval (performance_trends) and per tenant day (performance_daily).
+-- per 15-minute interval (performance_trends), per tenant day (performance_daily) and per tenant month
+-- (performance_monthly).
 -- The lines between `-- counters: …` and `-- end counters` are written from server/ingest/schema.py by
 -- `python -m server.ingest.schema_sql`: edit the declaration, not them.
 WITH input AS (
@@ -190,6 +191,21 @@ WITH input AS (
         quality_n = p.quality_n + excluded.quality_n,
         quality_milli = p.quality_milli + excluded.quality_milli
         -- end counters
+), per_day AS MATERIALIZED (  -- the new facts per tenant day, once for the daily and the monthly rows
+    SELECT dimension, key, ((at AT TIME ZONE $11) - make_interval(mins => $12))::date AS day,
+           -- counters: sum as
+           sum(offered) AS offered, sum(answered) AS answered, sum(abandoned) AS abandoned,
+           sum(short_abandoned) AS short_abandoned, sum(answered_within_sl) AS answered_within_sl,
+           sum(abandoned_within_sl) AS abandoned_within_sl, sum(handled) AS handled, sum(handle_ms) AS handle_ms,
+           sum(talk_ms) AS talk_ms, sum(hold_ms) AS hold_ms, sum(wrap_ms) AS wrap_ms,
+           sum(wait_answered_ms) AS wait_answered_ms, sum(wait_abandoned_ms) AS wait_abandoned_ms,
+           sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
+           sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
+           sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           -- end counters
+    FROM facts
+    GROUP BY 1, 2, 3
 ), daily AS (
     INSERT INTO performance_daily AS p (client_id, dimension, key, day,
         -- counters: names
@@ -198,7 +214,51 @@ WITH input AS (
         csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
         -- end counters
     )
-    SELECT $1, dimension, key, ((at AT TIME ZONE $11) - make_interval(mins => $12))::date,
+    SELECT $1, dimension, key, day,
+           -- counters: names
+           offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+           handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
+           transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
+           quality_milli
+           -- end counters
+    FROM per_day
+    ORDER BY 2, 3, 4
+    ON CONFLICT (client_id, dimension, key, day) DO UPDATE SET
+        -- counters: add
+        offered = p.offered + excluded.offered,
+        answered = p.answered + excluded.answered,
+        abandoned = p.abandoned + excluded.abandoned,
+        short_abandoned = p.short_abandoned + excluded.short_abandoned,
+        answered_within_sl = p.answered_within_sl + excluded.answered_within_sl,
+        abandoned_within_sl = p.abandoned_within_sl + excluded.abandoned_within_sl,
+        handled = p.handled + excluded.handled,
+        handle_ms = p.handle_ms + excluded.handle_ms,
+        talk_ms = p.talk_ms + excluded.talk_ms,
+        hold_ms = p.hold_ms + excluded.hold_ms,
+        wrap_ms = p.wrap_ms + excluded.wrap_ms,
+        wait_answered_ms = p.wait_answered_ms + excluded.wait_answered_ms,
+        wait_abandoned_ms = p.wait_abandoned_ms + excluded.wait_abandoned_ms,
+        resolved = p.resolved + excluded.resolved,
+        resolved_given = p.resolved_given + excluded.resolved_given,
+        transferred = p.transferred + excluded.transferred,
+        csat_n = p.csat_n + excluded.csat_n,
+        csat_sum = p.csat_sum + excluded.csat_sum,
+        csat_satisfied = p.csat_satisfied + excluded.csat_satisfied,
+        nps_n = p.nps_n + excluded.nps_n,
+        nps_promoters = p.nps_promoters + excluded.nps_promoters,
+        nps_detractors = p.nps_detractors + excluded.nps_detractors,
+        quality_n = p.quality_n + excluded.quality_n,
+        quality_milli = p.quality_milli + excluded.quality_milli
+        -- end counters
+), monthly AS (  -- the same per tenant month (keyed by its first day)
+    INSERT INTO performance_monthly AS p (client_id, dimension, key, month,
+        -- counters: names
+        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        -- end counters
+    )
+    SELECT $1, dimension, key, date_trunc('month', day)::date,
            -- counters: sum
            sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
            sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
@@ -206,10 +266,10 @@ WITH input AS (
            sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
            sum(quality_n), sum(quality_milli)
            -- end counters
-    FROM facts
+    FROM per_day
     GROUP BY 2, 3, 4
     ORDER BY 2, 3, 4
-    ON CONFLICT (client_id, dimension, key, day) DO UPDATE SET
+    ON CONFLICT (client_id, dimension, key, month) DO UPDATE SET
         -- counters: add
         offered = p.offered + excluded.offered,
         answered = p.answered + excluded.answered,

@@ -1,7 +1,9 @@
 -- Recompute a tenant's rollups over a time range from the stored facts (call_legs, customer_satisfaction,
--- call_quality_scores): the performance_trends rows whose interval_start lies in [$2, $3), and the
--- performance_daily rows of the tenant days that begin in [$2, $3). $1 tenant, $2 from, $3 to (timestamptz),
--- $4 the tenant's time zone, $5 its day start in minutes after midnight (as events_store.sql gets them).
+-- call_quality_scores): the performance_trends rows whose interval_start lies in [$2, $3), the
+-- performance_daily rows of the tenant days that begin in [$2, $3), and the performance_monthly rows of the
+-- months those days lie in (a month's other days counted as performance_daily keeps them).
+-- $1 tenant, $2 from, $3 to (timestamptz), $4 the tenant's time zone, $5 its day start in minutes after
+-- midnight (as events_store.sql gets them).
 --
 -- Every counter is the one events_store.sql keeps incrementally, on the interval and day of its own fact's
 -- ts: offered on queued_at; answered (and its wait, once queued_at is known) on answered_at for the queue
@@ -184,6 +186,95 @@ WITH legs AS MATERIALIZED (
     FROM days
     ORDER BY dimension, key, day
     ON CONFLICT (client_id, dimension, key, day) DO UPDATE SET
+        -- counters: replace
+        offered = excluded.offered,
+        answered = excluded.answered,
+        abandoned = excluded.abandoned,
+        short_abandoned = excluded.short_abandoned,
+        answered_within_sl = excluded.answered_within_sl,
+        abandoned_within_sl = excluded.abandoned_within_sl,
+        handled = excluded.handled,
+        handle_ms = excluded.handle_ms,
+        talk_ms = excluded.talk_ms,
+        hold_ms = excluded.hold_ms,
+        wrap_ms = excluded.wrap_ms,
+        wait_answered_ms = excluded.wait_answered_ms,
+        wait_abandoned_ms = excluded.wait_abandoned_ms,
+        resolved = excluded.resolved,
+        resolved_given = excluded.resolved_given,
+        transferred = excluded.transferred,
+        csat_n = excluded.csat_n,
+        csat_sum = excluded.csat_sum,
+        csat_satisfied = excluded.csat_satisfied,
+        nps_n = excluded.nps_n,
+        nps_promoters = excluded.nps_promoters,
+        nps_detractors = excluded.nps_detractors,
+        quality_n = excluded.quality_n,
+        quality_milli = excluded.quality_milli
+        -- end counters
+), span AS (  -- the day before the rebuilt days, the last rebuilt day, and the months they lie in
+    SELECT b.before, b.last, date_trunc('month', b.before + 1)::date AS first_month,
+           date_trunc('month', b.last)::date AS last_month
+    FROM (SELECT (($2::timestamptz - interval '1 microsecond') AT TIME ZONE $4
+                  - make_interval(mins => $5))::date AS before,
+                 (($3::timestamptz - interval '1 microsecond') AT TIME ZONE $4
+                  - make_interval(mins => $5))::date AS last) AS b
+), months AS MATERIALIZED (  -- every month a rebuilt day lies in: its rebuilt days and its other days as kept
+    SELECT dimension, key, date_trunc('month', day)::date AS month,
+           -- counters: sum as
+           sum(offered) AS offered, sum(answered) AS answered, sum(abandoned) AS abandoned,
+           sum(short_abandoned) AS short_abandoned, sum(answered_within_sl) AS answered_within_sl,
+           sum(abandoned_within_sl) AS abandoned_within_sl, sum(handled) AS handled, sum(handle_ms) AS handle_ms,
+           sum(talk_ms) AS talk_ms, sum(hold_ms) AS hold_ms, sum(wrap_ms) AS wrap_ms,
+           sum(wait_answered_ms) AS wait_answered_ms, sum(wait_abandoned_ms) AS wait_abandoned_ms,
+           sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
+           sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
+           sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           -- end counters
+    FROM (SELECT dimension, key, day,
+                 -- counters: names
+                 offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+                 handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
+                 resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
+                 nps_detractors, quality_n, quality_milli
+                 -- end counters
+          FROM days
+          UNION ALL
+          SELECT dimension, key, day,
+                 -- counters: names
+                 offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+                 handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
+                 resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
+                 nps_detractors, quality_n, quality_milli
+                 -- end counters
+          FROM performance_daily AS p, span AS s
+          WHERE p.client_id = $1 AND p.day >= s.first_month AND p.day < (s.last_month + interval '1 month')::date
+            AND NOT (p.day > s.before AND p.day <= s.last)) AS d
+    GROUP BY 1, 2, 3
+), stale_months AS (
+    DELETE FROM performance_monthly AS p
+    USING span AS s
+    WHERE p.client_id = $1 AND p.month >= s.first_month AND p.month <= s.last_month
+      AND (p.dimension, p.key, p.month) NOT IN (SELECT dimension, key, month FROM months)
+), monthly AS (
+    INSERT INTO performance_monthly AS p (client_id, dimension, key, month,
+        -- counters: names
+        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
+        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        -- end counters
+    )
+    SELECT $1, dimension, key, month,
+           -- counters: names
+           offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
+           handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
+           transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
+           quality_milli
+           -- end counters
+    FROM months
+    ORDER BY dimension, key, month
+    ON CONFLICT (client_id, dimension, key, month) DO UPDATE SET
         -- counters: replace
         offered = excluded.offered,
         answered = excluded.answered,
