@@ -43,10 +43,10 @@ ENDPOINTS = (
 
 
 @pytest.fixture(scope="module")
-async def months(server: RunningServer, server_factory: Any) -> dict[str, Any]:
+async def months(server: RunningServer, module_server_factory: Any) -> dict[str, Any]:
     """Traffic across two month ends and a DST change in St. John's, days starting at 04:30; a days-only server."""
     tenant = new_tenant("months")
-    await put_settings(server, tenant, timezone=ZONE, day_starts_at=DAY_STARTS_AT)
+    await put_settings(server, tenant, timezone=ZONE, day_starts_at=DAY_STARTS_AT, ingest_window_days=120)
     zone = ZoneInfo(ZONE)
     events: list[dict[str, Any]] = []
     for i, (local, hours) in enumerate(WINDOWS):
@@ -57,7 +57,7 @@ async def months(server: RunningServer, server_factory: Any) -> dict[str, Any]:
     async with server.client(server.token(tenant, "ingest")) as client:
         totals = await post_all(client, batches)
     assert totals["accepted"] == len(events)
-    days_only = await server_factory(server.settings.replace(history_monthly=False))
+    days_only = await module_server_factory(server.settings.replace(history_monthly=False))
     return {"tenant": tenant, "days_only": days_only}
 
 
