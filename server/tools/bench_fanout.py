@@ -48,7 +48,7 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.redis_client import redis_client
 from server.runtime import as_owner, with_runtime
-from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
+from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
 from server.tools.bench_feed import Batch, Feed, Ingest
@@ -227,7 +227,10 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
            if k not in ("PORT", "WALLBOARD_JWT_PUBLIC_KEY", "WALLBOARD_JWT_PRIVATE_KEY")}
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=settings.key_prefix,
-               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", WALLBOARD_MAX_CONNECTIONS_PER_TENANT=str(max(5000, clients)))
+               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", WALLBOARD_MAX_CONNECTIONS_PER_TENANT=str(max(5000, clients)),
+               # every client comes from 127.0.0.1: the per-address and per-process caps must admit them all
+               WALLBOARD_WS_MAX_PER_ADDRESS=str(max(1000, clients + 100)),
+               WALLBOARD_WS_MAX_CONNECTIONS=str(max(20_000, clients + 100)), **NO_BUDGETS)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

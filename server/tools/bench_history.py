@@ -30,7 +30,7 @@ from server.core.auth import mint
 from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.runtime import as_owner, with_runtime
-from server.tools.bench import BenchFailed, Progress, run_async, say, table
+from server.tools.bench import NO_BUDGETS, BenchFailed, Progress, run_async, say, table
 from server.tools.bench_ingest import free_port, stop, tail, wait_healthy
 
 TARGETS_MS = {"30 days": 30.0, "365 days": 100.0}
@@ -118,7 +118,7 @@ async def bench(settings: Settings, tenant: str, repeat: int) -> int:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "WALLBOARD_JWT_PUBLIC_KEY")}
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, WALLBOARD_JWT_SECRET=secret,
-               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_KEY_PREFIX=settings.key_prefix)
+               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_KEY_PREFIX=settings.key_prefix, **NO_BUDGETS)
     token = mint(settings.replace(jwt_secret=secret, jwt_public_key=None, jwt_private_key=None, jwt_algorithm="HS256"),
                  tenant=tenant, role="admin", sub="bench", ttl_s=86_400)
     end = last + timedelta(days=1)

@@ -44,7 +44,7 @@ from server.ingest.events import Event, parse_body
 from server.live.keys import Keys
 from server.live.state import Calendar, compact
 from server.runtime import as_owner, with_runtime
-from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
+from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
 from server.tools.simulate_model import ContactCenter, SimulationConfig
 
 W = TypeVar("W")
@@ -207,7 +207,7 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
     assert settings.database_url is not None and settings.redis_url is not None and settings.jwt_secret is not None
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=scratch.key_prefix,
-               WALLBOARD_LOG_LEVEL="WARNING")
+               WALLBOARD_LOG_LEVEL="WARNING", **NO_BUDGETS)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -40,7 +40,7 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.redis_client import redis_client
 from server.runtime import with_runtime
-from server.tools.bench import BenchFailed, CpuSample, CpuUsed, Scratch, run_async, say, table
+from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, run_async, say, table
 from server.tools.bench_ingest import free_port, mark_ready, stop, tail, wait_healthy
 
 PATH = "/api/metrics/live"
@@ -168,7 +168,7 @@ async def server_phase(settings: Settings, pollers: int, rate: float, seconds: f
            if k not in ("PORT", "WALLBOARD_JWT_PUBLIC_KEY", "WALLBOARD_JWT_PRIVATE_KEY")}
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=settings.key_prefix,
-               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json")
+               WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", **NO_BUDGETS)
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
