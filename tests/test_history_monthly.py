@@ -46,7 +46,8 @@ ENDPOINTS = (
 async def months(server: RunningServer, module_server_factory: Any) -> dict[str, Any]:
     """Traffic across two month ends and a DST change in St. John's, days starting at 04:30; a days-only server."""
     tenant = new_tenant("months")
-    await put_settings(server, tenant, timezone=ZONE, day_starts_at=DAY_STARTS_AT, ingest_window_days=120)
+    # The windows are fixed 2026 dates: a 400-day ingest window holds them until October 2027.
+    await put_settings(server, tenant, timezone=ZONE, day_starts_at=DAY_STARTS_AT, ingest_window_days=400)
     zone = ZoneInfo(ZONE)
     events: list[dict[str, Any]] = []
     for i, (local, hours) in enumerate(WINDOWS):
