@@ -338,3 +338,16 @@ def test_undeclared_kind_is_refused() -> None:
     """A type the schema does not declare is refused, naming the declared ones."""
     with pytest.raises(events.EventError, match="type: expected one of agent.state, call.queued"):
         events.parse_event({"event_id": "e1", "type": "call.transferred", "ts": "2026-11-25T10:00:00Z"})
+
+
+def test_reconciliation_sums_declared_counters_alike_in_python_lua_and_sql() -> None:
+    """The reconciliation compares the same counters in heal.FIELDS, checksum.lua and live_checksum.sql, all declared."""
+    from server.live import heal
+
+    lua = (resources.files("server") / "live" / "scripts" / "checksum.lua").read_text()
+    queue_fields = re.findall(r'"(\w+)"', re.search(r"local fields = \{(.*?)\}", lua, re.S).group(1))
+    tenant_fields = re.findall(r'"(\w+)"', re.search(r'"td:" \.\. day, (.*?)\)', lua).group(1))
+    aliases = re.findall(r"\bAS (\w+)", sql("live_checksum"))
+    assert [*queue_fields, *tenant_fields] == list(heal.FIELDS) == aliases
+    assert set(queue_fields) <= set(schema.QUEUE_COUNTERS), set(queue_fields) - set(schema.QUEUE_COUNTERS)
+    assert set(tenant_fields) <= set(schema.FEEDBACK_COUNTERS), set(tenant_fields) - set(schema.FEEDBACK_COUNTERS)
