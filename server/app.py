@@ -104,8 +104,10 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         healer.start()
         refresher.start()
         analytics.start()
+    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
+                        group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch, healer),
+                    settings_store=store, live=live, ingestor=ingestor,
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer,
                     budgets=Budgets(settings, client, keys),
                     exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
@@ -115,6 +117,7 @@ async def close_services(svc: Services) -> None:
     if svc.analytics is not None:
         await svc.analytics.close()
     await svc.scorecards.close()
+    await svc.ingestor.close()
     await svc.hub.close()
     if svc.healer is not None:
         await svc.healer.close()

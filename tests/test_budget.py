@@ -47,6 +47,14 @@ async def test_tenant_past_read_budget_gets_429_with_headers(server_factory: Fac
         assert (await ca.get("/api/metrics/health")).status_code == 200
 
 
+async def test_a_larger_budget_admits_exactly_its_amount(server_factory: Factory, settings: Settings) -> None:
+    """Admitted partly on the process's local allowance, a budget of 60 still admits exactly 60 of 100 requests."""
+    server = await server_factory(settings.replace(rate_read_tenant=60, rate_read_token=0, rate_window_s=60))
+    async with server.client(server.token(tenant())) as client:
+        statuses = await asyncio.gather(*(client.get("/api/auth/whoami") for _ in range(100)))
+    assert sorted(r.status_code for r in statuses) == [200] * 60 + [429] * 40
+
+
 async def test_token_budget_and_ingest_budget_are_separate(server_factory: Factory, settings: Settings) -> None:
     """A token past its own budget is refused while its tenant's other tokens go on; ingest has its own budget."""
     server = await server_factory(settings.replace(rate_read_tenant=100, rate_read_token=3, rate_ingest_tenant=2,

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -48,9 +49,29 @@ end
 """
 
 
+SERVER_CPU, CLIENT_CPU = 0, 1  # the server on one core, the load generator and tenant B's client on the other
+
+
+def pinned(cpu: int) -> list[str]:
+    """``taskset -c CPU`` to run a command on one core, when the machine has two and taskset is there."""
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
+
+
+@contextlib.contextmanager
+def on_cpu(cpu: int) -> Iterator[None]:
+    """This process (tenant B's client) on one core for a while, so the server keeps the other to itself."""
+    before = os.sched_getaffinity(0)
+    if len(before) >= 2:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, env: dict[str, str], log: Path) -> AsyncIterator[tuple[str, int]]:
-    """``python -m server serve`` in its own process (its own CPU, apart from the clients); its base URL and pid."""
+    """``python -m server serve`` in its own process on its own core, apart from the clients; its base URL and pid."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
@@ -59,7 +80,7 @@ async def serve(settings: Settings, env: dict[str, str], log: Path) -> AsyncIter
             "WALLBOARD_JWT_SECRET": TEST_SECRET, "WALLBOARD_KEY_PREFIX": f"{settings.key_prefix}ld",
             "WALLBOARD_LOG_LEVEL": "WARNING", **env}
     with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=full,
+        process = subprocess.Popen([*pinned(SERVER_CPU), sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=full,
                                    stdout=subprocess.DEVNULL, stderr=sink)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -123,25 +144,27 @@ async def test_flooding_tenant_gets_429_and_other_tenant_keeps_its_latency(setti
     busy: list[float] = []
     counts = {"ok": 0, "limited": 0, "retry_after": 0, "other": 0}
     cpu = {"idle": 0.0, "busy": 0.0}
-    async with serve(settings, env, tmp_path / "server.log") as (url, pid):
-        await poll(url, token_b, 2)  # warm up: connections, statements, the tenant's live state
-        # Idle and flooded blocks alternate, so both samples of B see the same background load of the machine.
-        for _ in range(PHASE_S // BLOCK_S):
-            started = cpu_s(pid)
-            idle += await poll(url, token_b, BLOCK_S)
-            cpu["idle"] += cpu_s(pid) - started
-            flood = await asyncio.create_subprocess_exec(
-                "wrk", "-t1", "-c10", f"-d{BLOCK_S}s", "-s", str(script), "-H", f"Authorization: Bearer {token_a}",
-                f"{url}/api/metrics/live", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            await asyncio.sleep(0.2)  # wrk connected and sending
-            started = cpu_s(pid)
-            busy += await poll(url, token_b, BLOCK_S - 0.4)
-            cpu["busy"] += cpu_s(pid) - started
-            output = (await asyncio.wait_for(flood.communicate(), 30))[0].decode()
-            line = next(x for x in output.splitlines() if x.startswith("FLOOD"))
-            for part in line.split()[1:]:
-                name, value = part.split("=")
-                counts[name] += int(value)
+    with on_cpu(CLIENT_CPU):
+        async with serve(settings, env, tmp_path / "server.log") as (url, pid):
+            await poll(url, token_b, 2)  # warm up: connections, statements, the tenant's live state
+            # Idle and flooded blocks alternate, so both samples of B see the same background load of the machine.
+            for _ in range(PHASE_S // BLOCK_S):
+                started = cpu_s(pid)
+                idle += await poll(url, token_b, BLOCK_S)
+                cpu["idle"] += cpu_s(pid) - started
+                flood = await asyncio.create_subprocess_exec(
+                    *pinned(CLIENT_CPU), "wrk", "-t1", "-c10", f"-d{BLOCK_S}s", "-s", str(script),
+                    "-H", f"Authorization: Bearer {token_a}",
+                    f"{url}/api/metrics/live", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+                await asyncio.sleep(0.2)  # wrk connected and sending
+                started = cpu_s(pid)
+                busy += await poll(url, token_b, BLOCK_S - 0.4)
+                cpu["busy"] += cpu_s(pid) - started
+                output = (await asyncio.wait_for(flood.communicate(), 30))[0].decode()
+                line = next(x for x in output.splitlines() if x.startswith("FLOOD"))
+                for part in line.split()[1:]:
+                    name, value = part.split("=")
+                    counts[name] += int(value)
     sent = counts["ok"] + counts["limited"] + counts["other"]
     idle_p99, busy_p99 = p99(idle), p99(busy)
     print(f"\nA: {sent} requests in {PHASE_S} s ({sent / PHASE_S:.0f}/s, budget {BUDGET_PER_S}/s): {counts}\n"
@@ -155,6 +178,6 @@ async def test_flooding_tenant_gets_429_and_other_tenant_keeps_its_latency(setti
     assert "budget.unchecked" not in (tmp_path / "server.log").read_text()
     assert counts["limited"] > 0.8 * sent and counts["retry_after"] == counts["limited"]
     assert counts["ok"] <= BUDGET_PER_S * PHASE_S * 1.2 + BUDGET_PER_S
-    # 20 % plus 25 ms: the flooding client runs on the same two cores, and a scheduler's slice of it shows
-    # in B's tail whatever the server does; the figures above are the measurement.
-    assert busy_p99 <= 1.2 * idle_p99 + 25
+    # 20 % plus 10 ms: the server has a core to itself, but PostgreSQL, Redis and the rest of the machine
+    # float over both, and one scheduler slice in 240 samples moves a p99; the figures above are the measurement.
+    assert busy_p99 <= 1.2 * idle_p99 + 10

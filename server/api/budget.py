@@ -10,6 +10,13 @@ headers past it. ``/api/metrics/health`` is never charged.
 A budget found spent is remembered in the process until the reset Redis gave: a client
 flooding at ten times its budget costs one Redis round trip per reset, not one per request.
 
+A budget with room is not asked for every request either: after each check the process may
+admit a quarter of the room Redis reported, for at most ``SYNC_S``, counting them locally, and
+charges them to Redis with the next check (see :class:`Allowance`). A connector posting one
+event per request thus costs Redis a few commands per tenant every ``SYNC_S``, not two scripts per
+request. The price: with P processes, a budget can be overrun by up to a quarter of its room
+times P-1 within one ``SYNC_S``; a small budget (room under 4) is checked on every request, exactly.
+
 Trade-off, stated plainly: when Redis does not answer within ``CHECK_TIMEOUT_S`` the
 budgets fail open for ``FAIL_OPEN_S`` (logged once per outage): a Redis outage must not
 turn every request into an error on top of what it already costs.
@@ -43,6 +50,16 @@ EXEMPT = frozenset({"/api/metrics/health"})
 CHECK_TIMEOUT_S = 1.0
 FAIL_OPEN_S = 5.0
 SPENT_KEPT = 10_000  # spent budgets remembered per process
+SYNC_S = 0.1  # longest a process admits requests on a budget without asking Redis
+
+
+@dataclass(slots=True)
+class Allowance:
+    """Requests this process may admit on one budget without asking Redis, and those admitted so far."""
+
+    left: int  # still admissible locally
+    until: float  # monotonic deadline of the local allowance
+    pending: int = 0  # admitted locally, not yet charged to Redis
 
 
 class Budgets:
@@ -62,6 +79,7 @@ class Budgets:
         self.unchecked_until = 0.0
         self.failing = False  # the last check failed (logged once, until one succeeds)
         self.spent: dict[tuple[str, ...], Refusal] = {}  # budgets known spent, until their reset
+        self.allowances: dict[tuple[str, ...], Allowance] = {}  # budgets known to have room, for a moment
 
     async def refused(self, kind: str, who: Principal, token: str) -> Refusal | None:
         """Charge the request; the budget it is past, or None when it may go on.
@@ -78,14 +96,18 @@ class Budgets:
                 if known.reset_at > now:
                     return known
                 del self.spent[key]
-        if time.monotonic() < self.unchecked_until:
+        clock = time.monotonic()
+        if clock < self.unchecked_until:
             return None
         tenant_item, token_item = self.items[kind]
+        if self._admit_locally([key for key, item in ((token_key, token_item), (tenant_key, tenant_item)) if item],
+                               clock):
+            return None
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 # The token first: a token past its own budget does not spend its tenant's.
                 for key, item in ((token_key, token_item), (tenant_key, tenant_item)):
-                    if item is not None and not await self.limiter.hit(item, *key):
+                    if item is not None and not await self._check(key, item):
                         return await self._refusal(key, item)
         except Exception as exc:  # noqa: BLE001 - Redis away or slow: fail open, logged once per outage
             self.unchecked_until = time.monotonic() + FAIL_OPEN_S
@@ -97,6 +119,38 @@ class Budgets:
             self.failing = False
             log.info("budget.checked")
         return None
+
+    def _admit_locally(self, keys: list[tuple[str, ...]], clock: float) -> bool:
+        """Admit the request on the local allowances of all its budgets, when each has one left."""
+        rooms = [self.allowances.get(key) for key in keys]
+        if not all(room is not None and room.left > 0 and clock < room.until for room in rooms):
+            return False
+        for room in rooms:
+            assert room is not None
+            room.left -= 1
+            room.pending += 1
+        return True
+
+    async def _check(self, key: tuple[str, ...], item: RateLimitItem) -> bool:
+        """Charge what was admitted locally and this request to Redis; True when the budget had room.
+
+        With room left, a local allowance of a quarter of it opens for ``SYNC_S``."""
+        room = self.allowances.pop(key, None)
+        if room is not None and room.pending:
+            await self.limiter.hit(item, *key, cost=room.pending)  # admitted already: charged, whatever it says
+        if not await self.limiter.hit(item, *key):
+            return False
+        left = (await self.limiter.get_window_stats(item, *key)).remaining // 4
+        # A concurrent check may have opened an allowance meanwhile: what it admitted is carried over.
+        carried = self.allowances.pop(key, None)
+        pending = carried.pending if carried is not None else 0
+        if left > 0 or pending:
+            if len(self.allowances) >= SPENT_KEPT:
+                clock = time.monotonic()
+                self.allowances = {k: v for k, v in self.allowances.items() if v.until > clock or v.pending}
+            if len(self.allowances) < SPENT_KEPT:  # else not kept: at worst, a few requests go uncharged
+                self.allowances[key] = Allowance(max(0, left - pending), time.monotonic() + SYNC_S, pending)
+        return True
 
     async def _refusal(self, key: tuple[str, ...], item: RateLimitItem) -> Refusal:
         stats = await self.limiter.get_window_stats(item, *key)

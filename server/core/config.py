@@ -41,6 +41,9 @@ class Settings:
     key_prefix: str = "wb"
     max_body_bytes: int = 5 * 1024 * 1024
     max_events: int = 10_000
+    # Group commit (server/live/committer.py): requests of a tenant behind its commit share the next one.
+    ingest_group_max_events: int = 1000
+    ingest_group_inflight: int = 2
     db_pool_min: int = 2
     db_pool_max: int = 10
     redis_pool_max: int = 64
@@ -180,6 +183,8 @@ class Settings:
             key_prefix=get.match("WALLBOARD_KEY_PREFIX", "wb", r"[A-Za-z0-9_.-]{1,32}"),
             max_body_bytes=get.int("WALLBOARD_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 1 << 30),
             max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
+            ingest_group_max_events=get.int("WALLBOARD_INGEST_GROUP_MAX_EVENTS", 1000, 1, 100_000),
+            ingest_group_inflight=get.int("WALLBOARD_INGEST_GROUP_INFLIGHT", 2, 1, 64),
             db_pool_min=get.int("WALLBOARD_DB_POOL_MIN", 2, 1, 100),
             db_pool_max=db_pool_max,
             redis_pool_max=get.int("WALLBOARD_REDIS_POOL_MAX", 64, 2, 10_000),

@@ -22,6 +22,7 @@ from server.core.db import UNAVAILABLE, Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
 from server.ingest.events import Event
+from server.live.committer import GroupCommit
 from server.live.heal import Healer
 from server.live.state import Calendar, LiveState
 
@@ -57,16 +58,26 @@ class Ingestor:
     """Stores events and applies them to the live state; shared by every ingest route."""
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
-                 on_change: Callable[[str], None] | None = None, healer: Healer | None = None) -> None:
+                 on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
+                 group_max_events: int = 1000, group_inflight: int = 2) -> None:
         self.db = db
         self.live = live
         self.store = store
         self.on_change = on_change  # told the tenant after new events were committed
         self.healer = healer  # keeps a marker of each batch from its commit to its apply (heal.py)
         self._partitions: set[date] = set()
+        # Concurrent small requests of a tenant share one commit (committer.py).
+        self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight)
+
+    async def close(self) -> None:
+        """Ends the shared commits in flight."""
+        await self.groups.close()
 
     async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
-        """Commit the valid events (deduplicated by event_id), then apply the new ones to live state."""
+        """Commit the valid events (deduplicated by event_id), then apply the new ones to live state.
+
+        The events may share their commit with other requests of the tenant (group commit);
+        the reply comes after that commit, counting as accepted the ids this request made new."""
         outcome = Outcome(rejected=rejected)
         unique: dict[str, Event] = {}
         for _, event in valid:
@@ -74,14 +85,19 @@ class Ingestor:
         outcome.duplicates = len(valid) - len(unique)
         if not unique:
             return outcome
+        fresh = await self.groups.store(tenant, list(unique.values()))
+        outcome.accepted = len(fresh)
+        outcome.duplicates += len(unique) - len(fresh)
+        return outcome
+
+    async def commit(self, tenant: str, unique: Sequence[Event]) -> set[str]:
+        """Store events unique by id in one transaction, then apply the new ones to the live state; the new ids."""
         # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
-        events = sorted(unique.values(), key=lambda e: e.event_id)
+        events = sorted(unique, key=lambda e: e.event_id)
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
         batch = self.healer.new_batch() if self.healer is not None else None
         fresh = await self.store_events(tenant, events, cal, batch=batch)
-        outcome.accepted = len(fresh)
-        outcome.duplicates += len(events) - len(fresh)
         applied = True
         if fresh:
             if self.on_change is not None:
@@ -90,7 +106,7 @@ class Ingestor:
             applied = await self.live.apply(tenant, new, settings, cal)
         if self.healer is not None and batch is not None:
             (self.healer.applied if applied else self.healer.failed)(tenant, batch)
-        return outcome
+        return fresh
 
     async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None) -> set[str]:
         """Insert the batch and apply the new events to the history tables, in one statement

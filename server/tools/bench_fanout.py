@@ -52,8 +52,8 @@ from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scra
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
 from server.tools.bench_feed import Batch, Feed, Ingest
-from server.tools.bench_ingest import free_port, mark_ready, stop, tail, wait_healthy
 from server.tools.bench_quiet import EVERY_S, Quiet
+from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_healthy
 
 TICK_S = 0.05  # the driver's schedule step
 FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick

@@ -13,7 +13,7 @@ from typing import IO, Any
 import orjson
 
 from server.tools.bench import BenchFailed
-from server.tools.bench_ingest import Connection, tail
+from server.tools.bench_server import Connection, tail
 
 KINDS = ({"type": "call.queued"}, {"type": "call.answered", "agent_id": "a1"},
          {"type": "call.completed", "agent_id": "a1", "talk_s": 60.0, "hold_s": 0.0, "wrap_s": 5.0})

@@ -31,7 +31,7 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, Progress, run_async, say, table
-from server.tools.bench_ingest import free_port, stop, tail, wait_healthy
+from server.tools.bench_server import free_port, stop, tail, wait_healthy
 
 TARGETS_MS = {"30 days": 30.0, "365 days": 100.0}
 MAX_RATIO = 3.0  # 365-day p95 / 30-day p95 of each endpoint

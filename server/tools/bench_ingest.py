@@ -6,6 +6,10 @@ the same empty event tables:
 - **server**: a real ``wallboard serve`` subprocess on the scratch database,
   driven by ``--concurrency`` keep-alive connections posting pre-encoded
   batches. Every reply must be 200 with every event accepted.
+- **batched** (only when ``--batch`` is under 500): the same events through a fresh server in
+  batches of 500 from at most 4 connections, the way a connector that batches posts; the
+  one-by-one figure is compared with it (``ratio one-by-one/batched``, target ≥ 0.25: what group
+  commit must recover of batching when every event comes in its own request).
 - **baseline**: what ingest cannot avoid, in this process: per batch one
   ``events_store`` (:meth:`Ingestor.store_events`, events and history in one statement) and one ``apply.lua`` call,
   with the events parsed, sorted and compacted beforehand, outside the clock.
@@ -21,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,9 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
-import httpx
 import orjson
 
 from server.app import close_services, open_services
@@ -41,15 +42,19 @@ from server.core.auth import mint
 from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.ingest.events import Event, parse_body
-from server.live.keys import Keys
 from server.live.state import Calendar, compact
 from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
+from server.tools.bench_server import Connection, free_port, mark_ready, stop, tail, wait_healthy
 from server.tools.simulate_model import ContactCenter, SimulationConfig
 
 W = TypeVar("W")
 
 SERVER_TENANT = "bench-server"
+BATCHED_TENANT = "bench-batched"
+BATCHED = 500  # the batch a batching connector sends: what one-event requests are compared with
+TARGET_BATCHED_RATIO = 0.25
+TARGET_P99_MS = 50.0
 BASELINE_TENANT = "bench-baseline"
 # A busy mid-size center: at the daily peak the queues overflow a little, as they do.
 MODEL = {"agents": 800, "queues": 5, "calls_per_hour": 8000.0}
@@ -74,6 +79,14 @@ class Phase:
     wall_s: float
     cpu: CpuUsed
     has_server: bool
+    latencies_ms: tuple[float, ...] = ()  # one per request (server phases)
+
+    def latency(self, share: float) -> float | None:
+        """The request latency at ``share`` (0.5 = median, 0.99 = p99), in ms; None without requests."""
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
     @property
     def events_s(self) -> float:
@@ -107,14 +120,19 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
     say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
     try:
         await scratch.create(settings.app_role)
-        batches = encode(simulate(events), batch)
+        simulated = simulate(events)
+        batches = encode(simulated, batch)
         await scratch.reset_events()
-        server = await server_phase(local, scratch, batches, concurrency, seconds)
+        phases = [await server_phase("server", SERVER_TENANT, local, scratch, batches, concurrency, seconds)]
+        if batch < BATCHED:
+            await scratch.reset_events()
+            phases.append(await server_phase("batched", BATCHED_TENANT, local, scratch, encode(simulated, BATCHED),
+                                             min(concurrency, 4), seconds))
         await scratch.reset_events()
-        baseline = await baseline_phase(local, batches, concurrency, seconds)
+        phases.append(await baseline_phase(local, batches, concurrency, seconds))
     finally:
         await scratch.drop()
-    print(report([server, baseline], events=events, batch=batch, concurrency=concurrency, versions=versions))
+    print(report(phases, events=events, batch=batch, concurrency=concurrency, versions=versions))
     return 0
 
 
@@ -161,7 +179,8 @@ def encode(events: Sequence[dict[str, Any]], size: int) -> list[Batch]:
 
 
 async def drive(name: str, work: Sequence[W], counts: Sequence[int], send: Callable[[W], Awaitable[None]], *,
-                concurrency: int, seconds: float | None, server_pid: int | None) -> Phase:
+                concurrency: int, seconds: float | None, server_pid: int | None,
+                latencies_ms: Sequence[float] = ()) -> Phase:
     """Run ``send`` over ``work`` from ``concurrency`` workers; time it and take the CPU used meanwhile.
 
     With ``seconds``, no new item is started after that long; the figures cover what was done.
@@ -194,11 +213,12 @@ async def drive(name: str, work: Sequence[W], counts: Sequence[int], send: Calla
     wall = time.perf_counter() - started
     after = CpuSample.take(server_pid)
     progress.finish(done)
-    return Phase(name, done, wall, CpuUsed.between(before, after), has_server=server_pid is not None)
+    return Phase(name, done, wall, CpuUsed.between(before, after), has_server=server_pid is not None,
+                 latencies_ms=tuple(latencies_ms))
 
 
-async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[Batch], concurrency: int,
-                       seconds: float | None) -> Phase:
+async def server_phase(name: str, tenant: str, settings: Settings, scratch: Scratch, batches: Sequence[Batch],
+                       concurrency: int, seconds: float | None) -> Phase:
     """``wallboard serve`` in a subprocess on the scratch database, fed over keep-alive connections."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -213,9 +233,10 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
             await wait_healthy(url, proc, log)
-            await mark_ready(settings, SERVER_TENANT)
-            token = mint(settings, tenant=SERVER_TENANT, role="ingest", ttl_s=24 * 3600)
-            say(f"server phase: wallboard serve pid {proc.pid} on {url}")
+            await mark_ready(settings, tenant)
+            token = mint(settings, tenant=tenant, role="ingest", ttl_s=24 * 3600)
+            say(f"{name} phase: wallboard serve pid {proc.pid} on {url}")
+            latencies: list[float] = []
             connections: asyncio.Queue[Connection] = asyncio.Queue()
             for _ in range(concurrency):
                 connections.put_nowait(await Connection.open("127.0.0.1", port, token))
@@ -223,7 +244,9 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
             async def post(batch: Batch) -> None:
                 connection = await connections.get()
                 try:
+                    sent = time.perf_counter()
                     status, reply = await connection.post(batch.body)
+                    latencies.append((time.perf_counter() - sent) * 1000)
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     raise BenchFailed(f"POST /api/events failed: {type(exc).__name__}: {exc}; "
                                       f"server said: {tail(log)}") from None
@@ -231,8 +254,8 @@ async def server_phase(settings: Settings, scratch: Scratch, batches: Sequence[B
                 check_reply(status, reply, batch.count)
 
             try:
-                return await drive("server", batches, [b.count for b in batches], post,
-                                   concurrency=concurrency, seconds=seconds, server_pid=proc.pid)
+                return await drive(name, batches, [b.count for b in batches], post, concurrency=concurrency,
+                                   seconds=seconds, server_pid=proc.pid, latencies_ms=latencies)
             finally:
                 while not connections.empty():
                     connections.get_nowait().close()
@@ -274,94 +297,6 @@ async def baseline_phase(settings: Settings, batches: Sequence[Batch], concurren
 # -- plumbing ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tail(log: IO[bytes], limit: int = 800) -> str:
-    """The end of the server's output, on one line."""
-    log.seek(0)
-    text = log.read().decode(errors="replace").strip()
-    return " | ".join(text[-limit:].splitlines()) or "(nothing)"
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float = 60) -> None:
-    """Wait for ``GET /api/metrics/health`` to answer 200; fail with the server's output when it exits."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BenchFailed(f"wallboard serve exited with status {proc.returncode}: {tail(log)}")
-            try:
-                if (await client.get(f"{url}/api/metrics/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise BenchFailed(f"wallboard serve was not healthy after {timeout_s:.0f}s: {tail(log)}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 15 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def mark_ready(settings: Settings, tenant: str) -> None:
-    """Mark the tenant's live state complete, as a running server's is (skips the first-touch rebuild)."""
-    from server.core.redis_client import redis_client
-
-    assert settings.redis_url is not None
-    client = redis_client(settings.redis_url)
-    try:
-        await client.set(Keys(settings.key_prefix).ready(tenant), "1")
-    finally:
-        await client.aclose()
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection that posts pre-encoded bodies to ``/api/events``.
-
-    Measured on this project's batches, httpx spends ~2 ms of CPU per request of 500 events
-    (~4 µs/event, taken from the cores the server needs); this spends ~0.06 ms. It reads
-    replies with a Content-Length only, which is what the server sends.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.head = head
-
-    @classmethod
-    async def open(cls, host: str, port: int, token: str) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        head = (f"POST /api/events HTTP/1.1\r\nhost: {host}:{port}\r\nauthorization: Bearer {token}\r\n"
-                "content-type: application/json\r\n").encode()
-        return cls(reader, writer, head)
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        """Send one request and return (status, reply body)."""
-        self.writer.write(self.head + b"content-length: %d\r\n\r\n" % len(body))
-        self.writer.write(body)
-        lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                return status, await self.reader.readexactly(int(value))
-        raise ValueError(f"a reply without Content-Length: {lines[:3]!r}")
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def check_reply(status: int, reply: bytes, count: int) -> None:
     """Fail unless the reply is 200 with every event of the batch accepted."""
     if status != 200:
@@ -373,23 +308,31 @@ def check_reply(status: int, reply: bytes, count: int) -> None:
 
 
 def report(phases: list[Phase], *, events: int, batch: int, concurrency: int, versions: tuple[str, str]) -> str:
-    """The figures: one row per phase, the ratio, and what the CPU columns count."""
+    """The figures: one row per phase, the ratios, and what the CPU columns count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    header = ["phase", "events", "events/s", "wall s", "server CPU µs/event", "bench CPU µs/event",
-              "postgres CPU s", "redis CPU s"]
+    header = ["phase", "events", "events/s", "wall s", "POST p50 ms", "POST p99 ms", "server CPU µs/event",
+              "bench CPU µs/event", "postgres CPU s", "redis CPU s"]
     rows = []
     for p in phases:
         per_event = 1e6 / max(p.events, 1)
+        p50, p99 = p.latency(0.5), p.latency(0.99)
         rows.append([p.name, f"{p.events:,}", f"{p.events_s:,.0f}", f"{p.wall_s:.2f}",
+                     "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
                      f"{p.cpu.server * per_event:.1f}" if p.has_server else "-", f"{p.cpu.own * per_event:.1f}",
                      f"{p.cpu.postgres:.2f}", f"{p.cpu.redis:.2f}"])
-    server, baseline = phases
+    server, baseline = phases[0], phases[-1]
     ratio = server.events_s / baseline.events_s if baseline.events_s else 0.0
-    return "\n".join([
+    lines = [
         f"wallboard bench ingest: {events:,} events, batches of {batch:,}, concurrency {concurrency}, "
         f"{versions[0]}, {versions[1]}, {cores} cores",
         table(header, rows),
         f"ratio server/baseline: {ratio:.2f}   (target: ≥ {TARGET_EVENTS_S:,} events/s and ≥ {TARGET_RATIO})",
-        "bench CPU: this process (the load generator, raw HTTP/1.1; in the baseline, the storage work itself). "
-        "postgres/redis CPU: every process of that name on the machine, best effort.",
-    ])
+    ]
+    if len(phases) == 3:
+        batched = phases[1]
+        share = server.events_s / batched.events_s if batched.events_s else 0.0
+        lines.append(f"ratio one-by-one/batched: {share:.2f}   (target: ≥ {TARGET_BATCHED_RATIO}, "
+                     f"POST p99 < {TARGET_P99_MS:.0f} ms)")
+    lines.append("bench CPU: this process (the load generator, raw HTTP/1.1; in the baseline, the storage work itself). "
+                 "postgres/redis CPU: every process of that name on the machine, best effort.")
+    return "\n".join(lines)

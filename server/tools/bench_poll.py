@@ -41,7 +41,7 @@ from server.core.errors import ConfigError
 from server.core.redis_client import redis_client
 from server.runtime import with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, run_async, say, table
-from server.tools.bench_ingest import free_port, mark_ready, stop, tail, wait_healthy
+from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_healthy
 
 PATH = "/api/metrics/live"
 TENANT = "poll"

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from server.tools.bench import BenchFailed
-from server.tools.bench_ingest import Connection
+from server.tools.bench_server import Connection
 
 EVERY_S = 2.0  # mean pause between the quiet tenant's events (±25 %, so they fall anywhere in the tick)
 

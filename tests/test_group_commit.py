@@ -1,0 +1,111 @@
+"""Group commit: concurrent one-event requests share commits, and each is answered for itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from server.core.config import Settings
+from server.ingest.events import Event, parse_event
+from server.live.committer import GroupCommit
+from tests.conftest import RunningServer
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def queued(event_id: str, call_id: str, queue: str = "sales") -> dict[str, str]:
+    return {"event_id": event_id, "type": "call.queued", "ts": now_iso(), "call_id": call_id, "queue_id": queue}
+
+
+@pytest.fixture
+async def grouped(server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> RunningServer:
+    """A server with request budgets off (the test posts hundreds of one-event requests at once)."""
+    return await server_factory(settings.replace(rate_ingest_tenant=0, rate_ingest_token=0, rate_read_tenant=0,
+                                                 rate_read_token=0))
+
+
+async def post_one_by_one(server: RunningServer, tenant: str, events: Sequence[dict[str, str]],
+                          connections: int = 32) -> list[dict[str, object]]:
+    """Each event in its own POST, from ``connections`` concurrent keep-alive connections; the replies' data."""
+    replies: list[dict[str, object]] = []
+    pending = list(events)
+    async with server.client(server.token(tenant, role="ingest")) as client:
+        async def worker() -> None:
+            while pending:
+                event = pending.pop()
+                response = await client.post("/api/events", json=[event])
+                assert response.status_code == 200, response.text
+                replies.append(response.json()["data"])
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return replies
+
+
+async def test_concurrent_one_event_posts_are_stored_once_each_in_their_tenant(grouped: RunningServer) -> None:
+    """Hundreds of one-event POSTs of two tenants at once: each accepted once, stored once, counted live in its tenant."""
+    a = [queued(f"gc-a-{i}", f"ca{i}") for i in range(240)]
+    b = [queued(f"gc-b-{i}", f"cb{i}", queue="support") for i in range(120)]
+    replies_a, replies_b = await asyncio.gather(post_one_by_one(grouped, "gc-a", a),
+                                                post_one_by_one(grouped, "gc-b", b, connections=16))
+    assert all(r == {"accepted": 1, "duplicates": 0, "rejected": []} for r in replies_a + replies_b)
+    conn = await asyncpg.connect(grouped.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT client_id, count(*) AS n, count(DISTINCT event_id) AS ids FROM events "
+                                "WHERE client_id IN ('gc-a', 'gc-b') GROUP BY client_id ORDER BY client_id")
+    finally:
+        await conn.close()
+    assert [(r["client_id"], r["n"], r["ids"]) for r in rows] == [("gc-a", 240, 240), ("gc-b", 120, 120)]
+    for tenant, queue, n in (("gc-a", "sales", 240), ("gc-b", "support", 120)):
+        async with grouped.client(grouped.token(tenant)) as client:
+            overview = (await client.get("/api/metrics/live")).json()["data"]
+        assert [(q["queue_id"], q["waiting"]) for q in overview["queues"]] == [(queue, n)]
+
+
+async def test_one_event_sent_by_concurrent_requests_is_accepted_by_exactly_one(grouped: RunningServer) -> None:
+    """The same event_id in 40 concurrent requests: one reply says accepted, the 39 others say duplicate."""
+    event = queued("gc-same", "c-same")
+    replies = await post_one_by_one(grouped, "gc-dup", [dict(event) for _ in range(40)], connections=40)
+    assert sorted((r["accepted"], r["duplicates"]) for r in replies) == [(0, 1)] * 39 + [(1, 0)]
+    async with grouped.client(grouped.token("gc-dup")) as client:
+        overview = (await client.get("/api/metrics/live")).json()["data"]
+    assert overview["queues"][0]["waiting"] == 1
+
+
+def parsed(event_id: str) -> Event:
+    return parse_event(queued(event_id, "c-" + event_id))
+
+
+async def test_a_request_whose_commit_fails_fails_alone() -> None:
+    """When a shared commit fails on one request's events, the other requests of the group are still stored."""
+    committed: list[list[str]] = []
+    attempts: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def commit(tenant: str, events: Sequence[Event]) -> set[str]:
+        await release.wait()
+        ids = [e.event_id for e in events]
+        attempts.append(ids)
+        if "bad" in ids:
+            raise ValueError("this batch cannot be stored")
+        committed.append(ids)
+        return set(ids)
+
+    groups = GroupCommit(commit, inflight=1)
+    first = asyncio.create_task(groups.store("t", [parsed("first")]))
+    await asyncio.sleep(0)  # the first commit is in flight: the next three wait and share one
+    rest = [asyncio.create_task(groups.store("t", [parsed(i)])) for i in ("a", "bad", "b")]
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == {"first"}
+    assert await rest[0] == {"a"} and await rest[2] == {"b"}
+    with pytest.raises(ValueError, match="cannot be stored"):
+        await rest[1]
+    assert attempts[1] == ["a", "bad", "b"]  # they did share a commit first
+    assert committed == [["first"], ["a"], ["b"]]
+    await groups.close()
