@@ -351,3 +351,45 @@ def test_alert_text_and_signature_are_what_receivers_expect() -> None:
     assert text_of(alert) == ":red_circle: RED raised: queue sales longest_wait_s 75.5 (threshold 60) at 2026-11-30T10:00:00Z"
     assert text_of({**alert, "state": "cleared"}).startswith(":white_check_mark: RED cleared")
     assert sign("k", b"body") == "sha256=" + hmac.new(b"k", b"body", hashlib.sha256).hexdigest()
+
+
+async def test_the_login_role_runs_schedules_but_reads_no_other_tenants_secrets(
+        settings: Settings, server_factory: Any, database_factory: Any) -> None:
+    """Served by a login role that owns nothing, a schedule is claimed and delivered; outside a tenant transaction that
+    role sees the due times of every tenant but no schedule row (destination, secret) of any."""
+    import asyncpg
+
+    from server.core.db_roles import login_role_sql
+
+    from .test_db_roles import APP_ROLE, as_user
+
+    owner_dsn = await database_factory()
+    login, password = f"wbt_sched_{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    owner = await asyncpg.connect(owner_dsn)
+    await owner.execute(login_role_sql(login, APP_ROLE, password))
+    receiver = Receiver()
+    try:
+        async with receiver.serving() as url:
+            server = await server_factory(settings.replace(
+                database_url=as_user(owner_dsn, login, password), migrate_database_url=owner_dsn, webhook_allow_private=True,
+                key_prefix=f"{settings.key_prefix}l", **FAST))
+            tenant = f"login-{secrets.token_hex(4)}"
+            async with server.client(server.token(tenant, "admin")) as client:
+                response = await client.post("/api/report-schedules", json={
+                    "report": "satisfaction", "frequency": "daily", "at": "05:00", "destination": {"type": "webhook", "url": url}})
+                assert response.status_code == 201, response.text
+                created = response.json()["data"]
+                assert (await client.post(f"/api/report-schedules/{created['id']}/run")).status_code == 202
+            await receiver.wait(1)
+            assert verifies(created["secret"], *receiver.requests[0])
+            await server.stop()
+        as_login = await asyncpg.connect(as_user(owner_dsn, login, password))
+        try:
+            assert await as_login.fetchval("SELECT count(*) FROM report_schedule_due") == 1
+            assert await as_login.fetchval("SELECT count(*) FROM report_schedules") == 0
+        finally:
+            await as_login.close()
+    finally:
+        await owner.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{login}'")
+        await owner.execute(f"DROP ROLE IF EXISTS {login}")
+        await owner.close()
