@@ -31,7 +31,7 @@ from server.core import background
 from server.core.audit import record
 from server.core.config import Settings
 from server.core.db import Database, query
-from server.core.errors import ServiceUnavailable
+from server.core.errors import ServiceUnavailable, WallboardError
 from server.core.mail import send_attachment
 from server.core.outbound import Delivery, Outbound, with_retries
 from server.core.tenant_settings import SettingsStore
@@ -103,17 +103,22 @@ class Scheduler:
         parameters = orjson.loads(row["parameters"])
         due_ms = int(due.timestamp() * 1000)
         who = scheduler_principal(tenant)
-        scope = report_scope(self.db, who, settings, parameters,
-                             cadence.period(due_ms, settings, parameters.get("period", "previous")),
-                             monthly=self.settings.history_monthly)
         spec = REPORTS[row["report"]]
-        filename = f"{row['report']}_{span(scope)}.csv"
+        filename, body, refused = f"{row['report']}.csv", None, None
         try:
+            scope = report_scope(self.db, who, settings, parameters,
+                                 cadence.period(due_ms, settings, parameters.get("period", "previous")),
+                                 monthly=self.settings.history_monthly)
+            filename = f"{row['report']}_{span(scope)}.csv"
             body = await self._render(scope, spec)
         except ServiceUnavailable:
             raise  # the lease expires; a later look runs it again
+        except WallboardError as exc:  # the parameters no longer fit (say, the tenant's zone changed): say so
+            refused = exc.message
         destination = orjson.loads(row["destination"])
-        if body is None:
+        if refused is not None:
+            outcome = Delivery(ok=False, attempts=0, error=f"the report could not be made: {refused}")
+        elif body is None:
             outcome = Delivery(ok=False, attempts=0, error=f"the report is larger than {MAX_REPORT_BYTES} bytes: "
                                                             "narrow its parameters or export it by hand")
         elif destination["type"] == "webhook":

@@ -86,7 +86,7 @@ async def resolve(field: str, url: str, *, allow_private: bool) -> str:
         except (socket.gaierror, UnicodeError) as exc:
             raise BadRequest(f"{field}: the host {host[:80]!r} does not resolve ({exc}): check the URL",
                              code="webhook_unresolvable", details={"field": field, "reason": "host does not resolve"}) from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not allow_private:
         refused = sorted({str(a) for a in addresses if _private(a)})
         if refused:
