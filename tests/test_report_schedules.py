@@ -393,3 +393,26 @@ async def test_the_login_role_runs_schedules_but_reads_no_other_tenants_secrets(
         await owner.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{login}'")
         await owner.execute(f"DROP ROLE IF EXISTS {login}")
         await owner.close()
+
+
+async def test_one_tenants_slow_webhook_does_not_hold_up_another(settings: Settings) -> None:
+    """With 2 slots per tenant, six deliveries of a tenant to a receiver that takes 1 s run 2 at a time, while another
+    tenant's delivery goes through at once."""
+    slow, fast = Receiver(delay_s=1.0), Receiver()
+    outbound = Outbound(allow_private=True, timeout_s=5, per_tenant=2, attempts=1, backoff_s=0.01)
+
+    async def one(url: str) -> None:
+        assert (await outbound.post("slow-tenant", url, b"x", "k", "text/plain")).ok
+
+    try:
+        async with slow.serving() as slow_url, fast.serving() as fast_url:
+            started = time.monotonic()
+            backlog = asyncio.gather(*(one(slow_url) for _ in range(6)))
+            await asyncio.sleep(0.2)
+            assert (await outbound.post("fast-tenant", fast_url, b"y", "k", "text/plain")).ok
+            assert time.monotonic() - started < 0.8, "the other tenant waited behind the slow one"
+            assert len(slow.requests) == 2, "more than 2 of one tenant's deliveries were in flight"
+            await backlog
+            assert time.monotonic() - started >= 2.9 and len(slow.requests) == 6
+    finally:
+        await outbound.close()
