@@ -9,7 +9,7 @@ from typing import Any
 
 from server.core.config import Settings
 
-from .pages import playwright_or_skip
+from .pages import ARTIFACTS, playwright_or_skip
 from .test_report_schedules import FAST, Receiver, schedules
 
 async_api = playwright_or_skip()
@@ -46,6 +46,7 @@ async def test_the_console_lists_schedules_with_a_failed_delivery_and_adds_one(
             failed = await row.locator('[data-status="failed"]').inner_text()
             assert "2" in failed and "HTTP 500" in failed, failed
             assert await page.locator("#schedules h2").inner_text() == "Scheduled reports"
+            assert "console.schedules" not in await page.locator("#schedules").inner_text(), "a string was not translated"
             form = page.locator("#schedules-form")
             await form.locator('[name="target"]').fill("not a url")
             await form.locator('button[type="submit"]').click()
@@ -56,9 +57,12 @@ async def test_the_console_lists_schedules_with_a_failed_delivery_and_adds_one(
             await form.locator('button[type="submit"]').click()
             await page.locator("#schedules tr[data-schedule]").nth(1).wait_for(timeout=10_000)
             secret_line = await page.locator("#schedules-secret").inner_text()
+            await page.locator("#schedules tr[data-schedule]", has_text="Monday").wait_for(timeout=5_000)
             listed = await schedules(server.url, admin)
             assert len(listed) == 2 and listed[1]["frequency"] == "weekly" and listed[1]["weekday"] == 1
             assert "secret" in secret_line.lower() and len(secret_line.rsplit(" ", 1)[-1]) >= 40
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.locator("#schedules").screenshot(path=str(ARTIFACTS / "supervisor-schedules.png"))
         finally:
             await context.close()
         assert not errors, errors
