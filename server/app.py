@@ -31,6 +31,7 @@ from server.api import (
     predictions,
     queue_log,
     reports,
+    schedules,
     scorecards,
     staffing,
     system,
@@ -200,7 +201,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies, openapi):
+                   scorecards, predictions, anomalies, schedules, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -83,8 +84,10 @@ class AlertEvaluator:
     """This process's threshold evaluator; owns its loop (``start``/``close``)."""
 
     def __init__(self, redis: aioredis.Redis, live: LiveState, store: SettingsStore, db: Database, keys: Keys,
-                 hub: Hub, activity: TenantActivity, *, every_s: float = 1.0) -> None:
+                 hub: Hub, activity: TenantActivity, *, every_s: float = 1.0,
+                 on_alerts: Callable[[str, list[dict[str, Any]]], None] | None = None) -> None:
         self.redis, self.live, self.store, self.db, self.keys = redis, live, store, db, keys
+        self.on_alerts = on_alerts  # told of every transition this process made, must not block (alert webhooks)
         self.hub, self.activity, self.every_s = hub, activity, every_s
         self._script = redis.register_script((SCRIPTS / "alerts.lua").read_text())
         self._looked: dict[str, float] = {}  # tenant → time.time() of the last evaluation
@@ -152,6 +155,8 @@ class AlertEvaluator:
                            "value": value, "threshold": threshold, "at": iso_ms(now_ms)})
         for alert in alerts:
             await self.hub.publish_alert(tenant, alert)
+        if self.on_alerts is not None:
+            self.on_alerts(tenant, alerts)
         try:
             await self._record(tenant, alerts, now_ms)
         except ServiceUnavailable as exc:

@@ -82,6 +82,38 @@ QUALITY_REVIEW: Schema = {
     "additionalProperties": False,
 }
 
+SCHEDULE_BODY: Schema = {
+    "type": "object", "required": ["report", "frequency", "at", "destination"], "additionalProperties": False,
+    "properties": {
+        "report": {"type": "string", "enum": sorted(REPORTS)},
+        "parameters": {"type": "object", "additionalProperties": False,
+                       "properties": {"queue_id": ID, "agent_id": ID, "team": ID,
+                                      "granularity": {"type": "string", "enum": list(GRANULARITIES)},
+                                      "period": {"type": "string", "enum": ["previous", "current"]}}},
+        "frequency": {"type": "string", "enum": ["daily", "weekly", "monthly"]},
+        "at": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+               "description": "local time in the tenant's zone"},
+        "weekday": {"type": "integer", "minimum": 1, "maximum": 7, "description": "weekly: 1 = Monday"},
+        "month_day": {"type": "integer", "minimum": 1, "maximum": 28, "description": "monthly"},
+        "destination": {"oneOf": [
+            {"type": "object", "required": ["type", "url"], "additionalProperties": False,
+             "properties": {"type": {"const": "webhook"}, "url": {"type": "string", "format": "uri", "maxLength": 2048}}},
+            {"type": "object", "required": ["type", "to"], "additionalProperties": False,
+             "properties": {"type": {"const": "email"}, "to": {"type": "string", "format": "email"}}}]},
+    },
+}
+SCHEDULE: Schema = {
+    "type": "object",
+    "properties": {"id": TEXT, "report": TEXT, "parameters": OBJECT, "frequency": TEXT, "at": TEXT,
+                   "weekday": {"type": ["integer", "null"]}, "month_day": {"type": ["integer", "null"]},
+                   "destination": OBJECT, "created_by": TEXT, "created_at": TEXT, "next_run_at": NULLABLE_TEXT,
+                   "last_run_at": NULLABLE_TEXT,
+                   "last_status": {"enum": ["delivered", "failed", "running", None]},
+                   "last_error": NULLABLE_TEXT, "last_attempts": {"type": ["integer", "null"]},
+                   "secret": {"type": "string", "description": "only in the answer to the POST that made it"}},
+}
+SCHEDULE_ID = path("schedule_id", {"type": "string", "format": "uuid"}, "the schedule's id")
+
 
 @dataclass(frozen=True)
 class Op:
@@ -162,6 +194,16 @@ OPERATIONS: tuple[Op, ...] = (
        params=(path("name", {"type": "string", "enum": sorted(REPORTS)}, "the report"), *PERIOD, *FILTERS,
                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
        data=LIST),
+    Op("GET", "/api/report-schedules", "the tenant's report schedules with their next run and last delivery",
+       ADMIN, data={"type": "array", "items": SCHEDULE}),
+    Op("POST", "/api/report-schedules", "a new report schedule (audited); the answer shows its signing secret once",
+       ADMIN, body={"application/json": SCHEDULE_BODY}, data={**SCHEDULE, "required": ["id", "secret"]}, ok=201),
+    Op("DELETE", "/api/report-schedules/{schedule_id}", "delete one report schedule (audited)", ADMIN,
+       params=(SCHEDULE_ID,), data=OBJECT),
+    Op("POST", "/api/report-schedules/{schedule_id}/run", "deliver a schedule at the scheduler's next look (audited)",
+       ADMIN, params=(SCHEDULE_ID,), data=OBJECT, ok=202),
+    Op("POST", "/api/alert-webhooks/secret", "a new signing secret for the alert webhooks, shown once (audited)", ADMIN,
+       data={"type": "object", "required": ["secret"], "properties": {"secret": TEXT}}, ok=201),
     Op("GET", "/openapi.json", "this document", None),
 )
 

@@ -102,6 +102,17 @@ class Settings:
     http_header_timeout_s: float = 10.0
     migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
     history_monthly: bool = True
+    # Reports that deliver themselves and alert webhooks (issue 17 item 4): server/core/outbound.py,
+    # server/core/mail.py, server/analytics/scheduler.py, server/analytics/alert_hooks.py.
+    smtp_url: str | None = field(default=None, repr=False)  # smtp://user:pass@host:port, or smtps:// (TLS from the start)
+    smtp_from: str = "wallboard@localhost"
+    webhook_allow_private: bool = False  # deliver to private, loopback and link-local addresses too
+    webhook_timeout_s: float = 10.0
+    webhook_per_tenant: int = 4  # deliveries of one tenant in flight at once per process
+    delivery_attempts: int = 4  # tries of one delivery before it is given up
+    delivery_backoff_s: float = 2.0  # first wait between tries; each next one is 4 times longer (with jitter)
+    schedules_poll_s: float = 30.0  # how often each process looks for due report schedules
+    schedules_max_per_tenant: int = 50
 
     @property
     def embedded(self) -> bool:
@@ -229,6 +240,16 @@ class Settings:
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
             migrate_database_url=migrate_url,
             history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
+            # Reports that deliver themselves and alert webhooks (issue 17 item 4)
+            smtp_url=get.url("WALLBOARD_SMTP_URL", ("smtp", "smtps")),
+            smtp_from=get.match("WALLBOARD_SMTP_FROM", "wallboard@localhost", r"[^@\s<>]{1,64}@[^@\s<>]{1,255}"),
+            webhook_allow_private=get.flag("WALLBOARD_WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_timeout_s=get.float("WALLBOARD_WEBHOOK_TIMEOUT_S", 10, 0.1, 300),
+            webhook_per_tenant=get.int("WALLBOARD_WEBHOOK_PER_TENANT", 4, 1, 100),
+            delivery_attempts=get.int("WALLBOARD_DELIVERY_ATTEMPTS", 4, 1, 10),
+            delivery_backoff_s=get.float("WALLBOARD_DELIVERY_BACKOFF_S", 2, 0.01, 600),
+            schedules_poll_s=get.float("WALLBOARD_SCHEDULES_POLL_S", 30, 0.05, 3600),
+            schedules_max_per_tenant=get.int("WALLBOARD_SCHEDULES_MAX_PER_TENANT", 50, 1, 10_000),
         )
 
 

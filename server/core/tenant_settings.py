@@ -22,9 +22,10 @@ import orjson
 
 from server.core.db import Database, query
 from server.core.errors import BadRequest
+from server.core.outbound import check_url_syntax
 
 SETTING_KEYS = ("timezone", "day_starts_at", "sl_threshold_s", "short_abandon_s", "sl_formula",
-                "queues", "alerts", "costs", "ingest_window_days")
+                "queues", "alerts", "costs", "ingest_window_days", "alert_webhooks")
 SL_FORMULAS = ("answered_plus_abandoned", "answered_only", "all_abandons", "abandons_within_met")
 QUEUE_KEYS = ("sl_threshold_s", "short_abandon_s", "sl_formula")
 COST_KEYS = ("agent_cost_per_hour", "telephony_cost_per_minute")
@@ -41,6 +42,7 @@ DEFAULT_COSTS: dict[str, Any] = {"agent_cost_per_hour": 0, "telephony_cost_per_m
 MAX_QUEUES = 10_000
 MAX_BODY = 1024 * 1024
 MAX_DEPTH = 4  # costs.queues.<id>.<key> is the deepest setting
+MAX_ALERT_WEBHOOKS = 10
 MAX_WINDOW_DAYS = 400  # each day of the ingest window may become a partition of `events`
 HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -68,6 +70,7 @@ class TenantSettings:
     alerts: dict[str, dict[str, float]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ALERTS))
     costs: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_COSTS))
     ingest_window_days: int = 35  # events older than this are rejected (ts_out_of_window)
+    alert_webhooks: list[str] = field(default_factory=list)  # URLs each alert raised or cleared is POSTed to
 
     def for_queue(self, queue_id: str) -> QueueSettings:
         """The queue's override of each of the three rules, else the tenant default."""
@@ -313,9 +316,14 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
     if type(window) is not int or not 1 <= window <= MAX_WINDOW_DAYS:
         raise _bad("ingest_window_days", f"expected a whole number of days 1..{MAX_WINDOW_DAYS}, got {_show(window)}")
 
+    hooks = s.get("alert_webhooks")
+    if not isinstance(hooks, list) or len(hooks) > MAX_ALERT_WEBHOOKS:
+        raise _bad("alert_webhooks", f"expected a list of at most {MAX_ALERT_WEBHOOKS} http(s) URLs")
+    hooks = [check_url_syntax(f"alert_webhooks.{i}", url) for i, url in enumerate(hooks)]
+
     return TenantSettings(timezone=tz, day_starts_at=s["day_starts_at"], sl_threshold_s=s["sl_threshold_s"],
                           short_abandon_s=s["short_abandon_s"], sl_formula=s["sl_formula"], queues=queues,
-                          alerts=alerts, costs=costs, ingest_window_days=window)
+                          alerts=alerts, costs=costs, ingest_window_days=window, alert_webhooks=hooks)
 
 
 class SettingsStore:

@@ -13,6 +13,7 @@ import { createAgents } from "./supervisor-agents.js";
 import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
 import { createQuality } from "./supervisor-quality.js";
 import { createReports, createSettings } from "./supervisor-admin.js";
+import { createSchedules } from "./supervisor-schedules.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
@@ -235,6 +236,7 @@ async function main() {
     sections.settings = createSettings(ctx);
     const settings = await sections.settings.load();
     if (settings) ctx.settingsChanged(settings);
+    createSchedules(ctx).load(); // scheduled reports, in the Reports tab
   }
 
   // The tenant's today, before any history is asked for.
