@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.responses import JSON
+from server.core.boards import TILE_METRICS
 from server.history.period import GRANULARITIES, MAX_LIMIT
 from server.history.reports import REPORTS
 
@@ -81,6 +82,29 @@ QUALITY_REVIEW: Schema = {
                    "criteria": OBJECT, "ts": {"type": ["string", "integer"]}},
     "additionalProperties": False,
 }
+
+TILE: Schema = {
+    "type": "object", "required": ["metric"], "additionalProperties": False,
+    "properties": {"metric": {"enum": list(TILE_METRICS)}, "queue_ids": {"type": "array", "items": ID},
+                   "label": {"type": "string", "maxLength": 120}},
+}
+BOARD: Schema = {
+    "type": "object", "required": ["title", "tiles"], "additionalProperties": False,
+    "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 120},
+                   "tiles": {"type": "array", "items": TILE, "minItems": 1, "maxItems": 24},
+                   "queues": {"type": "array", "items": ID}, "locale": TEXT, "sound": {"type": "boolean"},
+                   "rotate_s": {"type": "integer", "minimum": 5, "maximum": 3600}},
+}
+BOARD_OUT: Schema = {**BOARD, "additionalProperties": True, "required": ["name", *BOARD["required"]]}
+BOARD_NAME = path("name", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "the board's name")
+ALERT: Schema = {
+    "type": "object", "required": ["alert_id", "queue_id", "metric", "level", "active", "raised_at"],
+    "properties": {"alert_id": {"type": "integer"}, "queue_id": NULLABLE_TEXT, "metric": TEXT,
+                   "level": {"enum": ["amber", "red"]}, "observed": {"type": ["number", "null"]},
+                   "threshold": {"type": ["number", "null"]}, "active": {"type": "boolean"}, "raised_at": TEXT,
+                   "cleared_at": NULLABLE_TEXT, "acked_at": NULLABLE_TEXT, "acked_by": NULLABLE_TEXT},
+}
+ALERT_LIST: Schema = {"type": "array", "items": ALERT}
 
 
 @dataclass(frozen=True)
@@ -162,6 +186,19 @@ OPERATIONS: tuple[Op, ...] = (
        params=(path("name", {"type": "string", "enum": sorted(REPORTS)}, "the report"), *PERIOD, *FILTERS,
                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
        data=LIST),
+    Op("GET", "/api/alerts", "open threshold alerts and those raised in the last day, newest first", READERS,
+       data=ALERT_LIST),
+    Op("POST", "/api/alerts/{id}/ack", "acknowledge an alert (audited; the first ack stays)", READERS,
+       params=(path("id", {"type": "integer", "minimum": 1}, "the alert_id"),), data=ALERT),
+    Op("GET", "/api/boards", "every board (named wallboard layout) of the tenant", READERS,
+       data={"type": "array", "items": BOARD_OUT}),
+    Op("PUT", "/api/boards", "replace all boards with the body's (name → board; audited)", ADMIN,
+       body={"application/json": {"type": "object", "additionalProperties": BOARD}},
+       data={"type": "array", "items": BOARD_OUT}),
+    Op("GET", "/api/boards/{name}", "one board", READERS, params=(BOARD_NAME,), data=BOARD_OUT),
+    Op("PUT", "/api/boards/{name}", "create or replace one board (audited)", ADMIN, params=(BOARD_NAME,),
+       body={"application/json": BOARD}, data=BOARD_OUT),
+    Op("DELETE", "/api/boards/{name}", "delete one board (audited)", ADMIN, params=(BOARD_NAME,), data=OBJECT),
     Op("GET", "/openapi.json", "this document", None),
 )
 

@@ -58,6 +58,7 @@ async def put_settings(request: Request) -> Response:
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
         services(request).live.schedule_rebuild(tenant, reset=True, reason="settings")
     services(request).hub.renderings.changed(tenant)  # live reads here follow the new settings at once
+    services(request).hub.changed(tenant)  # this process's boards get the new thresholds now, not at the refresh
     return success(after.to_json())
 
 
