@@ -65,6 +65,9 @@ export function createApi({ token, onUnauthorized, base = document.baseURI }) {
     async put(path, body) {
       return (await send("PUT", path, { body })).json();
     },
+    async del(path) {
+      return (await send("DELETE", path)).json();
+    },
     /** The raw response of a GET asking for another media type (CSV). */
     raw(path, params, accept) {
       return send("GET", path, { params, accept });
