@@ -25,11 +25,11 @@ export function thresholdsOf(queues) {
 
 /** ok / amber / red for a value against a {amber, red} pair. SL: lower is worse; abandon rate: above; waits and counts: at or above. */
 export function level(metric, value, thresholds) {
-  const t = thresholds?.[metric];
-  if (!t || value == null || t.amber == null || t.red == null) return "none";
-  if (metric === "service_level") return value < t.red ? "red" : value < t.amber ? "amber" : "ok";
-  if (metric === "abandon_rate") return value > t.red ? "red" : value > t.amber ? "amber" : "ok";
-  return value >= t.red ? "red" : value >= t.amber ? "amber" : "ok";
+  const pair = thresholds?.[metric];
+  if (!pair || value == null || pair.amber == null || pair.red == null) return "none";
+  if (metric === "service_level") return value < pair.red ? "red" : value < pair.amber ? "amber" : "ok";
+  if (metric === "abandon_rate") return value > pair.red ? "red" : value > pair.amber ? "amber" : "ok";
+  return value >= pair.red ? "red" : value >= pair.amber ? "amber" : "ok";
 }
 
 /** The longest wait now (seconds) over some queues, ticking from `oldest_queued_at` with the server's clock. */

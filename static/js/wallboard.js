@@ -45,6 +45,19 @@ function fitText(el) {
   }
 }
 
+/** Shrink a tile's label that would be cut off (a long word in German or French) down to 70% of its size. */
+function fitLabel(el) {
+  el.style.fontSize = "";
+  const base = parseFloat(getComputedStyle(el).fontSize);
+  for (let size = base; size > base * 0.7 && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1; size *= 0.94) {
+    el.style.fontSize = `${Math.floor(size * 0.94)}px`;
+  }
+}
+
+function fitLabels() {
+  document.querySelectorAll(".tile .label").forEach(fitLabel);
+}
+
 function setTile(tile, value, text, { lvl = null, sub = null } = {}) {
   tile.dataset.value = value == null ? "" : String(value);
   if (lvl) tile.dataset.level = lvl;
@@ -270,6 +283,7 @@ async function showBoard(layout, token, fragmentQueues) {
   await useLanguage(fragmentParams().get("lang") || layout?.locale || undefined);
   translatePage();
   applyLayout(layout);
+  fitLabels();
   const queues = layout?.queues?.length ? layout.queues : fragmentQueues;
   board.alerts.setSound(Boolean(layout?.sound));
   board.alerts.setQueues(queues);
@@ -342,7 +356,10 @@ async function main() {
   window.addEventListener("resize", () => {
     fitAgentGrid(document.querySelectorAll(".agent").length);
     document.querySelectorAll(".tile .value").forEach(fitText);
+    fitLabels();
   });
+  // The agents panel changes size when alerts come and go: refit the cards to it.
+  new ResizeObserver(() => fitAgentGrid(document.querySelectorAll(".agent").length)).observe($("agent-grid"));
   // Tick on the second boundary so every clock on the board turns together.
   const align = () => setTimeout(() => { tick(); align(); }, 1000 - (serverNow() % 1000) + 5);
   align();
