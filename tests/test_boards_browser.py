@@ -279,9 +279,10 @@ async def test_board_fits_a_small_and_a_4k_screen(server: RunningServer, open_ta
     events = [agent(f"a{i}", ["available", "on_call", "wrap_up", "break"][i % 4], ["sales", "support"], name=f"Agent {i}")
               for i in range(12)]
     for queue in ("sales", "support", "renewals"):
-        events += [e for i in range(12) for e in call(queue, wait_s=4 + i * 3, outcome="answered", ago_s=900 + i * 40,
+        events += [e for i in range(12) for e in call(queue, wait_s=3 + i, outcome="answered", ago_s=900 + i * 40,
                                                       agent_id="a1")]
         events += waiting_calls(queue, 2)[1]
+    events += call("support", wait_s=0, outcome=None, ago_s=45)  # past the default amber wait (30 s): one banner
     await post_events(server, tenant, events)
     await put(server, tenant, "/api/boards/floor", {
         "title": "Sales and support", "queues": ["sales", "support", "renewals"],

@@ -11,7 +11,8 @@ import { duration } from "./format.js";
 import { number, percent, t, clockTime } from "./i18n.js";
 
 const RECONCILE_MS = 60_000;
-const YOUNG_MS = 15_000; // a shown alert this young is kept even when the stored list lacks it
+const YOUNG_MS = 15_000;
+const MAX_LINES = 3; // banner lines at most: the board stays readable under an alert storm // a shown alert this young is kept even when the stored list lacks it
 
 const keyOf = (a) => `${a.queue_id ?? ""}|${a.metric}|${a.level}`;
 
@@ -53,8 +54,26 @@ export function createAlertBanner({ root, fetchAlerts, serverNow = () => Date.no
     });
   }
 
+  /** A red alert stands for the amber one of the same queue and rule; past MAX_LINES, one line counts the rest. */
   function render() {
-    for (const item of shown.values()) item.el.querySelector(".alert-text").textContent = text(item.alert, item.since);
+    const red = new Set([...shown.values()].filter((i) => i.alert.level === "red").map((i) => `${i.alert.queue_id}|${i.alert.metric}`));
+    let lines = 0;
+    let more = 0;
+    for (const item of shown.values()) {
+      item.el.querySelector(".alert-text").textContent = text(item.alert, item.since);
+      const superseded = item.alert.level === "amber" && red.has(`${item.alert.queue_id}|${item.alert.metric}`);
+      const over = !superseded && lines >= MAX_LINES;
+      if (!superseded && !over) lines += 1;
+      if (over) more += 1;
+      item.el.hidden = superseded || over;
+    }
+    let extra = root.querySelector(".alert-more");
+    if (more && !extra) extra = root.appendChild(Object.assign(document.createElement("div"), { className: "alert-more" }));
+    if (extra) {
+      root.appendChild(extra); // always last
+      extra.textContent = more ? t("board.alert.more", { n: number(more) }) : "";
+      extra.hidden = !more;
+    }
     root.hidden = shown.size === 0;
     document.body.classList.toggle("has-alerts", shown.size > 0);
   }
