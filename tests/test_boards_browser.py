@@ -117,6 +117,8 @@ async def test_alert_banner_appears_once_and_clears_and_ack_reaches_another_cons
     acked = sam.page.locator('#alerts-active .acked[data-by="sue"]')
     await acked.wait_for(timeout=5000)
     assert "sue" in await acked.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await sam.page.screenshot(path=str(ARTIFACTS / "supervisor-alerts-1920x1080.png"))
 
     # Answer one call: one waiting is no breach; the banner goes within 5 s.
     await post_events(server, tenant, [event("call.answered", now_ms(), call_id=ids[0], queue_id="sales", agent_id="a1")])
@@ -301,3 +303,37 @@ async def test_board_fits_a_small_and_a_4k_screen(server: RunningServer, open_ta
         await board.page.screenshot(path=str(ARTIFACTS / name))
         if os.environ.get("WALLBOARD_README_SCREENSHOTS") == "1":
             await board.page.screenshot(path=str(SCREENSHOTS / name))
+
+
+async def test_console_board_editor_saves_previews_and_names_a_bad_field(
+        server: RunningServer, open_tab: Callable[..., Awaitable[Tab]]) -> None:
+    """An admin builds a board in the console: the preview shows its tiles with live figures, Save stores it,
+    a bad field is refused with the server's message and the field marked."""
+    tenant = new_tenant("bb-edit")
+    await post_events(server, tenant, waiting_calls("sales", 2)[1] + waiting_calls("support", 1)[1])
+    console = await open_tab()
+    await console.open(server, "supervisor.html", server.token(tenant, "admin"), "&tab=boards")
+    await wait_for_badge(console.page, "live")
+    p = console.page
+    await p.fill("#b-name", "sales")
+    await p.fill("#b-title", "Sales floor")
+    await p.fill("#b-queues", "sales")
+    await p.wait_for_function("() => document.querySelector('#preview-tiles .tile[data-metric=\"waiting\"]')?.dataset.value === '2'")
+    assert await p.eval_on_selector_all("#preview-tiles .tile", "els => els.map(e => e.dataset.metric)") == [
+        "waiting", "longest_wait", "service_level"]
+    await p.fill("#b-rotate", "1")
+    await p.click('#board-form button[type="submit"]')
+    result = p.locator("#boards-result")
+    await result.wait_for(state="visible")
+    assert "rotate_s" in await result.inner_text()
+    assert await p.get_attribute("#b-rotate", "aria-invalid") == "true"
+    await p.fill("#b-rotate", "20")
+    await p.click('#board-form button[type="submit"]')
+    await p.locator('#boards-list [data-board="sales"]').wait_for()
+    async with server.client(server.token(tenant, "supervisor")) as client:
+        stored = (await client.get("/api/boards/sales")).json()["data"]
+    assert stored["title"] == "Sales floor" and stored["queues"] == ["sales"] and stored["rotate_s"] == 20
+    assert [tile["metric"] for tile in stored["tiles"]] == ["waiting", "longest_wait", "service_level"]
+    assert await p.get_attribute("#b-open", "href") == "wallboard.html#board=sales"
+    ARTIFACTS.mkdir(exist_ok=True)
+    await p.screenshot(path=str(ARTIFACTS / "supervisor-boards-1920x1080.png"))

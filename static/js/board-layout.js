@@ -3,8 +3,8 @@
 // `wallboard.html#board=sales` shows one board: its title, its tiles (each a metric over the
 // board's queues or over the tile's own `queue_ids`), its queues in the table, in its language,
 // with its alert sound. `#boards=sales,support&rotate=30` shows several in turn (`rotate` wins
-// over each board's `rotate_s`). `#layout=<JSON>` shows an unsaved board (the console's preview).
-// The supervisor console's board editor draws its preview with the same functions.
+// over the first board's `rotate_s`). The supervisor console's board editor draws its preview
+// with the same functions.
 
 import { filterOverview } from "./live.js";
 import { duration } from "./format.js";
@@ -95,9 +95,6 @@ export function makeTile(tile) {
 
 /** The boards the fragment asks for: [{name, …board}] and the rotation in seconds (null: none). */
 export async function boardsFromFragment(params, fetchBoard) {
-  if (params.get("layout")) {
-    return { boards: [{ name: "preview", ...JSON.parse(params.get("layout")) }], rotateS: null };
-  }
   const names = (params.get("boards") || params.get("board") || "").split(",").map((n) => n.trim()).filter(Boolean);
   if (!names.length) return { boards: [], rotateS: null };
   const boards = [];
