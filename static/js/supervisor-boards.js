@@ -113,9 +113,9 @@ export function createBoards(ctx) {
 
   async function save() {
     const name = $("b-name").value.trim();
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     try {
       const doc = await ctx.api.put(`api/boards/${encodeURIComponent(name)}`, body());
-      status($("boards-result"), t("console.boards.saved", { name }), "ok");
       await load();
       fill(doc.data.name, doc.data);
       status($("boards-result"), t("console.boards.saved", { name }), "ok");
