@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +20,8 @@ from server.core.auth import READ_ALL
 from server.core.db import query
 from server.core.errors import NotFound
 from server.history.period import bad, iso
+
+log = logging.getLogger("wallboard.alerts")
 
 RECENT_S = 86_400  # cleared alerts raised this recently are "recent"
 MAX_ALERTS = 500
@@ -57,9 +61,12 @@ async def ack_alert(request: Request) -> Response:
         raise NotFound(f"no threshold alert {raw} for this tenant: GET /api/alerts lists them", code="alert_not_found")
     data = alert(row)
     await audit.request_entry(request, who, "alerts.ack", {"alert_id": data["alert_id"]})
-    await services(request).hub.publish_alert(who.tenant, {
-        "kind": "threshold", "state": "acknowledged", "alert_id": data["alert_id"], "queue_id": data["queue_id"],
-        "metric": data["metric"], "level": data["level"], "acked_by": data["acked_by"], "acked_at": data["acked_at"]})
+    try:
+        await services(request).hub.publish_alert(who.tenant, {
+            "kind": "threshold", "state": "acknowledged", "alert_id": data["alert_id"], "queue_id": data["queue_id"],
+            "metric": data["metric"], "level": data["level"], "acked_by": data["acked_by"], "acked_at": data["acked_at"]})
+    except (RedisError, OSError) as exc:  # stored all the same: the other consoles see it on their next read
+        log.warning("alerts.ack_not_pushed", extra={"tenant": who.tenant, "error": f"{type(exc).__name__}: {exc}"})
     return success(data)
 
 

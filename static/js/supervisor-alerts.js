@@ -2,14 +2,15 @@
 // acknowledged it and when, and an Acknowledge button (POST /api/alerts/{id}/ack).
 //
 // The list is read again on every `alert` message of the WebSocket (raised, cleared, or
-// acknowledged by another supervisor) and every POLL_MS besides, so another console's
-// acknowledgement shows here within seconds even when a message was missed.
+// acknowledged by another supervisor) and every POLL_MS besides while the tab is shown, so another
+// console's acknowledgement shows here within seconds even when a message was missed.
 
 import { $, ApiError, explain, h, status } from "./supervisor-api.js";
 import { alertValue } from "./board-alerts.js";
 import { dateTime, number, t } from "./i18n.js";
 
 const POLL_MS = 4000;
+const IDLE_MS = 30_000;
 
 export function createAlerts(ctx) {
   let loading = null;
@@ -78,6 +79,12 @@ export function createAlerts(ctx) {
     await load();
   }
 
-  setInterval(() => { if (!document.hidden) load(); }, POLL_MS);
+  // Every POLL_MS while the Alerts tab is shown, else every IDLE_MS (the tab's count; messages reload at once).
+  let last = 0;
+  setInterval(() => {
+    if (document.hidden || (document.body.dataset.tab !== "alerts" && Date.now() - last < IDLE_MS)) return;
+    last = Date.now();
+    load();
+  }, POLL_MS);
   return { load, onAlert: () => load() };
 }
