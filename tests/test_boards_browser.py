@@ -234,9 +234,23 @@ async def visible_text(page: Any) -> str:
                                ".map(e => (e.title || '') + ' ' + (e.getAttribute('aria-label') || '') + ' ' + (e.placeholder || '')).join(' ')")
 
 
+async def english_left(page: Any, lang: str) -> list[str]:
+    """Visible texts of the page that are an English string which ``lang`` translates differently."""
+    if lang == "en":
+        return []
+    en = json.loads((STRINGS / "en.json").read_text())
+    other = json.loads((STRINGS / f"{lang}.json").read_text())
+    english = {text for key, text in en.items() if other[key] != text and "{" not in text}
+    texts = await page.evaluate("() => [...document.querySelectorAll('body *')].filter(e => e.offsetParent !== null)"
+                                ".flatMap(e => [...e.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()))"
+                                ".filter(Boolean)")
+    return sorted({text for text in texts if text in english})
+
+
 async def test_each_language_renders_both_pages_without_raw_keys(
         server: RunningServer, open_tab: Callable[..., Awaitable[Tab]]) -> None:
-    """#lang=en|de|fr|es: both pages show their strings in that language with its number formats, no raw key;
+    """#lang=en|de|fr|es: both pages show their strings in that language with its number formats, no raw key
+    and no English string left;
     screenshots of each at 1920x1080 go to test-artifacts/."""
     tenant = new_tenant("bb-lang")
     events = [agent("a1", "available", ["sales"], name="Ada"), agent("a2", "on_call", ["sales"], name="Bo")]
@@ -246,6 +260,7 @@ async def test_each_language_renders_both_pages_without_raw_keys(
     ARTIFACTS.mkdir(exist_ok=True)
     expected = {"en": ("Calls waiting", "Service level"), "de": ("Wartende Anrufe", "Servicelevel"),
                 "fr": ("Appels en attente", "Niveau de service"), "es": ("Llamadas en espera", "Nivel de servicio")}
+    loading = {lang: json.loads((STRINGS / f"{lang}.json").read_text())["common.loading"] for lang in LANGS}
     for lang in LANGS:
         board = await open_tab()
         await board.open(server, "wallboard.html", server.token(tenant, "supervisor"), f"&lang={lang}")
@@ -255,6 +270,7 @@ async def test_each_language_renders_both_pages_without_raw_keys(
         assert await board.page.evaluate("document.documentElement.lang") == lang
         assert all(word in text for word in expected[lang]), (lang, text[:400])
         assert not RAW_KEY.findall(text), (lang, RAW_KEY.findall(text))
+        assert not await english_left(board.page, lang), (lang, await english_left(board.page, lang))
         rate = (await board.page.text_content('.tile[data-metric="abandon_rate"] .value') or "").replace("\u202f", "\u00a0")
         # 1 of 8 calls abandoned: 12.5 %, written the locale's way (French's space is narrow in newer ICU).
         assert rate == {"en": "12.5%", "de": "12,5\u00a0%", "fr": "12,5\u00a0%", "es": "12,5\u00a0%"}[lang], (lang, rate)
@@ -264,10 +280,15 @@ async def test_each_language_renders_both_pages_without_raw_keys(
         await console.open(server, "supervisor.html", server.token(tenant, "admin"), f"&lang={lang}")
         await wait_for_badge(console.page, "live")
         await console.page.wait_for_function("() => document.body.dataset.from")
-        for tab in ("agents", "alerts", "boards", "settings"):
+        for tab in ("agents", "queues", "sectors", "quality", "satisfaction", "costs", "reports", "alerts", "boards", "settings"):
             await console.page.click(f'#tab-{tab}')
+            await asyncio.sleep(0.1)  # the tab asks for its figures: wait until none says "Loading…"
+            await console.page.wait_for_function(
+                "loading => ![...document.querySelectorAll('.tabpanel:not([hidden]) .status:not([hidden])')]"
+                ".some(e => e.textContent === loading)", arg=loading[lang])
             text = await visible_text(console.page)
             assert not RAW_KEY.findall(text), (lang, tab, RAW_KEY.findall(text))
+            assert not await english_left(console.page, lang), (lang, tab, await english_left(console.page, lang))
         assert await console.page.evaluate("document.documentElement.lang") == lang
         assert expected[lang][1] in await console.page.inner_text("#panel-settings") or lang == "en"
         await console.page.click("#tab-agents")

@@ -4,7 +4,9 @@
 
 import { $, cell, duration, explain, h, money, num, percent, show, status, when } from "./supervisor-api.js";
 import { destroyChart, drawChart } from "./supervisor-charts.js";
-import { t } from "./i18n.js";
+import { currentLanguage, t } from "./i18n.js";
+
+const GRANULARITY = { "15m": "console.15_minutes", hour: "console.hour", day: "console.day", week: "console.week", month: "console.month" };
 
 const pctAxis = (v) => `${Math.round(v * 100)}%`;
 
@@ -95,7 +97,7 @@ export function createQueues(ctx) {
       ],
     });
     $("chart-note").textContent = t(doc.data.length === 1 ? "console.chart_note_one" : "console.chart_note_other",
-      { n: doc.data.length, granularity: s.granularity, zone: tz || Intl.DateTimeFormat().resolvedOptions().timeZone });
+      { n: doc.data.length, granularity: currentLanguage() === "en" ? s.granularity : t(GRANULARITY[s.granularity] || s.granularity), zone: tz || Intl.DateTimeFormat().resolvedOptions().timeZone });
   }
 
   return {

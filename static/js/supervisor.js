@@ -15,7 +15,7 @@ import { createQuality } from "./supervisor-quality.js";
 import { createReports, createSettings } from "./supervisor-admin.js";
 import { createAlerts } from "./supervisor-alerts.js";
 import { createBoards } from "./supervisor-boards.js";
-import { clockTime, t, translatePage, useLanguage } from "./i18n.js";
+import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const STALE_AFTER_S = 20;
@@ -127,7 +127,7 @@ function onOverview(doc) {
     const el = document.querySelector(`#today-strip [data-metric="${metric}"] b`);
     if (!el) continue;
     el.dataset.value = value == null ? "" : String(value);
-    el.textContent = value == null ? "–" : metric === "service_level" || metric === "abandon_rate" ? `${Math.round(value * 100)}%` : String(value);
+    el.textContent = value == null ? "–" : metric === "service_level" || metric === "abandon_rate" ? percent(value) : number(value);
   }
   if (doc.day && doc.day !== page.day) {
     const rolled = page.day !== null;
