@@ -283,6 +283,7 @@ async function showBoard(layout, token, fragmentQueues) {
   await useLanguage(fragmentParams().get("lang") || layout?.locale || undefined);
   translatePage();
   applyLayout(layout);
+  document.body.classList.remove("board-loading");
   fitLabels();
   const queues = layout?.queues?.length ? layout.queues : fragmentQueues;
   board.alerts.setSound(Boolean(layout?.sound));
@@ -331,6 +332,8 @@ async function main() {
     return (await response.json()).data;
   };
   board.alerts = createAlertBanner({ root: $("alerts"), fetchAlerts: () => api("api/alerts"), serverNow });
+  // A board's own tiles replace the default ones: do not show the default ones meanwhile.
+  if (params.get("board") || params.get("boards")) document.body.classList.add("board-loading");
   let layouts;
   try {
     layouts = await boardsFromFragment(params, (name) => fetchBoard(name, token));
