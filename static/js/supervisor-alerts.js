@@ -13,6 +13,8 @@ const POLL_MS = 4000;
 const IDLE_MS = 30_000;
 
 export function createAlerts(ctx) {
+  // The recent alerts' table has the same columns as the active ones'.
+  $("alerts-recent-table").tHead.replaceWith($("alerts-active-table").tHead.cloneNode(true));
   let loading = null;
   let again = false;
 
