@@ -21,8 +21,10 @@ from starlette.types import Receive, Scope, Send
 
 from server.analytics.service import Analytics
 from server.api import (
+    alerts,
     anomalies,
     audit,
+    boards,
     costs,
     events,
     headers,
@@ -201,7 +203,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies, schedules, openapi):
+                   scorecards, predictions, anomalies, schedules, alerts, boards, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

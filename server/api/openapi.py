@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.responses import JSON
+from server.core.boards import TILE_METRICS
 from server.history.period import GRANULARITIES, MAX_LIMIT
 from server.history.reports import REPORTS
 
@@ -113,6 +114,28 @@ SCHEDULE: Schema = {
                    "secret": {"type": "string", "description": "only in the answer to the POST that made it"}},
 }
 SCHEDULE_ID = path("schedule_id", {"type": "string", "format": "uuid"}, "the schedule's id")
+TILE: Schema = {
+    "type": "object", "required": ["metric"], "additionalProperties": False,
+    "properties": {"metric": {"enum": list(TILE_METRICS)}, "queue_ids": {"type": "array", "items": ID},
+                   "label": {"type": "string", "maxLength": 120}},
+}
+BOARD: Schema = {
+    "type": "object", "required": ["title", "tiles"], "additionalProperties": False,
+    "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 120},
+                   "tiles": {"type": "array", "items": TILE, "minItems": 1, "maxItems": 24},
+                   "queues": {"type": "array", "items": ID}, "locale": TEXT, "sound": {"type": "boolean"},
+                   "rotate_s": {"type": "integer", "minimum": 5, "maximum": 3600}},
+}
+BOARD_OUT: Schema = {**BOARD, "additionalProperties": True, "required": ["name", *BOARD["required"]]}
+BOARD_NAME = path("name", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "the board's name")
+ALERT: Schema = {
+    "type": "object", "required": ["alert_id", "queue_id", "metric", "level", "active", "raised_at"],
+    "properties": {"alert_id": {"type": "integer"}, "queue_id": NULLABLE_TEXT, "metric": TEXT,
+                   "level": {"enum": ["amber", "red"]}, "observed": {"type": ["number", "null"]},
+                   "threshold": {"type": ["number", "null"]}, "active": {"type": "boolean"}, "raised_at": TEXT,
+                   "cleared_at": NULLABLE_TEXT, "acked_at": NULLABLE_TEXT, "acked_by": NULLABLE_TEXT},
+}
+ALERT_LIST: Schema = {"type": "array", "items": ALERT}
 
 
 @dataclass(frozen=True)
@@ -204,6 +227,19 @@ OPERATIONS: tuple[Op, ...] = (
        ADMIN, params=(SCHEDULE_ID,), data=OBJECT, ok=202),
     Op("POST", "/api/alert-webhooks/secret", "a new signing secret for the alert webhooks, shown once (audited)", ADMIN,
        data={"type": "object", "required": ["secret"], "properties": {"secret": TEXT}}, ok=201),
+    Op("GET", "/api/alerts", "open threshold alerts and those raised in the last day, newest first", READERS,
+       data=ALERT_LIST),
+    Op("POST", "/api/alerts/{id}/ack", "acknowledge an alert (audited; the first ack stays)", READERS,
+       params=(path("id", {"type": "integer", "minimum": 1}, "the alert_id"),), data=ALERT),
+    Op("GET", "/api/boards", "every board (named wallboard layout) of the tenant", READERS,
+       data={"type": "array", "items": BOARD_OUT}),
+    Op("PUT", "/api/boards", "replace all boards with the body's (name → board; audited)", ADMIN,
+       body={"application/json": {"type": "object", "additionalProperties": BOARD}},
+       data={"type": "array", "items": BOARD_OUT}),
+    Op("GET", "/api/boards/{name}", "one board", READERS, params=(BOARD_NAME,), data=BOARD_OUT),
+    Op("PUT", "/api/boards/{name}", "create or replace one board (audited)", ADMIN, params=(BOARD_NAME,),
+       body={"application/json": BOARD}, data=BOARD_OUT),
+    Op("DELETE", "/api/boards/{name}", "delete one board (audited)", ADMIN, params=(BOARD_NAME,), data=OBJECT),
     Op("GET", "/openapi.json", "this document", None),
 )
 

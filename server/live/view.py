@@ -98,6 +98,8 @@ class Snapshot:
                 # Erlang C on this interval's forecast; the gap counts every logged-in agent serving the queue.
                 "required_agents": iv.get(FORECAST_FIELD),
                 "agents_gap": logged_in_in.get(q, 0) - iv[FORECAST_FIELD] if FORECAST_FIELD in iv else None,
+                # The tenant's amber/red levels (settings `alerts`) that colour this queue on every board.
+                "thresholds": self.settings.alerts,
             })
         today = metrics.queue_figures(metrics.total(day for _, day, _, _, _ in rows), self.settings.sl_formula)
         if only is None:

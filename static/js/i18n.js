@@ -40,10 +40,24 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
 }
 
-/** Fills every `[data-i18n]` element's text (and `[data-i18n-title]` titles) under `root`. */
+/** `key_one` or `key_other` (Intl.PluralRules of the locale) with `{n}` set to the formatted count. */
+export function plural(key, n, vars = {}) {
+  const form = new Intl.PluralRules(state.locale).select(n) === "one" ? "one" : "other";
+  return t(`${key}_${form}`, { n: number(n), ...vars });
+}
+
+/** Fills every `[data-i18n]` element's text (and `[data-i18n-title]` titles, `[data-i18n-label]`
+ * aria-labels, `[data-i18n-placeholder]` placeholders) under `root`. */
 export function translatePage(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+}
+
+/** The language in force (`en`, `de`, `fr`, `es`). */
+export function currentLanguage() {
+  return state.lang;
 }
 
 export function currentLocale() {
@@ -52,6 +66,16 @@ export function currentLocale() {
 
 export function number(value, options = {}) {
   return value == null || !Number.isFinite(value) ? "–" : new Intl.NumberFormat(state.locale, options).format(value);
+}
+
+/** A fraction as a percentage in the locale ("73 %" in French); "–" for null. */
+export function percent(fraction, digits = 0) {
+  return number(fraction, { style: "percent", minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** A time of day (hours and minutes) in the locale, optionally in a time zone. */
+export function clockTime(value, timeZone = undefined) {
+  return dateTime(value, { hour: "2-digit", minute: "2-digit", timeZone });
 }
 
 export function dateTime(value, options = { dateStyle: "short", timeStyle: "short" }) {

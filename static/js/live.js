@@ -107,16 +107,17 @@ export class LiveClient {
    * @param {string[]} [o.queues] optional queue filter
    * @param {(view: string, data: any) => void} [o.onData]
    * @param {(state: string, detail: object) => void} [o.onState]
+   * @param {(alert: object) => void} [o.onAlert] each `alert` message (threshold raised, cleared, acknowledged)
    * @param {() => (string|Promise<string|null>|null)} [o.refreshToken] asked for a fresh token
    *   shortly before the current one expires; what it returns is passed to setToken()
    */
   constructor({
-    token, views = ["overview"], queues = [], onData = () => {}, onState = () => {}, refreshToken = null,
+    token, views = ["overview"], queues = [], onData = () => {}, onState = () => {}, onAlert = () => {}, refreshToken = null,
     base = document.baseURI, failuresBeforePolling = 3, pollMs = 2000, openTimeoutMs = 5000,
     wsRetryWhilePollingMs = 30000, silenceMs = 15000, backoffBaseMs = 500, backoffCapMs = 30000,
   }) {
     Object.assign(this, {
-      token, views, queues, onData, onState, refreshToken, base, failuresBeforePolling, pollMs,
+      token, views, queues, onData, onState, onAlert, refreshToken, base, failuresBeforePolling, pollMs,
       openTimeoutMs, wsRetryWhilePollingMs, silenceMs, backoffBaseMs, backoffCapMs,
     });
     this.state = null;
@@ -350,6 +351,9 @@ export class LiveClient {
         this.onData(msg.view, msg.data);
         break;
       }
+      case "alert":
+        this.onAlert(msg);
+        break;
       case "auth":
         break; // a refreshed token was taken
       case "error":

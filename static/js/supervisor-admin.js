@@ -4,7 +4,8 @@
 // 400 names in `details.field`, so the message lands beside the input. Rates show as percent.
 // Exports are fetched with the Authorization header and saved from a Blob: no URL has the token.
 
-import { $, ApiError, explain, saveResponse, status } from "./supervisor-api.js";
+import { $, ApiError, explain, num, saveResponse, status } from "./supervisor-api.js";
+import { t } from "./i18n.js";
 
 const ALERTS = ["longest_wait_s", "service_level", "abandon_rate", "waiting"];
 const PERCENT = new Set(["service_level", "abandon_rate"]);
@@ -35,7 +36,7 @@ export function createSettings(ctx) {
     for (const key of ["agent_cost_per_hour", "telephony_cost_per_minute", "currency"]) input(`costs.${key}`).value = s.costs?.[key] ?? "";
     const overrides = Object.keys(s.queues || {}).length;
     $("settings-queues").textContent = overrides
-      ? `${overrides} queue override${overrides === 1 ? "" : "s"} (${Object.keys(s.queues).join(", ")}) are kept as they are.`
+      ? t(overrides === 1 ? "console.overrides_one" : "console.overrides_other", { n: overrides, queues: Object.keys(s.queues).join(", ") })
       : "";
   }
 
@@ -99,7 +100,7 @@ export function createSettings(ctx) {
       const doc = await ctx.api.put("api/settings", patch());
       fill(doc.data);
       ctx.settingsChanged(doc.data);
-      status($("settings-result"), "Saved.", "ok");
+      status($("settings-result"), t("console.saved"), "ok");
     } catch (err) {
       if (err instanceof ApiError && err.status === 400) showFieldError(err);
       else status($("settings-result"), explain(err), "error");
@@ -109,7 +110,7 @@ export function createSettings(ctx) {
   }
 
   async function load() {
-    status($("settings-status"), "Loading…");
+    status($("settings-status"), t("common.loading"));
     try {
       const doc = await ctx.api.get("api/settings");
       status($("settings-status"), "");
@@ -134,13 +135,13 @@ export function createReports(ctx) {
     const line = document.querySelector(`.report-status[data-report="${CSS.escape(name)}"]`);
     const { from, to } = ctx.period();
     button.disabled = true;
-    status(line, "Preparing…");
+    status(line, t("console.preparing"));
     try {
       const response = await ctx.api.raw(`api/reports/${encodeURIComponent(name)}`, { format: "csv", from, to }, "text/csv");
       const saved = await saveResponse(response, `${name}_${from}_${to}.csv`);
-      status(line, `Downloaded ${saved.name} (${saved.bytes.toLocaleString("en")} bytes).`, "ok");
+      status(line, t("console.downloaded", { name: saved.name, bytes: num(saved.bytes) }), "ok");
     } catch (err) {
-      status(line, err instanceof ApiError && err.status === 404 ? "This report is not available on this server." : explain(err),
+      status(line, err instanceof ApiError && err.status === 404 ? t("console.report_unavailable") : explain(err),
         err instanceof ApiError && err.status === 404 ? "note" : "error");
     } finally {
       button.disabled = false;
@@ -150,7 +151,7 @@ export function createReports(ctx) {
   return {
     load() {
       const { from, to } = ctx.period();
-      $("reports-period").textContent = from === to ? from : `${from} to ${to}`;
+      $("reports-period").textContent = from === to ? from : t("console.from_to", { from, to });
     },
   };
 }

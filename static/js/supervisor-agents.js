@@ -2,11 +2,11 @@
 // each second; a click opens the agent's drill-down (today live, and the period's history).
 
 import { $, cell, duration, explain, h, num, percent, show, status, when } from "./supervisor-api.js";
+import { t } from "./i18n.js";
 
 export const STATE_ORDER = ["available", "on_call", "wrap_up", "break", "other", "logged_out"];
-export const STATE_LABEL = {
-  available: "Available", on_call: "On call", wrap_up: "Wrap-up", break: "Break", other: "Other", logged_out: "Logged out",
-};
+/** A state's name in the page's language (`STATE_LABEL.on_call`); undefined for anything else. */
+export const STATE_LABEL = new Proxy({}, { get: (_, state) => (STATE_ORDER.includes(state) ? t(`common.state.${state}`) : undefined) });
 
 /**
  * @param {object} ctx the page context: api, period(), serverNow(), timeZone(), onScore(agent)
@@ -46,9 +46,9 @@ export function createAgents(ctx) {
   function render() {
     const teams = [...new Set(agents.map((a) => a.team).filter(Boolean))].sort();
     const queues = [...new Set(agents.flatMap((a) => [...(a.queues || []), a.queue_id]).filter(Boolean))].sort();
-    fillOptions(filters.team, teams, "All teams");
-    fillOptions(filters.queue, queues, "All queues");
-    fillOptions(filters.state, STATE_ORDER, "All states");
+    fillOptions(filters.team, teams, t("console.all_teams"));
+    fillOptions(filters.queue, queues, t("console.all_queues"));
+    fillOptions(filters.state, STATE_ORDER, t("console.all_states"));
 
     const shown = agents.filter(matches).sort((a, b) =>
       (STATE_ORDER.indexOf(a.state) - STATE_ORDER.indexOf(b.state))
@@ -58,12 +58,12 @@ export function createAgents(ctx) {
     body.replaceChildren(...shown.map((a) => row(a)));
     if (focused) body.querySelector(`tr[data-agent-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
     $("agents-empty").hidden = shown.length > 0;
-    $("agents-empty").textContent = agents.length ? "No agent matches these filters" : "No agents yet for this tenant";
+    $("agents-empty").textContent = agents.length ? t("console.no_agent_matches") : t("console.no_agents_yet_for_this_tenant");
     const counts = Object.fromEntries(STATE_ORDER.map((s) => [s, 0]));
     for (const a of shown) counts[a.state] = (counts[a.state] || 0) + 1;
     $("agent-counts").replaceChildren(...STATE_ORDER.filter((s) => counts[s]).map((s) =>
       h("span", { class: "chip", dataset: { state: s, count: counts[s] } }, `${STATE_LABEL[s]} ${counts[s]}`)));
-    $("agents-shown").textContent = `${shown.length} of ${agents.length} agents`;
+    $("agents-shown").textContent = t("console.agents_shown", { shown: num(shown.length), all: num(agents.length) });
     tick();
     if (selected) renderDrillLive();
   }
@@ -127,24 +127,25 @@ export function createAgents(ctx) {
     $("drill").dataset.agentId = selected || "";
     if (!a) {
       $("drill-name").textContent = selected;
-      $("drill-state").textContent = "not in the live list";
+      $("drill-state").textContent = t("console.not_live");
       return;
     }
     $("drill-name").textContent = a.name || a.agent_id;
-    $("drill-meta").textContent = [a.agent_id, a.team && `team ${a.team}`, (a.queues || []).length && `queues ${a.queues.join(", ")}`]
+    $("drill-meta").textContent = [a.agent_id, a.team && t("console.drill_team", { team: a.team }),
+      (a.queues || []).length && t("console.drill_queues", { queues: a.queues.join(", ") })]
       .filter(Boolean).join(" · ");
     const chip = $("drill-state");
     chip.dataset.state = a.state;
     chip.textContent = `${STATE_LABEL[a.state] || a.state}${a.reason ? ` · ${a.reason}` : ""}${a.queue_id ? ` · ${a.queue_id}` : ""}`;
     $("drill-score").hidden = !a.call_id;
-    const t = a.today || {};
+    const today = a.today || {};
     const tiles = [
-      ["handled", t.handled, num(t.handled)], ["aht_s", t.aht_s, duration(t.aht_s)],
-      ["occupancy", t.occupancy, percent(t.occupancy)], ["utilization", t.utilization, percent(t.utilization)],
-      ["csat", t.csat, num(t.csat, 2)], ["quality_score", t.quality_score, num(t.quality_score, 2)],
+      ["handled", today.handled, num(today.handled)], ["aht_s", today.aht_s, duration(today.aht_s)],
+      ["occupancy", today.occupancy, percent(today.occupancy)], ["utilization", today.utilization, percent(today.utilization)],
+      ["csat", today.csat, num(today.csat, 2)], ["quality_score", today.quality_score, num(today.quality_score, 2)],
     ];
     for (const [metric, value, text] of tiles) show(document.querySelector(`#drill-today [data-metric="${metric}"] dd`), value, text);
-    const times = t.time_in_state_s || {};
+    const times = today.time_in_state_s || {};
     const total = Object.values(times).reduce((x, y) => x + y, 0);
     $("drill-states").replaceChildren(...STATE_ORDER.filter((s) => times[s]).map((s) =>
       h("span", { class: "bar-seg", dataset: { state: s }, style: `flex-grow:${times[s]}`, title: `${STATE_LABEL[s]} ${duration(times[s])}` })));
@@ -158,8 +159,8 @@ export function createAgents(ctx) {
     const generation = ++drillGeneration;
     delete $("drill").dataset.loaded;
     const { from, to } = ctx.period();
-    $("drill-period").textContent = from === to ? from : `${from} to ${to}`;
-    status($("drill-status"), "Loading…");
+    $("drill-period").textContent = from === to ? from : t("console.from_to", { from, to });
+    status($("drill-status"), t("common.loading"));
     try {
       const [summary, trends] = await Promise.all([
         ctx.api.get("api/analytics/performance/summary", { agent_id: agentId, from, to }),

@@ -1,6 +1,8 @@
 // The supervisor console's REST access and formatting: one place that puts the token in an
 // `Authorization` header (never in a URL), unwraps the API.md envelopes and formats figures.
 
+import { currentLanguage, currentLocale, t } from "./i18n.js";
+
 /** An API error: the HTTP status and the envelope's code, message and details (field, reason). */
 export class ApiError extends Error {
   constructor(status, code, message, details = null) {
@@ -103,19 +105,23 @@ export async function saveResponse(response, fallbackName) {
 
 // -- formatting ---------------------------------------------------------------
 
-export { duration, percent } from "./format.js";
+export { duration } from "./format.js";
+export { percent } from "./i18n.js";
+
+// English keeps the console's long-standing en-GB formats; another language takes its locale's.
+const locale = () => (currentLanguage() === "en" ? "en-GB" : currentLocale());
 
 /** A number with at most `digits` decimals; "–" for null. */
 export function num(value, digits = 0) {
   if (value == null || !Number.isFinite(Number(value))) return "–";
-  return Number(value).toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+  return Number(value).toLocaleString(locale(), { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
 /** An amount of money in the tenant's currency; "–" for null. */
 export function money(value, currency = "USD", digits = 2) {
   if (value == null || !Number.isFinite(Number(value))) return "–";
   try {
-    return Number(value).toLocaleString("en", { style: "currency", currency, maximumFractionDigits: digits });
+    return Number(value).toLocaleString(locale(), { style: "currency", currency, maximumFractionDigits: digits });
   } catch {
     return `${Number(value).toFixed(2)} ${currency}`;
   }
@@ -132,9 +138,9 @@ export function when(iso, timeZone, style = "datetime") {
     month: { year: "numeric", month: "long" },
   }[style];
   try {
-    return new Intl.DateTimeFormat("en-GB", { ...options, timeZone }).format(t);
+    return new Intl.DateTimeFormat(locale(), { ...options, timeZone }).format(t);
   } catch {
-    return new Intl.DateTimeFormat("en-GB", options).format(t);
+    return new Intl.DateTimeFormat(locale(), options).format(t);
   }
 }
 
@@ -189,11 +195,11 @@ export function status(el, text, kind = "note") {
   el.hidden = !text;
 }
 
-/** A message for an ApiError that a supervisor can act on. */
+/** A message for an ApiError that a supervisor can act on (the server's own message stays as it came). */
 export function explain(err) {
-  if (!(err instanceof ApiError)) return `Something went wrong: ${err.message || err}`;
+  if (!(err instanceof ApiError)) return t("console.went_wrong", { reason: err.message || err });
   if (err.status === 0) return err.message.charAt(0).toUpperCase() + err.message.slice(1) + ".";
-  if (err.status === 403) return `Not allowed for this token: ${err.message}`;
-  if (err.status === 404) return "Not available on this server.";
+  if (err.status === 403) return t("console.not_allowed", { reason: err.message });
+  if (err.status === 404) return t("console.not_available");
   return err.message;
 }

@@ -5,6 +5,7 @@
 // tenant's time zone (the overview says it), else in the browser's.
 
 import uPlot from "../vendor/uplot/uPlot.esm.js";
+import { t } from "./i18n.js";
 
 const AXIS = { stroke: "#9fb0c3", grid: { stroke: "#263241", width: 1 }, ticks: { stroke: "#263241", width: 1 } };
 export const COLORS = {
@@ -66,7 +67,7 @@ export function drawChart(container, { buckets, series, scales = {}, timeZone, n
       })),
     ],
     series: [
-      { label: "From", value: (u, v, si, i) => (i == null || !buckets[i] ? "–" : label(buckets[i])) },
+      { label: t("console.from"), value: (u, v, si, i) => (i == null || !buckets[i] ? "–" : label(buckets[i])) },
       ...series.map((s) => ({
         label: s.label,
         scale: s.scale || "y",

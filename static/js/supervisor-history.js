@@ -4,6 +4,9 @@
 
 import { $, cell, duration, explain, h, money, num, percent, show, status, when } from "./supervisor-api.js";
 import { destroyChart, drawChart } from "./supervisor-charts.js";
+import { currentLanguage, t } from "./i18n.js";
+
+const GRANULARITY = { "15m": "console.15_minutes", hour: "console.hour", day: "console.day", week: "console.week", month: "console.month" };
 
 const pctAxis = (v) => `${Math.round(v * 100)}%`;
 
@@ -12,7 +15,7 @@ function loader(statusEl, fetchAll, render, onError = () => {}) {
   let generation = 0;
   return async function load() {
     const mine = ++generation;
-    status(statusEl, "Loading…");
+    status(statusEl, t("common.loading"));
     try {
       const docs = await fetchAll();
       if (mine !== generation) return;
@@ -80,21 +83,21 @@ export function createQueues(ctx) {
     drawChart($("chart-calls"), {
       ...frame,
       series: [
-        { label: "Offered", key: "offered", values: pick("offered"), kind: "bars" },
-        { label: "Answered", key: "answered", values: pick("answered") },
-        { label: "Abandoned", key: "abandoned", values: pick("abandoned") },
+        { label: t("console.offered"), key: "offered", values: pick("offered"), kind: "bars" },
+        { label: t("console.answered"), key: "answered", values: pick("answered") },
+        { label: t("console.abandoned"), key: "abandoned", values: pick("abandoned") },
       ],
     });
     drawChart($("chart-sl"), {
       ...frame,
       scales: { y: { range: [0, 1], format: pctAxis } },
       series: [
-        { label: "Service level", key: "service_level", values: pick("service_level") },
-        { label: "Abandon rate", key: "abandon_rate", values: pick("abandon_rate") },
+        { label: t("console.service_level"), key: "service_level", values: pick("service_level") },
+        { label: t("console.abandon_rate"), key: "abandon_rate", values: pick("abandon_rate") },
       ],
     });
-    $("chart-note").textContent = `${doc.data.length} bucket${doc.data.length === 1 ? "" : "s"} of ${s.granularity}`
-      + ` · times in ${tz || Intl.DateTimeFormat().resolvedOptions().timeZone}`;
+    $("chart-note").textContent = t(doc.data.length === 1 ? "console.chart_note_one" : "console.chart_note_other",
+      { n: doc.data.length, granularity: currentLanguage() === "en" ? s.granularity : t(GRANULARITY[s.granularity] || s.granularity), zone: tz || Intl.DateTimeFormat().resolvedOptions().timeZone });
   }
 
   return {
@@ -115,7 +118,7 @@ function fillQueues(select, queues) {
   const wanted = ["", ...[...new Set(queues)].filter(Boolean).sort()];
   if (current && !wanted.includes(current)) wanted.push(current);
   if ([...select.options].map((o) => o.value).join("\u0000") === wanted.join("\u0000")) return;
-  select.replaceChildren(...wanted.map((q) => h("option", { value: q }, q || "All queues")));
+  select.replaceChildren(...wanted.map((q) => h("option", { value: q }, q || t("console.all_queues"))));
   select.value = current;
 }
 
@@ -206,7 +209,7 @@ export function createCosts(ctx) {
     $("costs-body").hidden = true;
     // Not served (yet) by this server: a quiet note, not an error.
     if (err.status === 404 || err.status === 501 || err.status === 405) {
-      status($("costs-status"), "Costs are not available on this server.", "note");
+      status($("costs-status"), t("console.costs_unavailable"), "note");
     }
     $("panel-costs").dataset.loaded = "unavailable";
   });
@@ -237,11 +240,10 @@ export function createCosts(ctx) {
     $("costs-agents").replaceChildren(...(s.by_agent || []).map((d) => h("tr", { dataset: { agentId: d.agent_id } },
       h("td", { class: "name" }, names[d.agent_id] ? `${names[d.agent_id]} (${d.agent_id})` : d.agent_id), ...figures(d))));
     const rates = s.agent_cost_per_hour != null
-      ? `Priced at ${money(s.agent_cost_per_hour, currency)} per agent hour and ${money(s.telephony_cost_per_minute, currency, 4)} per talk minute`
-        + " (queue overrides apply to the queue rows)."
+      ? t("console.priced_at", { hour: money(s.agent_cost_per_hour, currency), minute: money(s.telephony_cost_per_minute, currency, 4) })
       : "";
     $("costs-rates").textContent = !s.agent_cost_per_hour && !s.telephony_cost_per_minute && s.agent_cost_per_hour != null
-      ? "No cost rates are set for this tenant yet: an admin sets them under Settings → Costs."
+      ? t("console.no_cost_rates")
       : rates;
   }
 

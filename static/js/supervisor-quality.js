@@ -2,6 +2,7 @@
 // mean score per agent. The server validates; its 400 names the field, shown next to it.
 
 import { $, ApiError, cell, explain, h, num, status, when } from "./supervisor-api.js";
+import { t } from "./i18n.js";
 
 export function createQuality(ctx) {
   const form = $("quality-form");
@@ -16,9 +17,9 @@ export function createQuality(ctx) {
 
   function addCriterion(name = "") {
     const row = h("div", { class: "criterion" },
-      h("input", { type: "text", class: "c-name", placeholder: "criterion", value: name, maxlength: 64, "aria-label": "Criterion name" }),
-      h("input", { type: "number", class: "c-score", min: 0, max: 5, step: 0.5, placeholder: "0-5", "aria-label": `Score for ${name || "criterion"}` }),
-      h("button", { type: "button", class: "icon", title: "Remove", "aria-label": "Remove criterion", onclick: () => row.remove() }, "×"),
+      h("input", { type: "text", class: "c-name", placeholder: t("console.criterion"), value: name, maxlength: 64, "aria-label": t("console.criterion_name") }),
+      h("input", { type: "number", class: "c-score", min: 0, max: 5, step: 0.5, placeholder: "0-5", "aria-label": t("console.score_for", { name: name || t("console.criterion") }) }),
+      h("button", { type: "button", class: "icon", title: t("console.remove"), "aria-label": t("console.remove_criterion"), onclick: () => row.remove() }, "×"),
       h("span", { class: "field-error", role: "alert", hidden: true }));
     $("q-criteria").append(row);
     return row;
@@ -79,7 +80,7 @@ export function createQuality(ctx) {
     try {
       const doc = await ctx.api.post("api/analytics/calls/quality", body());
       const d = doc.data;
-      status($("q-result"), `Saved: ${num(d.score, 2)} for call ${d.call_id} (${d.agent_id}).`, "ok");
+      status($("q-result"), t("console.score_saved", { score: num(d.score, 2), call: d.call_id, agent: d.agent_id }), "ok");
       $("q-call").value = "";
       $("q-score").value = "";
       for (const input of form.querySelectorAll(".c-score")) input.value = "";
@@ -96,7 +97,7 @@ export function createQuality(ctx) {
     const mine = ++generation;
     const period = ctx.period();
     fillAgents();
-    status($("quality-status"), "Loading…");
+    status($("quality-status"), t("common.loading"));
     try {
       const [list, summary] = await Promise.all([
         ctx.api.get("api/analytics/calls/quality", period),

@@ -14,9 +14,11 @@ import { createCosts, createQueues, createSatisfaction, createSectors } from "./
 import { createQuality } from "./supervisor-quality.js";
 import { createReports, createSettings } from "./supervisor-admin.js";
 import { createSchedules } from "./supervisor-schedules.js";
+import { createAlerts } from "./supervisor-alerts.js";
+import { createBoards } from "./supervisor-boards.js";
+import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
 
 const READERS = new Set(["supervisor", "admin"]);
-const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
 const STALE_AFTER_S = 20;
 const REFRESH_MS = 60_000;
 
@@ -44,7 +46,7 @@ function refuse(title, text) {
   $("overlay").hidden = false;
   document.body.dataset.state = "unauthorized";
   $("badge").dataset.state = "unauthorized";
-  $("badge-label").textContent = BADGE.unauthorized;
+  $("badge-label").textContent = t("common.badge.unauthorized");
   client?.stop();
 }
 
@@ -116,6 +118,7 @@ function serverNow() {
 }
 
 function onOverview(doc) {
+  page.overview = doc;
   page.clock.learn(doc.as_of);
   if (doc.timezone) page.timeZone = doc.timezone;
   for (const q of doc.queues || []) page.queues.add(q.queue_id);
@@ -125,7 +128,7 @@ function onOverview(doc) {
     const el = document.querySelector(`#today-strip [data-metric="${metric}"] b`);
     if (!el) continue;
     el.dataset.value = value == null ? "" : String(value);
-    el.textContent = value == null ? "–" : metric === "service_level" || metric === "abandon_rate" ? `${Math.round(value * 100)}%` : String(value);
+    el.textContent = value == null ? "–" : metric === "service_level" || metric === "abandon_rate" ? percent(value) : number(value);
   }
   if (doc.day && doc.day !== page.day) {
     const rolled = page.day !== null;
@@ -137,7 +140,7 @@ function onOverview(doc) {
 
 function onState(state, detail) {
   if (state === "unauthorized") {
-    refuse("Access refused", `This console's token was refused: ${detail.reason}.`);
+    refuse(t("common.refused"), t("console.refused", { reason: detail.reason }));
     return;
   }
   updateBadge();
@@ -149,15 +152,15 @@ function updateBadge() {
   let state = client ? client.state : "connecting";
   if ((state === "live" || state === "polling") && age != null && age > STALE_AFTER_S) state = "stale";
   $("badge").dataset.state = state;
-  $("badge-label").textContent = BADGE[state] || state;
-  $("badge-age").textContent = age == null ? "" : age < 2 ? " · just now" : ` · ${Math.floor(age)} s ago`;
-  $("badge").title = client?.pollReason && state === "polling" ? `Polling: ${client.pollReason}` : "";
+  $("badge-label").textContent = t(`common.badge.${state}`);
+  $("badge-age").textContent = age == null ? "" : age < 2 ? ` · ${t("common.age.just_now")}` : ` · ${t("common.age.seconds", { n: Math.floor(age) })}`;
+  $("badge").title = client?.pollReason && state === "polling" ? `${t("common.badge.polling")}: ${client.pollReason}` : "";
   document.body.dataset.state = state;
   document.body.classList.toggle("old-data", state === "stale" || state === "reconnecting");
 }
 
 function tick() {
-  $("clock").textContent = new Date(serverNow()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", timeZone: page.timeZone });
+  $("clock").textContent = clockTime(serverNow(), page.timeZone);
   sections.agents?.tick();
   updateBadge();
 }
@@ -172,6 +175,7 @@ const ctx = {
   queues: () => [...page.queues],
   addQueues: (ids) => ids.forEach((id) => page.queues.add(id)),
   agents: () => sections.agents?.list() || [],
+  overview: () => page.overview,
   onScore(agent) {
     showTab("quality");
     sections.quality.prefill(agent);
@@ -182,32 +186,34 @@ const ctx = {
   },
   settingsChanged(settings) {
     page.timeZone = settings.timezone;
-    $("tz-note").textContent = `Tenant time zone ${settings.timezone}, day starts ${settings.day_starts_at}`;
+    $("tz-note").textContent = t("console.tz_note", { zone: settings.timezone, start: settings.day_starts_at });
   },
 };
 const sections = {};
 
 async function main() {
   const params = fragmentParams();
+  await useLanguage(params.get("lang") || undefined);
+  translatePage();
   page.token = takeToken();
   // The new tab takes the token from its fragment into its own sessionStorage and clears it.
   $("to-wallboard").href = `wallboard.html#token=${encodeURIComponent(page.token || "")}`;
   if (!page.token) {
-    refuse("No token", "This console's token was refused: the page address carries no #token=… fragment.");
+    refuse(t("common.no_token"), t("console.no_token"));
     return;
   }
   const claims = jwtPayload(page.token);
   if (claims?.client_id) $("tenant").textContent = claims.client_id;
   ctx.api = createApi({
     token: () => page.token,
-    onUnauthorized: (message) => refuse("Access refused", `This console's token was refused: ${message}.`),
+    onUnauthorized: (message) => refuse(t("common.refused"), t("console.refused", { reason: message })),
   });
 
   let who;
   try {
     who = (await ctx.api.get("api/auth/whoami")).data;
   } catch (err) {
-    if (!page.refused) refuse("Cannot start", `The server did not confirm this console's token: ${explain(err)}`);
+    if (!page.refused) refuse(t("console.cannot_start"), t("console.not_confirmed", { reason: explain(err) }));
     return;
   }
   page.role = who.role;
@@ -215,13 +221,14 @@ async function main() {
   $("role").textContent = who.role;
   document.body.dataset.role = who.role;
   if (!READERS.has(who.role)) {
-    refuse("Not a supervisor token", `This console's token was refused: its role is ${who.role}, and this console needs `
-      + "a supervisor or admin token (an ingest token may read nothing; an agent token sees only itself).");
+    refuse(t("console.not_supervisor"), t("console.wrong_role", { role: who.role }));
     return;
   }
   const admin = who.role === "admin";
   $("tab-settings").hidden = !admin;
+  $("tab-boards").hidden = !admin;
   if (!admin) $("panel-settings").remove();
+  if (!admin) $("panel-boards").remove();
 
   Object.assign(sections, {
     agents: createAgents(ctx),
@@ -231,7 +238,10 @@ async function main() {
     satisfaction: createSatisfaction(ctx),
     costs: createCosts(ctx),
     reports: createReports(ctx),
+    alerts: createAlerts(ctx),
   });
+  if (admin) sections.boards = createBoards(ctx);
+  sections.alerts.load(); // the tab's count of unacknowledged alerts, whatever tab is shown
   if (admin) {
     sections.settings = createSettings(ctx);
     const settings = await sections.settings.load();
@@ -277,6 +287,7 @@ async function main() {
   };
   client = new LiveClient({
     token: page.token, views: ["overview", "agents"], onState, refreshToken,
+    onAlert: () => sections.alerts.onAlert(),
     onData: (view, data) => (view === "overview" ? onOverview(data) : sections.agents.update(data)),
   });
   window.supervisor = client; // for the console and for tests

@@ -6,18 +6,14 @@
 // `oldest_queued_at` / `since`, corrected by the server clock's offset from `as_of`.
 
 import { LiveClient, ServerClock, fragmentParams, jwtPayload, takeToken } from "./live.js";
-import { duration, percent } from "./format.js";
+import { duration } from "./format.js";
+import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
+import { boardsFromFragment, fetchBoard, level, longestWait, makeTile, tileFigure } from "./board-layout.js";
+import { createAlertBanner } from "./board-alerts.js";
 
-// Alert thresholds: tenant_settings.DEFAULT_ALERTS; a `thresholds` (or `alerts`) block in the
-// overview document, when the server sends one, wins.
-const DEFAULT_THRESHOLDS = {
-  longest_wait_s: { amber: 30, red: 60 },
-  service_level: { amber: 0.85, red: 0.8 },
-  abandon_rate: { amber: 0.05, red: 0.1 },
-  waiting: { amber: 5, red: 10 },
-};
+// Tiles and cells are coloured from the `thresholds` each overview queue carries (the tenant's
+// settings `alerts`), so a change an admin makes in Settings reaches the wall with the next update.
 const STATE_ORDER = ["available", "on_call", "wrap_up", "break", "other"];
-const STATE_LABEL = { available: "Available", on_call: "On call", wrap_up: "Wrap-up", break: "Break", other: "Other", logged_out: "Logged out" };
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,7 +21,8 @@ const board = {
   overview: null,
   agents: null,
   clock: new ServerClock(), // the server's clock, from the overviews' as_of
-  thresholds: DEFAULT_THRESHOLDS,
+  layout: null,             // the board shown (#board=…), null for the default layout
+  alerts: null,             // the alert banner
 };
 
 // -- formatting ---------------------------------------------------------------
@@ -33,16 +30,7 @@ const board = {
 export { duration, percent } from "./format.js";
 
 function count(n) {
-  return n == null ? "–" : String(n);
-}
-
-/** ok / amber / red for a metric. SL: lower is worse (< amber, < red); abandon rate: > ; waits and counts: ≥. */
-function level(metric, value) {
-  const t = board.thresholds[metric];
-  if (!t || value == null) return "none";
-  if (metric === "service_level") return value < t.red ? "red" : value < t.amber ? "amber" : "ok";
-  if (metric === "abandon_rate") return value > t.red ? "red" : value > t.amber ? "amber" : "ok";
-  return value >= t.red ? "red" : value >= t.amber ? "amber" : "ok";
+  return n == null ? "–" : number(n);
 }
 
 // -- rendering ----------------------------------------------------------------
@@ -57,9 +45,20 @@ function fitText(el) {
   }
 }
 
-function setTile(metric, value, text, { lvl = null, sub = null } = {}) {
-  const tile = document.querySelector(`.tile[data-metric="${metric}"]`);
-  if (!tile) return;
+/** Shrink a tile's label that would be cut off (a long word in German or French) down to 70% of its size. */
+function fitLabel(el) {
+  el.style.fontSize = "";
+  const base = parseFloat(getComputedStyle(el).fontSize);
+  for (let size = base; size > base * 0.7 && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1; size *= 0.94) {
+    el.style.fontSize = `${Math.floor(size * 0.94)}px`;
+  }
+}
+
+function fitLabels() {
+  document.querySelectorAll(".tile .label").forEach(fitLabel);
+}
+
+function setTile(tile, value, text, { lvl = null, sub = null } = {}) {
   tile.dataset.value = value == null ? "" : String(value);
   if (lvl) tile.dataset.level = lvl;
   const v = tile.querySelector(".value");
@@ -67,7 +66,8 @@ function setTile(metric, value, text, { lvl = null, sub = null } = {}) {
     v.textContent = text;
     fitText(v);
   }
-  if (sub !== null) tile.querySelector(".sub").textContent = sub;
+  const subEl = tile.querySelector(".sub");
+  if (sub !== null && subEl) subEl.textContent = sub;
 }
 
 function serverNow() {
@@ -79,25 +79,27 @@ function waitOf(queue) {
   return Math.max(0, (serverNow() - Date.parse(queue.oldest_queued_at)) / 1000);
 }
 
+/** Every tile on the page (the default layout's or the board's) from the overview, each over its own queues. */
+function renderTiles({ onlyTicking = false } = {}) {
+  const doc = board.overview;
+  if (!doc) return;
+  for (const el of document.querySelectorAll(".tile[data-metric]")) {
+    if (onlyTicking && el.dataset.metric !== "longest_wait") continue;
+    const queueIds = el.dataset.queues ? el.dataset.queues.split(",") : [];
+    const f = tileFigure(el.dataset.metric, doc, { queueIds, nowMs: serverNow(), agents: board.agents });
+    const state = el.classList.contains("state"); // coloured by the agent state, never by a threshold
+    setTile(el, f.value, f.text, { lvl: state ? null : f.level, sub: f.sub });
+  }
+}
+
 function renderOverview() {
   const doc = board.overview;
   if (!doc) return;
-  const t = doc.today || {};
-  const waiting = doc.queues.reduce((n, q) => n + q.waiting, 0);
-  setTile("waiting", waiting, count(waiting), { lvl: level("waiting", waiting), sub: `${doc.queues.length} queue${doc.queues.length === 1 ? "" : "s"}` });
-  setTile("service_level", t.service_level, percent(t.service_level), {
-    lvl: level("service_level", t.service_level), sub: `answered ${count(t.answered)}`,
-  });
-  setTile("abandon_rate", t.abandon_rate, percent(t.abandon_rate, 1), {
-    lvl: level("abandon_rate", t.abandon_rate), sub: `abandoned ${count(t.abandoned)}`,
-  });
-  setTile("asa", t.asa_s, duration(t.asa_s), { lvl: "none", sub: "avg speed of answer" });
-  setTile("offered", t.offered, count(t.offered), { lvl: "none" });
-  const byState = doc.agents?.by_state || {};
-  for (const state of ["available", "on_call", "wrap_up", "break"]) {
-    setTile(`agents_${state}`, byState[state] ?? 0, count(byState[state] ?? 0));
-  }
+  renderTiles();
   renderQueues();
+  const empty = !doc.queues.length && !(doc.agents?.logged_in) && !(doc.today?.offered) && !board.layout;
+  $("feed-help").hidden = !empty;
+  document.body.classList.toggle("no-events", empty);
   tick();
 }
 
@@ -126,8 +128,8 @@ function renderQueues() {
       td.textContent = text;
     };
     const d = q.today || {};
-    cell("waiting", q.waiting, count(q.waiting), level("waiting", q.waiting));
-    cell("service_level", d.service_level, percent(d.service_level), level("service_level", d.service_level));
+    cell("waiting", q.waiting, count(q.waiting), level("waiting", q.waiting, q.thresholds));
+    cell("service_level", d.service_level, percent(d.service_level), level("service_level", d.service_level, q.thresholds));
     cell("offered", d.offered, count(d.offered));
     cell("answered", d.answered, count(d.answered));
     cell("abandoned", d.abandoned, count(d.abandoned));
@@ -159,7 +161,8 @@ function renderAgents() {
     card.dataset.since = a.since || "";
     card.querySelector(".agent-name").textContent = a.name || a.agent_id;
     // The colour says the state; a pause reason ("Lunch") says more than "Break", so it takes the place.
-    const label = a.state === "on_call" && a.queue_id ? `${STATE_LABEL.on_call} · ${a.queue_id}` : (STATE_LABEL[a.state] || a.state);
+    const name = t(`common.state.${a.state}`);
+    const label = a.state === "on_call" && a.queue_id ? `${name} · ${a.queue_id}` : name;
     card.querySelector(".agent-state").textContent = a.reason ? "" : label;
     card.querySelector(".agent-state").title = label;
     card.querySelector(".agent-reason").textContent = a.reason ? a.reason : "";
@@ -193,22 +196,18 @@ function fitAgentGrid(n) {
 
 function tick() {
   const now = serverNow();
-  $("clock").textContent = new Date(now).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  $("clock").textContent = clockTime(now);
   if (board.overview) {
-    let longest = 0;
     for (const q of board.overview.queues) {
       const w = waitOf(q);
-      longest = Math.max(longest, w);
       const td = document.querySelector(`tr[data-queue-id="${CSS.escape(q.queue_id)}"] [data-metric="longest_wait"]`);
       if (td) {
         td.dataset.value = w.toFixed(1);
-        td.dataset.level = level("longest_wait_s", w);
+        td.dataset.level = level("longest_wait_s", w, q.thresholds);
         td.textContent = q.waiting ? duration(w) : "–";
       }
     }
-    setTile("longest_wait", longest.toFixed(1), duration(longest), {
-      lvl: level("longest_wait_s", longest), sub: `amber ${duration(board.thresholds.longest_wait_s.amber)} · red ${duration(board.thresholds.longest_wait_s.red)}`,
-    });
+    renderTiles({ onlyTicking: true });
   }
   for (const card of document.querySelectorAll(".agent")) {
     const since = Date.parse(card.dataset.since);
@@ -222,7 +221,6 @@ function tick() {
 
 // -- connection state --------------------------------------------------------------
 
-const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
 let client = null;
 
 function updateBadge() {
@@ -230,8 +228,8 @@ function updateBadge() {
   const state = client ? client.state : "connecting";
   const age = client ? client.secondsSinceUpdate() : null;
   badge.dataset.state = state;
-  $("badge-label").textContent = BADGE[state] || state;
-  $("badge-age").textContent = age == null ? "" : age < 2 ? " · just now" : ` · ${Math.floor(age)} s ago`;
+  $("badge-label").textContent = t(`common.badge.${state}`);
+  $("badge-age").textContent = age == null ? "" : age < 2 ? ` · ${t("common.age.just_now")}` : ` · ${t("common.age.seconds", { n: number(Math.floor(age)) })}`;
   // Numbers older than 20 s are dimmed: a TV must not look live when it is not.
   document.body.classList.toggle("old-data", age != null && age > 20);
   document.body.dataset.state = state;
@@ -249,8 +247,6 @@ function onData(view, data) {
   if (view === "overview") {
     board.overview = data;
     board.clock.learn(data.as_of);
-    const t = data.thresholds || data.alerts;
-    if (t) board.thresholds = { ...DEFAULT_THRESHOLDS, ...t };
     renderOverview();
   } else if (view === "agents") {
     board.agents = data;
@@ -261,32 +257,101 @@ function onData(view, data) {
 
 function onState(state, detail) {
   if (state === "unauthorized") {
-    showOverlay("Access refused", `This wallboard's token was refused: ${detail.reason}.`);
+    showOverlay(t("common.refused"), t("board.refused", { reason: detail.reason }));
   }
+  if (state === "live" || state === "polling") board.alerts?.reconcile(); // alerts pushed while away
   updateBadge();
 }
 
-function main() {
+/** Put a board's title and tiles on the page (null: the default layout). */
+function applyLayout(layout) {
+  board.layout = layout;
+  const kpis = $("kpis");
+  if (!layout) return;
+  kpis.replaceChildren(...layout.tiles.map(makeTile));
+  kpis.style.setProperty("--tiles", String(Math.min(layout.tiles.length, 6)));
+  kpis.classList.add("board-tiles");
+  $("agents-kpis").hidden = true;
+  $("board-title").textContent = layout.title;
+  $("board-title").removeAttribute("data-i18n");
+  document.title = layout.title;
+  document.body.dataset.board = layout.name;
+}
+
+/** Show one board: its language, tiles, sound, and a client subscribed to its queues. */
+async function showBoard(layout, token, fragmentQueues) {
+  await useLanguage(fragmentParams().get("lang") || layout?.locale || undefined);
+  translatePage();
+  applyLayout(layout);
+  document.body.classList.remove("board-loading");
+  fitLabels();
+  const queues = layout?.queues?.length ? layout.queues : fragmentQueues;
+  board.alerts.setSound(Boolean(layout?.sound));
+  board.alerts.setQueues(queues);
+  board.alerts.render();
+  if (queues.length) {
+    $("filter").hidden = false;
+    $("filter").textContent = t("board.filter", { queues: queues.join(", ") });
+  }
+  client?.stop();
+  board.overview = null;
+  board.agents = null;
+  $("queue-rows").replaceChildren();
+  $("agent-grid").replaceChildren();
+  // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
+  const refreshToken = () => takeToken();
+  client = new LiveClient({ token: client?.token || token, views: ["overview", "agents"], queues, onData, onState,
+    refreshToken, onAlert: (msg) => board.alerts.onAlert(msg) });
+  window.wallboard = client; // for the console and for tests
+  client.start();
+}
+
+async function main() {
   const params = fragmentParams();
   const token = takeToken();
   const queues = (params.get("queues") || "").split(",").map((q) => q.trim()).filter(Boolean);
-  if (queues.length) {
-    $("filter").hidden = false;
-    $("filter").textContent = `Queues: ${queues.join(", ")}`;
-  }
   if (!token) {
+    await useLanguage(params.get("lang") || undefined);
+    translatePage();
     document.body.dataset.state = "unauthorized";
     $("badge").dataset.state = "unauthorized";
-    $("badge-label").textContent = "No token";
-    showOverlay("No token", "This wallboard's token was refused: the page address carries no #token=… fragment.");
+    $("badge-label").textContent = t("common.badge.no_token");
+    showOverlay(t("common.no_token"), t("board.no_token"));
     return;
   }
   const claims = jwtPayload(token);
   if (claims?.client_id) $("tenant").textContent = claims.client_id;
-  // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
-  const refreshToken = () => takeToken();
-  client = new LiveClient({ token, views: ["overview", "agents"], queues, onData, onState, refreshToken });
-  window.wallboard = client; // for the console and for tests
+  for (const el of document.querySelectorAll("#feed-help .origin")) el.textContent = location.origin;
+  for (const el of document.querySelectorAll("#feed-help .tenant-id")) el.textContent = claims?.client_id || "T";
+  for (const el of document.querySelectorAll("#feed-help .now")) el.textContent = new Date().toISOString().slice(0, 19) + "Z";
+  const api = async (path) => {
+    const response = await fetch(new URL(path, document.baseURI), {
+      headers: { Authorization: `Bearer ${client?.token || token}`, Accept: "application/json" }, cache: "no-store", credentials: "omit",
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return (await response.json()).data;
+  };
+  board.alerts = createAlertBanner({ root: $("alerts"), fetchAlerts: () => api("api/alerts"), serverNow });
+  // A board's own tiles replace the default ones: do not show the default ones meanwhile.
+  if (params.get("board") || params.get("boards")) document.body.classList.add("board-loading");
+  let layouts;
+  try {
+    layouts = await boardsFromFragment(params, (name) => fetchBoard(name, token));
+  } catch (err) {
+    await useLanguage(params.get("lang") || undefined);
+    translatePage();
+    showOverlay(t("board.board_missing"), String(err.message || err));
+    return;
+  }
+  let index = 0;
+  await showBoard(layouts.boards[0] || null, token, queues);
+  if (layouts.rotateS) {
+    // One board after another; each switch subscribes to that board's queues.
+    setInterval(() => {
+      index = (index + 1) % layouts.boards.length;
+      showBoard(layouts.boards[index], token, queues);
+    }, layouts.rotateS * 1000);
+  }
   // A kiosk can be handed a fresh token by changing the fragment: taken without a reload.
   window.addEventListener("hashchange", () => {
     if (fragmentParams().has("token")) client.setToken(takeToken());
@@ -294,8 +359,10 @@ function main() {
   window.addEventListener("resize", () => {
     fitAgentGrid(document.querySelectorAll(".agent").length);
     document.querySelectorAll(".tile .value").forEach(fitText);
+    fitLabels();
   });
-  client.start();
+  // The agents panel changes size when alerts come and go: refit the cards to it.
+  new ResizeObserver(() => fitAgentGrid(document.querySelectorAll(".agent").length)).observe($("agent-grid"));
   // Tick on the second boundary so every clock on the board turns together.
   const align = () => setTimeout(() => { tick(); align(); }, 1000 - (serverNow() % 1000) + 5);
   align();
