@@ -158,6 +158,22 @@ def queue_figures(c: Counters, formula: str) -> dict[str, float | int | None]:
     }
 
 
+def activity_figures(c: Counters) -> dict[str, float | int | None]:
+    """Rings, ring-no-answer, holds, callbacks and revenue of a queue, an agent or a team over a period."""
+    return {
+        "offers": c.get("rings", 0),
+        "missed": c.get("missed", 0),
+        "missed_rate": missed_rate(c),
+        "holds": c.get("holds", 0),
+        "callbacks_requested": c.get("callbacks_requested", 0),
+        "callbacks_completed": c.get("callbacks_completed", 0),
+        "callback_reach_rate": callback_reach_rate(c),
+        "revenue": revenue(c),
+        "revenue_per_call": revenue_per_call(c),
+        "conversion_rate": conversion_rate(c),
+    }
+
+
 def feedback_figures(c: Counters) -> dict[str, float | int | None]:
     """CSAT, NPS and quality of a tenant day or an agent day."""
     return {

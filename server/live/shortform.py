@@ -9,6 +9,7 @@ import orjson
 
 from server.core.tenant_settings import TenantSettings
 from server.ingest.events import Event
+from server.live.view import iso_ms
 
 CALL_KINDS = {"call.queued": "q", "call.answered": "a", "call.abandoned": "b"}
 ACTIVITY_KINDS = {"call.offered": "o", "call.missed": "m", "call.hold": "h", "call.unhold": "u",
@@ -120,7 +121,7 @@ def _activity(out: dict[str, Any], event: Event) -> dict[str, Any]:
         if event.type == "callback.completed":
             out["oc"] = body["outcome"]
         else:
-            out["ra"] = body["ts"]
+            out["ra"] = iso_ms(event.ts_ms)
             if body.get("due_ts"):
                 out["du"] = body["due_ts"]
     return out
