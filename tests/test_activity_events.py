@@ -176,7 +176,7 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
     assert dsn is not None
     conn = await tenant_conn(dsn, tenant)
     try:
-        trends, daily, _ = await rollups(conn, tenant)
+        trends, daily, monthly = await rollups(conn, tenant)
         for dimension, keys, counted in (("queue", QUEUES, ref["queues"]), ("agent", AGENTS, ref["agents"])):
             for key in keys:
                 got = {f: sum(row[f] for (d, k, _), row in daily.items() if (d, k) == (dimension, key)) for f in COUNTED}
@@ -186,7 +186,7 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
         await conn.execute(query("history_rebuild"), tenant, datetime.fromtimestamp(lo / 1000, UTC),
                            datetime.fromtimestamp((day_start + 86_400_000) / 1000, UTC), "UTC",
                            TenantSettings(day_starts_at=starts_at).day_start_minutes)
-        assert (await rollups(conn, tenant))[0] == trends
+        assert await rollups(conn, tenant) == (trends, daily, monthly)
     finally:
         await conn.close()
     async with server.client(server.token(tenant, "supervisor")) as client:

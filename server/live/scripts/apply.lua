@@ -16,6 +16,9 @@
 -- completed), and wait-dependent counters move when both ends of the wait
 -- are known, whichever came first. Replaying any subset of events again, in
 -- any order, leaves the state unchanged. Agent state follows the newest ts.
+-- Rings, misses, holds and callbacks count once per event id (the "seen" hash);
+-- a call's hold state follows its newest hold/unhold, and a callback stays
+-- pending until its completion is known, whichever of the two came first.
 
 local P = ARGV[1]
 if ARGV[6] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
