@@ -6,37 +6,24 @@
 -- give every cost figure (/api/analytics/costs, /api/analytics/revenue) without a second copy to keep right.
 ALTER TABLE call_legs ADD COLUMN revenue_cents bigint;
 
-ALTER TABLE performance_trends
-    ADD COLUMN rings integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed_ring_ms bigint NOT NULL DEFAULT 0,
-    ADD COLUMN holds integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_requested integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_completed integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_reached integer NOT NULL DEFAULT 0,
-    ADD COLUMN revenue_cents bigint NOT NULL DEFAULT 0,
-    ADD COLUMN converted integer NOT NULL DEFAULT 0;
-
-ALTER TABLE performance_daily
-    ADD COLUMN rings integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed_ring_ms bigint NOT NULL DEFAULT 0,
-    ADD COLUMN holds integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_requested integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_completed integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_reached integer NOT NULL DEFAULT 0,
-    ADD COLUMN revenue_cents bigint NOT NULL DEFAULT 0,
-    ADD COLUMN converted integer NOT NULL DEFAULT 0;
-
-ALTER TABLE performance_monthly
-    ADD COLUMN rings integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed integer NOT NULL DEFAULT 0,
-    ADD COLUMN missed_ring_ms bigint NOT NULL DEFAULT 0,
-    ADD COLUMN holds integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_requested integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_completed integer NOT NULL DEFAULT 0,
-    ADD COLUMN callbacks_reached integer NOT NULL DEFAULT 0,
-    ADD COLUMN revenue_cents bigint NOT NULL DEFAULT 0,
-    ADD COLUMN converted integer NOT NULL DEFAULT 0;
+-- The same columns on the three rollup tables (performance_monthly was made LIKE performance_daily).
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['performance_trends', 'performance_daily', 'performance_monthly'] LOOP
+        EXECUTE format('ALTER TABLE %I
+            ADD COLUMN rings integer NOT NULL DEFAULT 0,
+            ADD COLUMN missed integer NOT NULL DEFAULT 0,
+            ADD COLUMN missed_ring_ms bigint NOT NULL DEFAULT 0,
+            ADD COLUMN holds integer NOT NULL DEFAULT 0,
+            ADD COLUMN callbacks_requested integer NOT NULL DEFAULT 0,
+            ADD COLUMN callbacks_completed integer NOT NULL DEFAULT 0,
+            ADD COLUMN callbacks_reached integer NOT NULL DEFAULT 0,
+            ADD COLUMN revenue_cents bigint NOT NULL DEFAULT 0,
+            ADD COLUMN converted integer NOT NULL DEFAULT 0', t);
+    END LOOP;
+END
+$$;
 
 DROP TABLE cost_analysis;
