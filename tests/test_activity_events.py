@@ -147,6 +147,14 @@ def assert_live(overview: dict[str, Any], agents: list[dict[str, Any]], ref: dic
         assert listed[agent]["on_hold"] == (agent in ref["held_agents"]), agent
 
 
+def rebuild_live(server: RunningServer, tenant: str) -> None:
+    """`wallboard rebuild-live --tenant T`, run as a command against the test server's PostgreSQL and Redis."""
+    env = {"DATABASE_URL": server.settings.database_url or "", "REDIS_URL": server.settings.redis_url or "",
+           "WALLBOARD_KEY_PREFIX": server.settings.key_prefix, "WALLBOARD_JWT_SECRET": server.settings.jwt_secret or ""}
+    result = run(["rebuild-live", "--tenant", tenant], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 COUNTED = ("rings", "missed", "missed_ring_ms", "holds", "callbacks_requested", "callbacks_completed",
            "callbacks_reached", "revenue_cents", "converted")
 
@@ -203,9 +211,27 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
         a: ref["agents"][a]["converted"] for a in AGENTS if ref["agents"][a]["handled"]}
     assert stats["revenue"] == pytest.approx(sum(c["revenue_cents"] for c in ref["queues"].values()) / 100)
 
-    # `wallboard rebuild-live` counts it all again from PostgreSQL.
-    env = {"DATABASE_URL": dsn, "REDIS_URL": server.settings.redis_url or "", "WALLBOARD_KEY_PREFIX":
-           server.settings.key_prefix, "WALLBOARD_JWT_SECRET": server.settings.jwt_secret or ""}
-    result = run(["rebuild-live", "--tenant", tenant], env, timeout=120)
-    assert result.returncode == 0, result.stderr
+    rebuild_live(server, tenant)  # counts it all again from PostgreSQL
     assert_live(*await live_documents(server, tenant), ref)
+
+
+async def test_rebuild_brings_back_callbacks_requested_before_its_window(server: RunningServer) -> None:
+    """A callback requested three days ago and never completed is still pending after `wallboard rebuild-live`."""
+    tenant = new_tenant("oldcb")
+    then = int(time.time() * 1000) - 3 * 86_400_000
+    events = [
+        {"event_id": "r1", "type": "callback.requested", "ts": then, "callback_id": "old", "queue_id": "sales"},
+        {"event_id": "r2", "type": "callback.requested", "ts": then, "callback_id": "done", "queue_id": "sales"},
+        {"event_id": "c2", "type": "callback.completed", "ts": then + 60_000, "callback_id": "done",
+         "queue_id": "sales", "outcome": "reached"},
+    ]
+    async with server.client(server.token(tenant, "ingest")) as client:
+        assert (await client.post("/api/events", json=events)).status_code == 200
+
+    async def pending() -> int:
+        overview, _ = await live_documents(server, tenant)
+        return sum(q["callbacks_pending"] for q in overview["queues"] if q["queue_id"] == "sales")
+
+    assert await pending() == 1
+    rebuild_live(server, tenant)
+    assert await pending() == 1
