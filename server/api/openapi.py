@@ -57,7 +57,7 @@ AGENT_ID = path("agent_id", ID, "the agent's id")
 EVENT: Schema = {
     "type": "object", "required": ["event_id", "type", "ts"],
     "properties": {"event_id": ID, "type": TEXT, "ts": {"type": ["string", "integer"]}, "call_id": ID,
-                   "queue_id": ID, "agent_id": ID},
+                   "queue_id": ID, "agent_id": ID, "callback_id": ID},
     "additionalProperties": True,
 }
 INGEST_OUTCOME: Schema = {
