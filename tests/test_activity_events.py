@@ -127,7 +127,8 @@ def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
         if cb not in closed:
             pending[queue] += 1
     return {"queues": q, "agents": agent_day, "on_hold": on_hold, "pending": pending,
-            "held_agents": {a for a, (_, _, call, _) in current.items() if call and holds.get(call, (0, "", False))[2]}}
+            "held_agents": {a: holds[call][0] for a, (_, _, call, _) in current.items()
+                            if call and holds.get(call, (0, "", False))[2]}}
 
 
 def assert_live(overview: dict[str, Any], agents: list[dict[str, Any]], ref: dict[str, Any]) -> None:
@@ -145,6 +146,8 @@ def assert_live(overview: dict[str, Any], agents: list[dict[str, Any]], ref: dic
         assert listed[agent]["today"]["missed"] == ref["agents"][agent]["missed"], agent
         assert listed[agent]["today"]["offers"] == ref["agents"][agent]["rings"], agent
         assert listed[agent]["on_hold"] == (agent in ref["held_agents"]), agent
+        since = listed[agent]["on_hold_since"]
+        assert (ms(since) if since else None) == ref["held_agents"].get(agent), agent
 
 
 def rebuild_live(server: RunningServer, tenant: str) -> None:

@@ -22,7 +22,8 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
     {p}:{t}:td:{day}           tenant-day counters that belong to no queue (CSAT, quality)
-    {p}:{t}:ag:{a}             an agent: state, reason, since, name, team, queues, call_id, queue_id
+    {p}:{t}:ag:{a}             an agent: state, reason, since, name, team, queues, call_id, queue_id,
+                               hold (when its call went on hold, ms; absent when not on hold)
     {p}:{t}:agt:{a}            zset of the agent's state changes ("ts|state|reason" by ts)
     {p}:{t}:ad:{day}:{a}       an agent's counters for a tenant day
     {p}:{t}:seen:{day}         event ids of CSAT/quality/activity events applied (they have no natural key)

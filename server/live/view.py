@@ -75,7 +75,7 @@ class Snapshot:
         on_hold: dict[str, int] = {}
         for _, agent, _, _ in self.agents:
             state = agent.get("state", "logged_out")
-            if agent.get("hold") == "1" and agent.get("queue_id"):
+            if agent.get("hold") and agent.get("queue_id"):
                 on_hold[agent["queue_id"]] = on_hold.get(agent["queue_id"], 0) + 1
             serves = orjson.loads(agent.get("queues", "[]"))
             if only is not None and not only.intersection(serves):
@@ -144,7 +144,8 @@ class Snapshot:
             "since": iso_ms(since) if since is not None else None,
             "state_duration_s": round(max(0, self.now_ms - since) / 1000, 3) if since is not None else None,
             "call_id": h.get("call_id") if on_call else None,
-            "on_hold": on_call and h.get("hold") == "1",
+            "on_hold": on_call and "hold" in h,
+            "on_hold_since": iso_ms(int(h["hold"])) if on_call and "hold" in h else None,
             "queue_id": h.get("queue_id") if on_call else None,
             "queues": orjson.loads(h.get("queues", "[]")),
             "today": {

@@ -81,14 +81,18 @@ local function aset(r, field, value) r.set[field] = value; r.del[field] = nil en
 local function adel(r, field) r.set[field] = nil; r.del[field] = true end
 -- A call's hold state: "ts|flag|event id" (flag 1 on hold, 0 off), the newest ts winning (equal ts: the
 -- greater event id), so the agent's "hold" field follows event time whatever the arrival order.
-local function held(c)
+local function held(c)  -- the ts the call went on hold, or nil when it is not on hold
   local v = redis.call("GET", P .. "hold:" .. c)
-  return v ~= false and string.match(v, "^[^|]*|(%d)") == "1"
+  if not v then return nil end
+  local ts, flag = string.match(v, "^(%d+)|(%d)")
+  if flag == "1" then return ts end
+  return nil
 end
 local function set_call(r, c, q, ts)
   r.call_id, r.queue_id, r.call_ts = c, q, ts
   aset(r, "call_id", c); aset(r, "queue_id", q); aset(r, "call_ts", ts)
-  if held(c) then aset(r, "hold", "1") else adel(r, "hold") end
+  local since = held(c)
+  if since then aset(r, "hold", since) else adel(r, "hold") end
 end
 local function clear_call(r)
   r.call_id, r.queue_id = false, false
@@ -269,7 +273,7 @@ local function hold(e, flag)  -- the call's hold state, newest ts first; the age
     keep(k, ttl)
     local r = agent(e.a)
     if r.call_id == e.c then
-      if flag == 1 then aset(r, "hold", "1") else adel(r, "hold") end
+      if flag == 1 then aset(r, "hold", e.ts) else adel(r, "hold") end
     end
   end
 end
