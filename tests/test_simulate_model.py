@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.tools.simulate_activity import base_mix
 from server.tools.simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -254,3 +255,12 @@ def test_day_has_rings_misses_holds_callbacks_and_revenue() -> None:
     assert not any("revenue" in e for e in of_type(events, "call.completed") if e["queue_id"] != center.queue_ids[0])
     requested = {e["callback_id"] for e in of_type(events, "callback.requested")}
     assert {e["callback_id"] for e in of_type(events, "callback.completed")} <= requested
+
+
+def test_base_mix_leaves_out_what_came_with_rings_holds_and_callbacks() -> None:
+    """The bench's base mix is the day without rings, misses, holds, callbacks and revenue, and nothing else lost."""
+    _, events = day()
+    base = base_mix(events)
+    new = {"call.offered", "call.missed", "call.hold", "call.unhold", "callback.requested", "callback.completed"}
+    assert not {e["type"] for e in base} & new and not any("revenue" in e for e in base)
+    assert [e["event_id"] for e in base] == [e["event_id"] for e in events if e["type"] not in new]
