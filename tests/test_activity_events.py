@@ -24,6 +24,10 @@ QUEUES = ("sales", "support", "billing")
 AGENTS = tuple(f"ag{i}" for i in range(6))
 
 
+def team_of(agent: str) -> str:
+    return f"team-{int(agent[2:]) % 2}"
+
+
 def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
     """Calls that ring, ring out, get answered, held and completed (with or without revenue), and callbacks.
 
@@ -38,7 +42,7 @@ def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
         out.append({"event_id": f"e{n}", "type": kind, "ts": ts, **fields})
 
     for agent in AGENTS:
-        ev("agent.state", start, agent_id=agent, state="available", queues=list(QUEUES))
+        ev("agent.state", start, agent_id=agent, state="available", queues=list(QUEUES), team=team_of(agent))
     t = {a: start + 1000 for a in AGENTS}
     for c in range(240):
         agent = AGENTS[c % len(AGENTS)]
@@ -53,7 +57,7 @@ def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
             ev("call.missed", at + 200, call_id=call, queue_id=q, agent_id=other, **ring)
         ev("call.offered", at + 300, call_id=call, queue_id=q, agent_id=agent)
         ev("call.answered", at + 400, call_id=call, queue_id=q, agent_id=agent)
-        ev("agent.state", at + 401, agent_id=agent, state="on_call", call_id=call, queue_id=q)
+        ev("agent.state", at + 401, agent_id=agent, state="on_call", call_id=call, queue_id=q, team=team_of(agent))
         span = at + 500
         for _ in range(rng.randint(0, 3)):
             where = {"queue_id": q} if rng.random() < 0.5 else {}
@@ -69,7 +73,7 @@ def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
             money = rng.choice([{}, {"revenue": 0}, {"revenue": round(rng.uniform(1, 500), 2)}, {"revenue": 19.995}])
             ev("call.completed", span + 1000, call_id=call, queue_id=q, agent_id=agent, talk_s=60.0, hold_s=5.0,
                wrap_s=10.0, **money)
-            ev("agent.state", span + 1000, agent_id=agent, state="available")
+            ev("agent.state", span + 1000, agent_id=agent, state="available", team=team_of(agent))
         t[agent] = span + 2000
     for b in range(60):
         q = rng.choice(QUEUES)
@@ -212,6 +216,11 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
         assert row["cost_per_call"] is not None
     assert {r["agent_id"]: r["converted"] for r in stats["by_agent"]} == {
         a: ref["agents"][a]["converted"] for a in AGENTS if ref["agents"][a]["handled"]}
+    teams = {t: [a for a in AGENTS if team_of(a) == t] for t in ("team-0", "team-1")}
+    assert {r["team"]: (r["converted"], r["revenue"]) for r in stats["by_team"]} == {
+        t: (sum(ref["agents"][a]["converted"] for a in members),
+            pytest.approx(sum(ref["agents"][a]["revenue_cents"] for a in members) / 100))
+        for t, members in teams.items()}
     assert stats["revenue"] == pytest.approx(sum(c["revenue_cents"] for c in ref["queues"].values()) / 100)
 
     rebuild_live(server, tenant)  # counts it all again from PostgreSQL
