@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", type=int, default=500, help="events per request (default 500)")
     b.add_argument("--concurrency", type=int, default=4, help="concurrent connections / workers (default 4)")
     b.add_argument("--seconds", type=float, default=None, help="stop each phase after this long (default: all events)")
+    b.add_argument("--mix", choices=["full", "base"], default="full",
+                   help="full: every event kind (default); base: without rings, holds, callbacks and revenue")
     b.set_defaults(func=cmd_bench_ingest)
     b = bench.add_parser("fanout", help="WebSocket fan-out: ingest-to-client latency and deliveries/s against "
                                         "a plain broadcast server (baseline)")

@@ -140,7 +140,6 @@ def test_agent_states(line: str, expected: dict[str, Any]) -> None:
         f"{T}|NONE|NONE|NONE|CONFIGRELOAD|",
         f"{T}|1700.1|sales|NONE|DID|5550000",
         f"{T}|1700.1|sales|NONE|INFO|x|y",
-        f"{T}|1700.1|sales|SIP/1001|RINGNOANSWER|15000",
         f"{T}|1700.1|sales|SIP/1001|SYSCOMPAT|",
         "",
         "\r\n",
@@ -149,6 +148,32 @@ def test_agent_states(line: str, expected: dict[str, Any]) -> None:
 def test_ignored_lines(line: str) -> None:
     """Verbs without wallboard meaning, and blank lines, give no event."""
     assert parse_line(line, 1) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f"{T}|1700.1|sales|SIP/1001|RINGNOANSWER|15000",
+         {"type": "call.missed", "call_id": "1700.1", "queue_id": "sales", "agent_id": "1001", "ring_s": 15.0}),
+        (f"{T}|1700.1|sales|SIP/1001|RINGNOANSWER|",
+         {"type": "call.missed", "call_id": "1700.1", "queue_id": "sales", "agent_id": "1001"}),
+        (f"{T}|1700.1|sales|SIP/1001|AGENTCALLED|SIP/1001-0001",
+         {"type": "call.offered", "call_id": "1700.1", "queue_id": "sales", "agent_id": "1001"}),
+        (f"{T}|1700.1|sales|SIP/1001|HOLD|",
+         {"type": "call.hold", "call_id": "1700.1", "queue_id": "sales", "agent_id": "1001"}),
+        (f"{T}|1700.1|NONE|SIP/1001|CALLEROFFHOLD|12",
+         {"type": "call.unhold", "call_id": "1700.1", "agent_id": "1001"}),
+    ],
+)
+def test_ring_and_hold_verbs(line: str, expected: dict[str, Any]) -> None:
+    """AGENTCALLED rings an agent, RINGNOANSWER is a missed call with its ring time, HOLD/UNHOLD hold the call."""
+    assert one(line) == {"ts": ISO, **expected}
+
+
+def test_ring_time_that_is_not_a_number_is_refused() -> None:
+    """RINGNOANSWER with a ring time that is no number names the field."""
+    with pytest.raises(QueueLogError, match="ringtime"):
+        parse_line(f"{T}|1700.1|sales|SIP/1001|RINGNOANSWER|soon", 3)
 
 
 def test_fractional_epoch_and_crlf() -> None:

@@ -134,7 +134,7 @@ async def test_rollup_tables_have_exactly_the_declared_counters(database: str) -
             assert [r["column_name"] for r in cols] == list(ROLLUP_COUNTERS), table
             for r in cols:
                 unit = BY_NAME[r["column_name"]].unit
-                wanted = "bigint" if unit in ("ms", "thousandths") else "integer"
+                wanted = "bigint" if unit in ("ms", "thousandths", "cents") else "integer"
                 assert (r["data_type"], r["is_nullable"], r["column_default"]) == (wanted, "NO", "0"), (table, r)
     finally:
         await conn.close()
@@ -178,8 +178,9 @@ def test_events_store_counts_each_counter_on_its_fact() -> None:
         items = select_list(branch)
         assert len(items) == 3 + len(ROLLUP_COUNTERS), f"events_store.sql: a facts branch has {len(items)} values"
         tail = branch[branch.index("FROM"):]
-        if "FROM feedback" in tail:
-            facts = {f.name for f in FACTS.values() if f.bit == 0}
+        source = re.match(r"FROM (\w+)", tail)
+        if source and source[1] in {f.group for f in FACTS.values() if f.bit == 0}:  # one fact per row, no leg
+            facts = {f.name for f in FACTS.values() if f.bit == 0 and f.group == source[1]}
         else:
             mask = re.search(r"news & (\(?[\d |]+\)?) <> 0", tail)
             assert mask, f"events_store.sql: a facts branch without `news & …`: {branch[:80]!r}"
@@ -261,6 +262,8 @@ def lua_counts(body: str, helpers: dict[str, set[tuple[str, str]]]) -> set[tuple
     for line in body.splitlines():
         for m in re.finditer(r'\bcount\([^"]*"(\w+)"', line):
             out.add((m[1], "queue"))
+        for m in re.finditer(r'\bactivity\(e, "(\w+)"', line):  # the queue and the agent the event names
+            out |= {(m[1], "queue"), (m[1], "agent")}
         for m in re.finditer(r'\bbump\((\w+), "(\w+)"', line):
             local = re.search(rf'local {m[1]} = P \.\. "(\w+):', body)
             prefixes = [local[1]] if local else re.findall(r'P \.\. "(td|ad):', body)
@@ -300,13 +303,14 @@ def test_read_lua_reads_every_live_hash() -> None:
 # -- event kinds ----------------------------------------------------------------------------------------------
 
 SAMPLES: dict[str, Any] = {"id": "x1", "text": "t", "state": "available", "queues": ["q1"], "seconds": 1.5,
-                           "score": 4.2, "criteria": {"tone": 3}, "bool": True}
+                           "score": 4.2, "criteria": {"tone": 3}, "bool": True, "time": "2026-11-25T11:00:00Z",
+                           "amount": 12.5}
 
 
 def sample(kind: schema.EventKind) -> dict[str, Any]:
     body = {"event_id": "e1", "type": kind.type, "ts": "2026-11-25T10:00:00.000Z"}
     for f in kind.fields:
-        body[f.name] = f.low if f.check == "int" else SAMPLES[f.check]
+        body[f.name] = f.low if f.check == "int" else f.options[0] if f.check == "choice" else SAMPLES[f.check]
     return body
 
 

@@ -95,7 +95,8 @@ def recount(legs: Iterable[Any], responses: Iterable[Any], scores: Iterable[Any]
             for dimension, key in (("queue", leg["queue_id"]), ("agent", leg["completed_by"])):
                 add(dimension, key, done, handled=1, handle_ms=talk + hold + wrap, talk_ms=talk, hold_ms=hold,
                     wrap_ms=wrap, resolved=int(leg["resolved"] is True), resolved_given=int(leg["resolved"] is not None),
-                    transferred=int(bool(leg["transferred"])))
+                    transferred=int(bool(leg["transferred"])), revenue_cents=leg["revenue_cents"] or 0,
+                    converted=int((leg["revenue_cents"] or 0) > 0))
     for r in responses:
         csat, nps = r["csat"], r["nps"]
         for dimension, key in (("tenant", ""), ("agent", r["agent_id"])):

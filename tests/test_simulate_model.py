@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from server.tools.simulate_activity import base_mix
 from server.tools.simulate_model import ContactCenter, SimulationConfig, arrival_rate, generate
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -20,11 +21,18 @@ REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
                        "talk_s": float, "hold_s": float, "wrap_s": float},
     "quality.scored": {"call_id": str, "agent_id": str, "score": (int, float)},
     "csat.response": {"call_id": str},
+    "call.offered": {"call_id": str, "queue_id": str, "agent_id": str},
+    "call.missed": {"call_id": str, "queue_id": str, "agent_id": str, "ring_s": float},
+    "call.hold": {"call_id": str, "queue_id": str, "agent_id": str},
+    "call.unhold": {"call_id": str, "queue_id": str, "agent_id": str},
+    "callback.requested": {"callback_id": str, "queue_id": str, "due_ts": str},
+    "callback.completed": {"callback_id": str, "queue_id": str, "outcome": str},
 }
 OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
     "agent.state": {"reason": str, "name": str, "team": str, "queues": list,
                     "call_id": str, "queue_id": str},
-    "call.completed": {"resolved": bool, "disposition": str, "transferred": bool},
+    "call.completed": {"resolved": bool, "disposition": str, "transferred": bool, "revenue": (int, float)},
+    "callback.completed": {"agent_id": str},
     "quality.scored": {"criteria": dict, "reviewer": str},
     "csat.response": {"agent_id": str, "csat": int, "nps": int, "comment": str},
 }
@@ -222,3 +230,37 @@ def test_restart_gets_fresh_ids() -> None:
     a = generate(config, START, timedelta(minutes=10))
     b = generate(config, START + timedelta(hours=1), timedelta(minutes=10))
     assert not {e["event_id"] for e in a} & {e["event_id"] for e in b}
+
+
+def test_day_has_rings_misses_holds_callbacks_and_revenue() -> None:
+    """Calls ring agents, some ring out and ring the next agent, holds pair up, callbacks close, sales earn."""
+    center, events = day()
+    kinds = {e["type"] for e in events}
+    assert {"call.offered", "call.missed", "call.hold", "call.unhold", "callback.requested",
+            "callback.completed"} <= kinds
+    rung: set[tuple[str, str]] = set()
+    for e in events:  # every answer and every miss follows a ring at that agent
+        if e["type"] == "call.offered":
+            rung.add((e["call_id"], e["agent_id"]))
+        elif e["type"] in ("call.answered", "call.missed"):
+            assert (e["call_id"], e["agent_id"]) in rung, e
+    holds: dict[str, int] = {}
+    for e in events:
+        if e["type"] in ("call.hold", "call.unhold"):
+            holds[e["call_id"]] = holds.get(e["call_id"], 0) + (1 if e["type"] == "call.hold" else -1)
+            assert holds[e["call_id"]] in (0, 1)
+    sales = [e for e in of_type(events, "call.completed") if e["queue_id"] == center.queue_ids[0]]
+    assert sales and all("revenue" in e for e in sales)
+    assert 0 < sum(e["revenue"] > 0 for e in sales) < len(sales)
+    assert not any("revenue" in e for e in of_type(events, "call.completed") if e["queue_id"] != center.queue_ids[0])
+    requested = {e["callback_id"] for e in of_type(events, "callback.requested")}
+    assert {e["callback_id"] for e in of_type(events, "callback.completed")} <= requested
+
+
+def test_base_mix_leaves_out_what_came_with_rings_holds_and_callbacks() -> None:
+    """The bench's base mix is the day without rings, misses, holds, callbacks and revenue, and nothing else lost."""
+    _, events = day()
+    base = base_mix(events)
+    new = {"call.offered", "call.missed", "call.hold", "call.unhold", "callback.requested", "callback.completed"}
+    assert not {e["type"] for e in base} & new and not any("revenue" in e for e in base)
+    assert [e["event_id"] for e in base] == [e["event_id"] for e in events if e["type"] not in new]

@@ -58,7 +58,7 @@ AGENT_ID = path("agent_id", ID, "the agent's id")
 EVENT: Schema = {
     "type": "object", "required": ["event_id", "type", "ts"],
     "properties": {"event_id": ID, "type": TEXT, "ts": {"type": ["string", "integer"]}, "call_id": ID,
-                   "queue_id": ID, "agent_id": ID},
+                   "queue_id": ID, "agent_id": ID, "callback_id": ID},
     "additionalProperties": True,
 }
 INGEST_OUTCOME: Schema = {
@@ -206,6 +206,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/analytics/satisfaction", "CSAT and NPS per bucket and in total", LIVE, params=PERIOD + FILTERS,
        data=LIST),
     Op("GET", "/api/analytics/costs", "costs per bucket and queue; totals", READERS, params=PERIOD + FILTERS, data=LIST),
+    Op("GET", "/api/analytics/revenue", "revenue, revenue per call, conversion rate and cost per call per bucket "
+       "and queue; totals by queue, agent, team and bucket", READERS, params=PERIOD + FILTERS, data={
+           "type": "array", "items": {"type": "object", "required": ["start", "end", "queue_id", "revenue"],
+                                      "properties": {"queue_id": ID, "handled": {"type": "integer"},
+                                                     "converted": {"type": "integer"}, "revenue": {"type": "number"},
+                                                     "revenue_per_call": {"type": ["number", "null"]},
+                                                     "conversion_rate": {"type": ["number", "null"]},
+                                                     "cost_per_call": {"type": ["number", "null"]}}}}),
     Op("GET", "/api/analytics/predictions", "the stored forecast with its accuracy", READERS,
        params=PERIOD + (query("queue_id", ID, "only this queue"),), data=LIST),
     Op("POST", "/api/analytics/predictions/refresh", "refit the tenant's forecast now", ADMIN, data=LIST),

@@ -1,8 +1,10 @@
-"""``GET /api/analytics/costs``: what handling calls cost, from the tenant's cost settings.
+"""``GET /api/analytics/costs`` and ``/revenue``: what handling calls cost (from the tenant's cost settings) and earn.
 
 METRICS.md: cost of calls = agent cost per hour × handle hours + telephony cost per minute ×
 talk minutes; ``cost_per_call`` = that / handled. Queue figures use the queue's override of the
 rates where it has one; agent figures use the tenant's rates (an agent's calls span queues).
+Revenue: Σ ``revenue`` of completed calls (kept in hundredths), ``revenue_per_call`` = that / handled,
+``conversion_rate`` = handled with revenue > 0 / handled, next to the cost per call.
 """
 
 from __future__ import annotations
@@ -29,3 +31,16 @@ def summed(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: round(sum(r[k] for r in rows), 4) for k in keys}
     out["cost_per_call"] = metrics.ratio(out["total_cost"], out["handled"])
     return out
+
+
+Priced = tuple[metrics.Counters, tuple[float, float]]  # counters of a row, and the rates its costs use
+
+
+def revenue(rows: list[Priced]) -> dict[str, Any]:
+    """Revenue, revenue per handled call, conversion rate and cost per call of some rows, summed."""
+    c = metrics.total(counters for counters, _ in rows)
+    total_cost = round(sum(cost(counters, rates)["total_cost"] for counters, rates in rows), 4)
+    handled = c.get("handled", 0)
+    return {"handled": handled, "converted": c.get("converted", 0), "revenue": metrics.revenue(c),
+            "revenue_per_call": metrics.revenue_per_call(c), "conversion_rate": metrics.conversion_rate(c),
+            "total_cost": total_cost, "cost_per_call": metrics.ratio(total_cost, handled)}

@@ -136,6 +136,7 @@ def agent_figures(c: metrics.Counters) -> dict[str, Any]:
         "wrap_avg_s": metrics.ratio(c.get("wrap_ms", 0) / 1000, handled),
         "fcr": metrics.fcr(c),
         "transfer_rate": metrics.transfer_rate(c),
+        **metrics.activity_figures(c),
         **metrics.feedback_figures(c),
     }
 
@@ -153,7 +154,7 @@ def describe(scope: Scope, dimension: str, c: metrics.Counters) -> dict[str, Any
     if dimension == "agent":
         return agent_figures(c)
     formula = scope.settings.for_queue(scope.queue_id).sl_formula if scope.queue_id else scope.settings.sl_formula
-    return {**metrics.queue_figures(c, formula), **metrics.feedback_figures(c)}
+    return {**metrics.queue_figures(c, formula), **metrics.activity_figures(c), **metrics.feedback_figures(c)}
 
 
 RANKABLE = {"handled": True, "answered": True, "aht_s": False, "fcr": True, "transfer_rate": False, "csat": True,

@@ -65,6 +65,32 @@ def transfer_rate(c: Counters) -> float | None:
     return ratio(c.get("transferred", 0), c.get("handled", 0))
 
 
+def missed_rate(c: Counters) -> float | None:
+    """Ring-no-answer: call.missed / call.offered events."""
+    return ratio(c.get("missed", 0), c.get("rings", 0))
+
+
+def callback_reach_rate(c: Counters) -> float | None:
+    """Callbacks completed with outcome reached / callbacks completed."""
+    return ratio(c.get("callbacks_reached", 0), c.get("callbacks_completed", 0))
+
+
+def revenue(c: Counters) -> float:
+    """Σ revenue of handled calls, in the tenant's currency (kept in hundredths)."""
+    return c.get("revenue_cents", 0) / 100
+
+
+def revenue_per_call(c: Counters) -> float | None:
+    """Σ revenue / handled."""
+    value = ratio(c.get("revenue_cents", 0), c.get("handled", 0))
+    return None if value is None else value / 100
+
+
+def conversion_rate(c: Counters) -> float | None:
+    """Handled calls with revenue > 0 / handled."""
+    return ratio(c.get("converted", 0), c.get("handled", 0))
+
+
 def csat(c: Counters) -> float | None:
     return ratio(c.get("csat_sum", 0), c.get("csat_n", 0))
 
@@ -121,12 +147,30 @@ def queue_figures(c: Counters, formula: str) -> dict[str, float | int | None]:
         "answered_within_sl": c.get("answered_within_sl", 0),
         "abandoned_within_sl": c.get("abandoned_within_sl", 0),
         "handled": c.get("handled", 0),
+        "missed": c.get("missed", 0),
+        "missed_rate": missed_rate(c),
         "service_level": service_level(c, formula),
         "asa_s": asa_s(c),
         "aht_s": aht_s(c),
         "abandon_rate": abandon_rate(c),
         "fcr": fcr(c),
         "transfer_rate": transfer_rate(c),
+    }
+
+
+def activity_figures(c: Counters) -> dict[str, float | int | None]:
+    """Rings, ring-no-answer, holds, callbacks and revenue of a queue, an agent or a team over a period."""
+    return {
+        "offers": c.get("rings", 0),
+        "missed": c.get("missed", 0),
+        "missed_rate": missed_rate(c),
+        "holds": c.get("holds", 0),
+        "callbacks_requested": c.get("callbacks_requested", 0),
+        "callbacks_completed": c.get("callbacks_completed", 0),
+        "callback_reach_rate": callback_reach_rate(c),
+        "revenue": revenue(c),
+        "revenue_per_call": revenue_per_call(c),
+        "conversion_rate": conversion_rate(c),
     }
 
 

@@ -31,6 +31,7 @@ JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/jsonl")
 
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_LAST_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
@@ -166,6 +167,12 @@ def _criteria(field: str, v: Any) -> Any:
 
 
 _seconds = _number(0, 86400, high_open=True)
+_amount = _number(0, 1_000_000_000)
+
+
+def _time(field: str, v: Any) -> Any:
+    """An instant (ISO-8601 with a zone, or epoch ms from 2000 on), kept as ISO-8601 UTC."""
+    return _ts(v, _LAST_TS_MS - AHEAD_MS, _MIN_TS_MS, field)[1]
 _IDS = ("agent_id", "queue_id", "call_id")
 _check_type = _choice(EVENT_TYPES)
 
@@ -180,6 +187,9 @@ _CHECKS: dict[str, Callable[[Field], _Check]] = {
     "criteria": lambda f: _criteria,
     "bool": lambda f: _bool,
     "int": lambda f: _number(f.low, f.high, integer=True),
+    "time": lambda f: _time,
+    "amount": lambda f: _amount,
+    "choice": lambda f: _choice(f.options),
 }
 
 # type → ((field, required, check), …): required fields first, then optional ones, then the ids
@@ -200,16 +210,16 @@ for _kind in EVENTS:
 _KNOWN = {t: frozenset(("event_id", "type", "ts", *(name for name, _, _ in spec))) for t, spec in _SPECS.items()}
 
 
-def _ts(v: Any, now_ms: int, first_ms: int) -> tuple[int, str]:
+def _ts(v: Any, now_ms: int, first_ms: int, field: str = "ts") -> tuple[int, str]:
     """``ts`` as (epoch ms, ISO-8601 UTC with milliseconds and ``Z``), from ``first_ms`` to 5 minutes after now."""
     t = type(v)
     if t is str:
         try:
             dt = datetime.fromisoformat(v)
         except ValueError:
-            raise EventError("ts", f"expected ISO-8601 or epoch milliseconds, got {_show(v)}") from None
+            raise EventError(field, f"expected ISO-8601 or epoch milliseconds, got {_show(v)}") from None
         if dt.tzinfo is None:
-            raise EventError("ts", "expected ISO-8601 with a time zone, e.g. 2026-11-25T10:00:00Z")
+            raise EventError(field, "expected ISO-8601 with a time zone, e.g. 2026-11-25T10:00:00Z")
         d = dt - _EPOCH
         ms = d.days * _DAY_MS + d.seconds * 1000 + d.microseconds // 1000
         # Already "YYYY-MM-DDTHH:MM:SS.mmmZ" (the usual case): keep it, formatting costs more than parsing.
@@ -218,15 +228,15 @@ def _ts(v: Any, now_ms: int, first_ms: int) -> tuple[int, str]:
         ms = int(v)
         canonical = False
     else:
-        raise EventError("ts", f"expected ISO-8601 or epoch milliseconds as an integer, got {_show(v)}")
+        raise EventError(field, f"expected ISO-8601 or epoch milliseconds as an integer, got {_show(v)}")
     if ms < _MIN_TS_MS:
         hint = " (epoch seconds? send milliseconds)" if t is not str and ms > _MIN_TS_MS // 1000 else ""
-        raise EventError("ts", f"before 2000-01-01, got {_show(v)}{hint}")
+        raise EventError(field, f"before 2000-01-01, got {_show(v)}{hint}")
     if ms < first_ms:
-        raise EventError("ts", f"outside the ingest window: before {_iso(first_ms)}, the tenant's oldest accepted "
+        raise EventError(field, f"outside the ingest window: before {_iso(first_ms)}, the tenant's oldest accepted "
                                f"(setting ingest_window_days), got {_show(v)}", OUT_OF_WINDOW)
     if ms > now_ms + AHEAD_MS:
-        raise EventError("ts", f"outside the ingest window: more than 5 minutes in the future, got {_show(v)}",
+        raise EventError(field, f"outside the ingest window: more than 5 minutes in the future, got {_show(v)}",
                          OUT_OF_WINDOW)
     return ms, v if canonical else _iso(ms)
 

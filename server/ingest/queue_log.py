@@ -53,8 +53,8 @@ _MIN_FIELDS = 5  # epoch|callid|queuename|agent|event
 # Verbs Asterisk (or common dialplans) write that carry nothing for a wallboard.
 IGNORED_VERBS = frozenset(
     {
-        "QUEUESTART", "CONFIGRELOAD", "INFO", "SYSCOMPAT", "DID", "RINGNOANSWER",
-        "RINGCANCELED", "AGENTDUMP", "AGENTCALLED", "PENALTY",
+        "QUEUESTART", "CONFIGRELOAD", "INFO", "SYSCOMPAT", "DID",
+        "RINGCANCELED", "AGENTDUMP", "PENALTY",
     }
 )
 _ABANDON_REASONS = {
@@ -209,6 +209,32 @@ def _completed(rec: _Line) -> Event:
     }
 
 
+def _offered(rec: _Line) -> Event:
+    return {"type": "call.offered", **rec.call(), "agent_id": rec.agent_id()}
+
+
+def _missed(rec: _Line) -> Event:
+    """RINGNOANSWER|ringtime: the member let it ring out (ring time in milliseconds, as app_queue logs it)."""
+    event: Event = {"type": "call.missed", **rec.call(), "agent_id": rec.agent_id()}
+    if rec.data and rec.data[0] != "":
+        ring_s = rec.seconds(0, "ringtime (ms)") / 1000
+        if ring_s >= 86400:
+            raise rec.fail(f"expected ringtime in milliseconds below one day, got {rec.data[0]!r}")
+        event["ring_s"] = ring_s
+    return event
+
+
+def _held(rec: _Line) -> Event:
+    """HOLD / UNHOLD (and QueueMetrics' CALLERONHOLD / CALLEROFFHOLD), which dialplans log for a call in queue."""
+    if not rec.callid or rec.callid.upper() == "NONE":
+        raise rec.fail("expected a call id in field 2, got none")
+    kind = "call.hold" if rec.verb in ("HOLD", "CALLERONHOLD") else "call.unhold"
+    event: Event = {"type": kind, "call_id": rec.callid, "agent_id": rec.agent_id()}
+    if rec.queue and rec.queue.upper() != "NONE":
+        event["queue_id"] = rec.queue
+    return event
+
+
 def _abandoned(rec: _Line) -> Event:
     return {"type": "call.abandoned", **rec.call(), "reason": _ABANDON_REASONS[rec.verb]}
 
@@ -236,6 +262,9 @@ def _unpaused(rec: _Line) -> Event:
 _HANDLERS: dict[str, Callable[[_Line], Event]] = {
     "ENTERQUEUE": _queued,
     "CONNECT": _answered,
+    "AGENTCALLED": _offered,
+    "RINGNOANSWER": _missed,
+    **dict.fromkeys(("HOLD", "UNHOLD", "CALLERONHOLD", "CALLEROFFHOLD"), _held),
     "COMPLETEAGENT": _completed,
     "COMPLETECALLER": _completed,
     **dict.fromkeys(_TRANSFERS, _completed),

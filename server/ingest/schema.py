@@ -38,7 +38,8 @@ class Field:
     Checks: ``id`` (1 to 128 printable characters), ``text`` (at most ``limit`` characters),
     ``state`` (one of AGENT_STATES), ``queues`` (a list of at most 100 queue ids), ``seconds``
     (a number ≥ 0 and < 86400), ``score`` (a number 0 to 5), ``criteria`` (name → score),
-    ``bool``, ``int`` (an integer from ``low`` to ``high``).
+    ``bool``, ``int`` (an integer from ``low`` to ``high``), ``time`` (ISO-8601 with a zone or epoch ms, kept
+    as ISO-8601 UTC), ``amount`` (a number from 0 to 1,000,000,000), ``choice`` (one of ``options``).
     """
 
     name: str
@@ -47,14 +48,18 @@ class Field:
     limit: int = 0
     low: int = 0
     high: int = 0
+    options: tuple[str, ...] = ()
 
 
 def _f(name: str, check: str, limit: int = 0, *, low: int = 0, high: int = 0) -> Field:
     return Field(name, check, False, limit, low, high)
 
 
-def _r(name: str, check: str) -> Field:
-    return Field(name, check, True)
+def _r(name: str, check: str, options: tuple[str, ...] = ()) -> Field:
+    return Field(name, check, True, options=options)
+
+
+CALLBACK_OUTCOMES = ("reached", "no_answer", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +88,20 @@ EVENTS: tuple[EventKind, ...] = (
     EventKind("call.completed", (_r("call_id", "id"), _r("queue_id", "id"), _r("agent_id", "id"),
                                  _r("talk_s", "seconds"), _r("hold_s", "seconds"), _r("wrap_s", "seconds"),
                                  _f("resolved", "bool"), _f("disposition", "text", 128),
-                                 _f("transferred", "bool"))),
+                                 _f("transferred", "bool"), _f("revenue", "amount"))),
     EventKind("quality.scored", (_r("call_id", "id"), _r("agent_id", "id"), _r("score", "score"),
                                  _f("criteria", "criteria"), _f("reviewer", "text", 128))),
     EventKind("csat.response", (_r("call_id", "id"), _f("csat", "int", low=1, high=5),
                                 _f("nps", "int", low=0, high=10), _f("comment", "text", 2000)),
               one_of=("csat", "nps"), one_of_hint="csat 1-5, nps 0-10"),
+    EventKind("call.offered", (_r("call_id", "id"), _r("queue_id", "id"), _r("agent_id", "id"))),
+    EventKind("call.missed", (_r("call_id", "id"), _r("queue_id", "id"), _r("agent_id", "id"),
+                              _f("ring_s", "seconds"))),
+    EventKind("call.hold", (_r("call_id", "id"), _r("agent_id", "id"))),
+    EventKind("call.unhold", (_r("call_id", "id"), _r("agent_id", "id"))),
+    EventKind("callback.requested", (_r("callback_id", "id"), _r("queue_id", "id"), _f("due_ts", "time"))),
+    EventKind("callback.completed", (_r("callback_id", "id"), _r("queue_id", "id"),
+                                     _r("outcome", "choice", CALLBACK_OUTCOMES))),
 )  # fmt: skip
 EVENT_TYPES = tuple(kind.type for kind in EVENTS)
 
@@ -121,12 +134,17 @@ FACTS: dict[str, Fact] = {f.name: f for f in (
          "the wait of an abandoned leg: both its queued and abandoned ts known, whichever came second"),
     Fact("csat", ("csat.response",), 0, "feedback", "a csat.response (once per event id)"),
     Fact("quality", ("quality.scored",), 0, "feedback", "a quality.scored (once per event id)"),
+    Fact("ring", ("call.offered",), 0, "activity", "a call.offered (once per event id)"),
+    Fact("miss", ("call.missed",), 0, "activity", "a call.missed (once per event id)"),
+    Fact("hold", ("call.hold",), 0, "activity", "a call.hold (once per event id)"),
+    Fact("callback_requested", ("callback.requested",), 0, "activity", "a callback.requested (once per event id)"),
+    Fact("callback_completed", ("callback.completed",), 0, "activity", "a callback.completed (once per event id)"),
 )}  # fmt: skip
 
 # A condition: (value, operator, bound). Values: "wait" (ms, the fact's wait, never below 0),
-# "resolved", "transferred", "csat", "nps"; operators "<=", "<", ">=" against a number or a
-# queue threshold ("sl": service level, "sa": short abandon, both in ms), "given" (present),
-# "true" (present and true).
+# "resolved", "transferred", "csat", "nps", "revenue" (hundredths), "outcome"; operators "<=", "<", ">="
+# against a number or a queue threshold ("sl": service level, "sa": short abandon, both in ms), "given"
+# (present), "true" (present and true), "is" (equal to the bound, a word).
 Condition = tuple[str, str, int | str]
 
 
@@ -137,7 +155,8 @@ class Counter:
     name: str
     fact: str
     words: str
-    unit: str  # "count", "ms", "points" (sum of CSAT scores) or "thousandths" (quality score × 1000)
+    # "count", "ms", "points" (sum of CSAT scores), "thousandths" (quality score × 1000) or "cents" (revenue × 100)
+    unit: str
     live: tuple[str, ...]  # live hashes: "queue" (qd and qi), "agent" (ad), "tenant" (td)
     rollup: tuple[str, ...]  # performance_trends / performance_daily dimensions
     adds: int | str = 1
@@ -212,6 +231,30 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("quality_milli", "quality", "sum of quality scores, in thousandths", "thousandths", _TA, _TA,
             adds="score",
             sql=("coalesce(quality, 0)", "sum(quality)")),
+    # Issue 17: rings at agents, ring-no-answer, holds and callbacks (activity events, once per event id, for
+    # the queue and the agent the event names), and revenue of completed calls (in hundredths, on the leg).
+    Counter("rings", "ring", "calls offered to (ringing at) an agent", "count", _QA, _QA,
+            sql=("(type = 'call.offered')::int", "count(*) FILTER (WHERE type = 'call.offered')")),
+    Counter("missed", "miss", "calls an agent let ring out (ring-no-answer)", "count", _QA, _QA,
+            sql=("(type = 'call.missed')::int", "count(*) FILTER (WHERE type = 'call.missed')")),
+    Counter("missed_ring_ms", "miss", "ring time of missed calls", "ms", _QA, _QA, adds="ring",
+            sql=("CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END",
+                 "coalesce(sum(ring_ms) FILTER (WHERE type = 'call.missed'), 0)")),
+    Counter("holds", "hold", "calls put on hold", "count", _QA, _QA,
+            sql=("(type = 'call.hold')::int", "count(*) FILTER (WHERE type = 'call.hold')")),
+    Counter("callbacks_requested", "callback_requested", "callbacks requested", "count", _QA, _QA,
+            sql=("(type = 'callback.requested')::int", "count(*) FILTER (WHERE type = 'callback.requested')")),
+    Counter("callbacks_completed", "callback_completed", "callbacks completed (any outcome)", "count", _QA, _QA,
+            sql=("(type = 'callback.completed')::int", "count(*) FILTER (WHERE type = 'callback.completed')")),
+    Counter("callbacks_reached", "callback_completed", "callbacks completed with outcome reached", "count",
+            _QA, _QA, when=("outcome", "is", "reached"),
+            sql=("(type = 'callback.completed' AND outcome = 'reached')::int",
+                 "count(*) FILTER (WHERE type = 'callback.completed' AND outcome = 'reached')")),
+    Counter("revenue_cents", "completed", "revenue of completed calls, in hundredths", "cents", _QA, _QA,
+            adds="revenue", sql=("coalesce(revenue_cents, 0)", "sum(revenue_cents)")),
+    Counter("converted", "completed", "completed calls with revenue above 0", "count", _QA, _QA,
+            when=("revenue", ">=", 1),
+            sql=("coalesce(revenue_cents >= 1, false)::int", "count(*) FILTER (WHERE revenue_cents >= 1)")),
 )  # fmt: skip
 
 
@@ -234,7 +277,7 @@ def _check() -> None:
     for c in COUNTERS:
         assert c.fact in FACTS, f"{c.name}: unknown fact {c.fact!r}"
         assert set(c.live) <= set(PLACES) and set(c.rollup) <= set(PLACES), f"{c.name}: unknown place"
-        assert c.unit in ("count", "ms", "points", "thousandths"), f"{c.name}: unknown unit {c.unit!r}"
+        assert c.unit in ("count", "ms", "points", "thousandths", "cents"), f"{c.name}: unknown unit {c.unit!r}"
     for fact in FACTS.values():
         assert set(fact.events) <= set(EVENT_TYPES), f"{fact.name}: unknown event kind"
 

@@ -43,7 +43,7 @@ def _wrap(items: list[str], indent: str) -> list[str]:
 
 
 def _bigint(c: Counter) -> bool:
-    return c.unit in ("ms", "thousandths")
+    return c.unit in ("ms", "thousandths", "cents")
 
 
 def _in_group(c: Counter, group: str) -> bool:

@@ -56,7 +56,8 @@ log = logging.getLogger("wallboard.heal")
 FLUSH_S = 1.0
 SETTLE_S = 2.0  # how long Redis may lag the committed rollups (batches in flight)
 FIELDS = ("offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl",
-          "handled", "handle_ms", "wait_answered_ms", "wait_abandoned_ms", "csat_n", "quality_n")
+          "handled", "handle_ms", "wait_answered_ms", "wait_abandoned_ms", "rings", "missed", "holds",
+          "callbacks_requested", "callbacks_completed", "revenue_cents", "csat_n", "quality_n")
 TROUBLE = (*REDIS_DOWN, *UNAVAILABLE, ServiceUnavailable, asyncpg.PostgresError)
 
 

@@ -22,10 +22,14 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
     {p}:{t}:td:{day}           tenant-day counters that belong to no queue (CSAT, quality)
-    {p}:{t}:ag:{a}             an agent: state, reason, since, name, team, queues, call_id, queue_id
+    {p}:{t}:ag:{a}             an agent: state, reason, since, name, team, queues, call_id, queue_id,
+                               hold (when its call went on hold, ms; absent when not on hold)
     {p}:{t}:agt:{a}            zset of the agent's state changes ("ts|state|reason" by ts)
     {p}:{t}:ad:{day}:{a}       an agent's counters for a tenant day
-    {p}:{t}:seen:{day}         event ids of CSAT/quality events applied (they have no natural key)
+    {p}:{t}:seen:{day}         event ids of CSAT/quality/activity events applied (they have no natural key)
+    {p}:{t}:hold:{c}           a call's hold state "ts|flag|event id" (1 on hold, 0 off; the newest ts wins)
+    {p}:{t}:cb                 hash callback_id → pending callback (JSON)
+    {p}:{t}:cbl:{id}           one callback: req / done, once known (a completion that came first wins)
     {p}:{t}:rebuild            lock held while the state is rebuilt
     {p}:{t}:heal:{job}         lock of one repair job for the tenant (sweep, reconcile), with expiry
     {p}:generation             the Redis run_id the live state was last verified for (absent or another
@@ -113,6 +117,10 @@ class Keys:
     def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
         """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""
         return self.tenant_prefix(tenant) + f"call:{len(queue_id.encode())}:{queue_id}:{call_id}"
+
+    def callbacks(self, tenant: str) -> str:
+        """hash callback_id → pending callback (JSON)"""
+        return self.tenant_prefix(tenant) + "cb"
 
     def queue_interval(self, tenant: str, interval_ms: int, queue_id: str) -> str:
         """The counters of a queue's 15-minute interval (apply.lua writes them; the forecast adds its staffing)."""

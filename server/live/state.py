@@ -35,6 +35,7 @@ from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore, TenantSettings
 from server.ingest.events import Event
 from server.live.keys import Keys
+from server.live.shortform import Calendar, compact
 
 log = logging.getLogger("wallboard.live")
 
@@ -42,86 +43,6 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 KEY_TTL_S = 3 * 86400
 REPLAY_PAGE = 5000
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
-CALL_KINDS = {"call.queued": "q", "call.answered": "a", "call.abandoned": "b"}
-
-
-class Calendar:
-    """A tenant's day and queue rules for a batch, remembering the last day's bounds.
-
-    Nearly every event of a batch falls on the same tenant day; checking the
-    cached bounds costs a comparison instead of a time-zone computation.
-    """
-
-    __slots__ = ("settings", "_start", "_end", "_day", "_queues")
-
-    def __init__(self, settings: TenantSettings) -> None:
-        self.settings = settings
-        self._start = self._end = 0
-        self._day = ""
-        self._queues: dict[str, tuple[int, int]] = {}
-
-    def day(self, ts_ms: int) -> str:
-        if not self._start <= ts_ms < self._end:
-            self._day = self.settings.local_day(ts_ms)
-            self._start, self._end = self.settings.day_bounds(self._day)
-        return self._day
-
-    def thresholds_ms(self, queue_id: str) -> tuple[int, int]:
-        """(service-level threshold, short-abandon threshold) of the queue, in ms."""
-        found = self._queues.get(queue_id)
-        if found is None:
-            rules = self.settings.for_queue(queue_id)
-            found = self._queues[queue_id] = (round(rules.sl_threshold_s * 1000), round(rules.short_abandon_s * 1000))
-        return found
-
-
-def compact(event: Event, cal: Calendar) -> dict[str, Any]:
-    """The event in the short form apply.lua reads, with its day, interval and thresholds resolved."""
-    body = event.body
-    ts = event.ts_ms
-    # Every UTC offset in use is a multiple of 15 minutes: the local 15-minute grid is the UTC one.
-    out: dict[str, Any] = {"ts": ts, "d": cal.day(ts), "i": ts - ts % 900_000}
-    kind = event.type
-    if kind == "agent.state":
-        out.update(k="s", id=event.event_id, a=event.agent_id, st=body["state"])
-        if body.get("reason"):
-            out["rn"] = body["reason"]
-        if body.get("name"):
-            out["nm"] = body["name"]
-        if body.get("team"):
-            out["tm"] = body["team"]
-        if body.get("queues") is not None:
-            out["qs"] = orjson.dumps(body["queues"]).decode()
-        if event.call_id and event.queue_id:
-            out.update(c=event.call_id, q=event.queue_id)
-        return out
-    if kind in ("call.queued", "call.answered", "call.abandoned"):
-        assert event.queue_id is not None
-        sl, sa = cal.thresholds_ms(event.queue_id)
-        out.update(k=CALL_KINDS[kind], q=event.queue_id, c=event.call_id, sl=sl, sa=sa)
-        if event.agent_id:
-            out["a"] = event.agent_id
-        return out
-    if kind == "call.completed":
-        talk, hold, wrap = (round(float(body[f]) * 1000) for f in ("talk_s", "hold_s", "wrap_s"))
-        out.update(k="c", q=event.queue_id, c=event.call_id, a=event.agent_id,
-                   h=talk + hold + wrap, tk=talk, hd=hold, wr=wrap, tr=1 if body.get("transferred") else 0)
-        if isinstance(body.get("resolved"), bool):
-            out["rs"] = 1 if body["resolved"] else 0
-        return out
-    if kind == "csat.response":
-        out.update(k="y", id=event.event_id)
-        if event.agent_id:
-            out["a"] = event.agent_id
-        if body.get("csat") is not None:
-            out["cs"] = int(body["csat"])
-        if body.get("nps") is not None:
-            out["np"] = int(body["nps"])
-        return out
-    if kind == "quality.scored":
-        out.update(k="r", id=event.event_id, a=event.agent_id, sc=round(float(body["score"]) * 1000))
-        return out
-    raise ValueError(f"unknown event type {kind!r}")
 
 
 class LiveState:
@@ -274,7 +195,9 @@ class LiveState:
             # Called after the state was marked "rebuilding": every event received from now on is
             # applied by its own request, so the replay stops at this instant.
             until = await conn.fetchval("SELECT clock_timestamp()")
-            rows = await conn.fetch(query("agents_last_state"), tenant, since, _dt(window_start - 30 * 86_400_000))
+            oldest = _dt(window_start - 30 * 86_400_000)
+            rows = await conn.fetch(query("agents_last_state"), tenant, since, oldest)
+            rows += await conn.fetch(query("callbacks_open"), tenant, since, oldest)
         await self._apply_rows(tenant, rows, settings)
         last_ts, last_id = _dt(0), ""
         while True:

@@ -52,9 +52,10 @@ class Snapshot:
         self.tenant_day = _counters(tenant_day)
         self.queues = sorted(
             ((_text(q), _counters(day), _counters(iv), int(waiting), float(oldest) if oldest else None)
-             for q, day, iv, waiting, oldest in queues),
+             for q, day, iv, waiting, oldest, *_ in queues),
             key=lambda row: row[0],
         )
+        self.callbacks_pending = {_text(q): int(rest[0]) for q, _, _, _, _, *rest in queues if rest}
         self.agents = sorted(
             ((_text(a), _strings(hash_), _counters(day), [_text(m) for m in changes] if changes else [])
              for a, hash_, day, changes in agents),
@@ -71,8 +72,11 @@ class Snapshot:
         by_state = dict.fromkeys(AGENT_STATES, 0)
         available_in: dict[str, int] = {}
         logged_in_in: dict[str, int] = {}
+        on_hold: dict[str, int] = {}
         for _, agent, _, _ in self.agents:
             state = agent.get("state", "logged_out")
+            if agent.get("hold") and agent.get("queue_id"):
+                on_hold[agent["queue_id"]] = on_hold.get(agent["queue_id"], 0) + 1
             serves = orjson.loads(agent.get("queues", "[]"))
             if only is not None and not only.intersection(serves):
                 continue
@@ -93,6 +97,8 @@ class Snapshot:
                 "longest_wait_s": round(max(0.0, (self.now_ms - oldest) / 1000), 3) if waiting and oldest else 0,
                 "oldest_queued_at": iso_ms(oldest) if waiting and oldest else None,
                 "agents_available": available_in.get(q, 0),
+                "on_hold": on_hold.get(q, 0),
+                "callbacks_pending": self.callbacks_pending.get(q, 0),
                 "today": metrics.queue_figures(day, formula),
                 "interval": metrics.queue_figures(iv, formula),
                 # Erlang C on this interval's forecast; the gap counts every logged-in agent serving the queue.
@@ -105,6 +111,8 @@ class Snapshot:
         if only is None:
             today.update(metrics.feedback_figures(self.tenant_day))
         today["waiting"] = sum(row["waiting"] for row in queues)
+        today["on_hold"] = sum(row["on_hold"] for row in queues)
+        today["callbacks_pending"] = sum(row["callbacks_pending"] for row in queues)
         today["longest_wait_s"] = max((row["longest_wait_s"] for row in queues), default=0)
         return {
             "as_of": iso_ms(self.now_ms),
@@ -138,10 +146,14 @@ class Snapshot:
             "since": iso_ms(since) if since is not None else None,
             "state_duration_s": round(max(0, self.now_ms - since) / 1000, 3) if since is not None else None,
             "call_id": h.get("call_id") if on_call else None,
+            "on_hold": on_call and "hold" in h,
+            "on_hold_since": iso_ms(int(h["hold"])) if on_call and "hold" in h else None,
             "queue_id": h.get("queue_id") if on_call else None,
             "queues": orjson.loads(h.get("queues", "[]")),
             "today": {
                 "handled": day.get("handled", 0),
+                "missed": day.get("missed", 0),
+                "offers": day.get("rings", 0),
                 "aht_s": metrics.aht_s(day),
                 "occupancy": metrics.occupancy(seconds),
                 "utilization": metrics.utilization(seconds),

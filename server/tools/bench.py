@@ -55,7 +55,8 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from server.tools.bench_ingest import run
 
     try:
-        return run(events=args.events, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds)
+        return run(events=args.events, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds,
+                   mix=getattr(args, "mix", "full"))
     except BenchFailed as exc:
         print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ from server.live.state import Calendar, compact
 from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
 from server.tools.bench_server import Connection, free_port, mark_ready, stop, tail, wait_healthy
+from server.tools.simulate_activity import base_mix
 from server.tools.simulate_model import ContactCenter, SimulationConfig
 
 W = TypeVar("W")
@@ -93,7 +94,7 @@ class Phase:
         return self.events / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def run(*, events: int, batch: int, concurrency: int, seconds: float | None) -> int:
+def run(*, events: int, batch: int, concurrency: int, seconds: float | None, mix: str = "full") -> int:
     """Set up (embedded servers when DATABASE_URL/REDIS_URL are unset), run both phases, print the table."""
     settings = Settings.from_env()
     if events < 1 or concurrency < 1 or (seconds is not None and seconds <= 0):
@@ -104,13 +105,14 @@ def run(*, events: int, batch: int, concurrency: int, seconds: float | None) -> 
     settings, embedded = with_runtime(settings)
     settings = as_owner(settings)
     try:
-        return run_async(bench(settings, events=events, batch=batch, concurrency=concurrency, seconds=seconds))
+        return run_async(bench(settings, events=events, batch=batch, concurrency=concurrency, seconds=seconds, mix=mix))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def bench(settings: Settings, *, events: int, batch: int, concurrency: int, seconds: float | None) -> int:
+async def bench(settings: Settings, *, events: int, batch: int, concurrency: int, seconds: float | None,
+                mix: str = "full") -> int:
     assert settings.database_url is not None and settings.redis_url is not None
     scratch = Scratch.new(settings.database_url, settings.redis_url)
     secret = secrets.token_urlsafe(36)  # 48 characters
@@ -120,7 +122,7 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
     say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
     try:
         await scratch.create(settings.app_role)
-        simulated = simulate(events)
+        simulated = simulate(events, mix)
         batches = encode(simulated, batch)
         await scratch.reset_events()
         phases = [await server_phase("server", SERVER_TENANT, local, scratch, batches, concurrency, seconds)]
@@ -139,8 +141,9 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
 # -- the events ----------------------------------------------------------------
 
 
-def simulate(total: int) -> list[dict[str, Any]]:
-    """The ``total`` most recent events of a simulated center, ending now, in ``ts`` order.
+def simulate(total: int, mix: str = "full") -> list[dict[str, Any]]:
+    """The ``total`` most recent events of a simulated center, ending now, in ``ts`` order (``mix`` "base": without
+    the offers, ring-no-answers, holds, callbacks and revenue: the mix before those kinds existed).
 
     Windows are simulated backwards from now until there are enough, each with
     its own seed and id prefix, so no two events share an id.
@@ -157,7 +160,7 @@ def simulate(total: int) -> list[dict[str, Any]]:
         step = start
         while step < end:
             step = min(end, step + timedelta(minutes=10))
-            window += model.advance(step)
+            window += base_mix(model.advance(step)) if mix == "base" else model.advance(step)
             progress.update(min(total, have + len(window)))
         windows.append(window)
         have += len(window)

@@ -29,7 +29,8 @@ import orjson
 from server.analytics.staffing import required_agents
 from server.core.errors import ConfigError
 from server.core.tenant_settings import TenantSettings
-from server.tools.simulate_model import _COMMENTS, _CRITERIA, _FIRST, _LAST, _RESOLVED, _REVIEWERS, _UNRESOLVED, QUEUE_NAMES, _profile
+from server.tools.simulate_activity import _COMMENTS, _CRITERIA, _REVIEWERS
+from server.tools.simulate_model import _FIRST, _LAST, _RESOLVED, _UNRESOLVED, QUEUE_NAMES, _profile
 
 TENANT_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 WEEKLY = (1.12, 1.06, 1.0, 0.98, 0.93, 0.45, 0.24)  # Monday … Sunday

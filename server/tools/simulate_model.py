@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from server.tools.simulate_activity import Activity
+
 __all__ = ["SimulationConfig", "ContactCenter", "arrival_rate", "generate", "format_ts"]
 
 Event = dict[str, Any]
@@ -49,10 +51,6 @@ _PAUSES = (("break", "coffee", 0.45, 600.0), ("break", "lunch", 0.22, 1800.0),
            ("other", "backoffice", 0.07, 420.0), ("other", "outbound", 0.05, 300.0))
 _RESOLVED = ("resolved", "information_provided", "sale", "order_updated")
 _UNRESOLVED = ("callback_scheduled", "escalated", "follow_up", "no_solution")
-_CRITERIA = ("greeting", "empathy", "resolution", "compliance", "closing")
-_REVIEWERS = ("qa-lead", "qa-1", "qa-2")
-_COMMENTS = ("Quick and friendly.", "Had to wait too long.", "Problem solved, thanks!",
-             "Agent was very helpful.", "Still not fixed.")
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,9 @@ class SimulationConfig:
     csat_share: float = 0.30
     quality_share: float = 0.05
     pause_interval_mean_s: float = 5400.0
+    miss_share: float = 0.08  # rings an agent lets ring out (ring-no-answer); the call rings the next agent
+    callback_share: float = 0.2  # abandoned callers who ask to be called back
+    conversion_share: float = 0.3  # completed calls of the first queue that earn revenue (the others earn 0)
     id_prefix: str | None = None
 
     def __post_init__(self) -> None:
@@ -146,12 +147,13 @@ class _Agent:
     pause_due: bool = False
 
 
-class ContactCenter:
+class ContactCenter(Activity):
     """A contact center on a virtual clock; see the module docstring."""
 
     def __init__(self, config: SimulationConfig, start: datetime) -> None:
         self.config = config
         self._rng = random.Random(config.seed)
+        self._extra = random.Random(config.seed + 1_000_003)  # rings, holds, callbacks, revenue
         self._tz = ZoneInfo(config.timezone)
         self._now = _to_ms(start)
         self._prefix = config.id_prefix or f"sim-{config.seed}-{self._now // 1000:x}"
@@ -313,7 +315,12 @@ class ContactCenter:
 
     def _ring(self, call: _Call, agent: _Agent) -> None:
         call.state, call.agent, agent.call = "ringing", agent, call
-        self._at(self._now + int(self._rng.uniform(*self.config.ring_s) * 1000), self._answer, call)
+        self._emit("call.offered", call_id=call.call_id, queue_id=call.queue_id, agent_id=agent.agent_id)
+        ring_ms = int(self._rng.uniform(*self.config.ring_s) * 1000)
+        if self._extra.random() < self.config.miss_share:
+            self._at(self._now + 4 * ring_ms, self._miss, call, agent, 4 * ring_ms)
+        else:
+            self._at(self._now + ring_ms, self._answer, call)
 
     def _patience_out(self, call: _Call) -> None:
         if call.state not in ("waiting", "ringing"):
@@ -322,6 +329,7 @@ class ContactCenter:
         call.state, call.agent = "abandoned", None
         del self._calls[call.call_id]
         self._emit("call.abandoned", call_id=call.call_id, queue_id=call.queue_id)
+        self._maybe_callback(call.queue_id)
         if agent is not None:  # the caller hung up while the agent's phone rang
             agent.call = None
             if agent.pause_due:
@@ -341,6 +349,9 @@ class ContactCenter:
         hold = (self._lognormal_ms(self.config.hold_mean_s)
                 if self._rng.random() < self.config.hold_share else 0)
         self._at(self._now + talk + hold, self._wrap, call, agent, talk, hold)
+        if hold:
+            self._at(self._now + talk // 2, self._hold, call, agent, "call.hold")
+            self._at(self._now + talk // 2 + hold, self._hold, call, agent, "call.unhold")
 
     def _wrap(self, call: _Call, agent: _Agent, talk: int, hold: int) -> None:
         self._agent_state(agent, "wrap_up", call_id=call.call_id, queue_id=call.queue_id)
@@ -357,7 +368,7 @@ class ContactCenter:
         self._emit("call.completed", call_id=call.call_id, queue_id=call.queue_id,
                    agent_id=agent.agent_id, talk_s=talk / 1000, hold_s=hold / 1000,
                    wrap_s=wrap / 1000, resolved=resolved, disposition=disposition,
-                   transferred=transferred)
+                   transferred=transferred, **self._revenue(call.queue_id))
         if transferred:  # a new leg with a new call_id on another queue
             self._enqueue(rng.choice([q for q in self.queue_ids if q != call.queue_id]))
         if not transferred and rng.random() < cfg.csat_share:
@@ -370,27 +381,6 @@ class ContactCenter:
             self._start_pause(agent)
         else:
             self._become_available(agent)
-
-    # -- feedback ---------------------------------------------------------------
-
-    def _csat(self, call_id: str, agent_id: str, resolved: bool) -> None:
-        rng = self._rng
-        weights = (0.03, 0.04, 0.10, 0.33, 0.50) if resolved else (0.15, 0.18, 0.27, 0.25, 0.15)
-        csat = rng.choices((1, 2, 3, 4, 5), weights)[0]
-        fields: dict[str, Any] = {"call_id": call_id, "agent_id": agent_id, "csat": csat}
-        if rng.random() < 0.8:
-            fields["nps"] = max(0, min(10, round(csat * 2 + rng.gauss(0, 1.3))))
-        if rng.random() < 0.15:
-            fields["comment"] = rng.choice(_COMMENTS)
-        self._emit("csat.response", **fields)
-
-    def _quality(self, call_id: str, agent_id: str) -> None:
-        rng = self._rng
-        skill = rng.uniform(2.8, 4.8)
-        criteria = {c: round(min(5.0, max(0.0, rng.gauss(skill, 0.6))), 1) for c in _CRITERIA}
-        score = round(sum(criteria.values()) / len(criteria), 2)
-        self._emit("quality.scored", call_id=call_id, agent_id=agent_id, score=score,
-                   criteria=criteria, reviewer=rng.choice(_REVIEWERS))
 
 
 def generate(config: SimulationConfig, start: datetime, duration: timedelta) -> list[Event]:

@@ -43,11 +43,12 @@ WITH input AS (
 ), legs AS (
     INSERT INTO call_legs AS l (client_id, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at,
                                 completed_at, completed_by, talk_ms, hold_ms, wrap_ms, resolved, transferred,
-                                disposition, sl_ms, short_abandon_ms, news)
+                                disposition, revenue_cents, sl_ms, short_abandon_ms, news)
     SELECT $1, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
            round((done->>'talk_s')::float8 * 1000)::bigint, round((done->>'hold_s')::float8 * 1000)::bigint,
            round((done->>'wrap_s')::float8 * 1000)::bigint, (done->>'resolved')::boolean,
-           coalesce((done->>'transferred')::boolean, false), done->>'disposition', sl_ms, sa_ms,
+           coalesce((done->>'transferred')::boolean, false), done->>'disposition',
+           round((done->>'revenue')::numeric * 100)::bigint, sl_ms, sa_ms,
            (CASE WHEN queued_at IS NOT NULL THEN 1 ELSE 0 END)
            | (CASE WHEN answered_at IS NOT NULL THEN 2 ELSE 0 END)
            | (CASE WHEN abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
@@ -69,6 +70,7 @@ WITH input AS (
         resolved = CASE WHEN l.completed_at IS NULL THEN excluded.resolved ELSE l.resolved END,
         transferred = CASE WHEN l.completed_at IS NULL THEN excluded.transferred ELSE l.transferred END,
         disposition = CASE WHEN l.completed_at IS NULL THEN excluded.disposition ELSE l.disposition END,
+        revenue_cents = CASE WHEN l.completed_at IS NULL THEN excluded.revenue_cents ELSE l.revenue_cents END,
         -- The thresholds a wait was counted with stay with the leg (a rebuild counts it the same way).
         sl_ms = CASE WHEN l.queued_at IS NULL OR (l.answered_at IS NULL AND l.abandoned_at IS NULL)
                      THEN excluded.sl_ms ELSE l.sl_ms END,
@@ -97,26 +99,33 @@ WITH input AS (
            CASE WHEN type = 'quality.scored' THEN round((body::jsonb->>'score')::numeric * 1000)::bigint END AS quality
     FROM e
     WHERE type IN ('csat.response', 'quality.scored')
+), activity AS (  -- rings, misses, holds and callbacks: each new event is its own fact
+    SELECT to_timestamp(ts_ms / 1000.0) AS at, type, queue_id, agent_id,
+           coalesce(round((body::jsonb->>'ring_s')::float8 * 1000)::bigint, 0) AS ring_ms, body::jsonb->>'outcome' AS outcome
+    FROM e
+    WHERE type IN ('call.offered', 'call.missed', 'call.hold', 'callback.requested', 'callback.completed')
 ), facts (dimension, key, at,
           -- counters: names
           offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
           handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
           transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
-          quality_milli
+          quality_milli, rings, missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed,
+          callbacks_reached, revenue_cents, converted
           -- end counters
       ) AS (
     -- offered, on the queued ts
     SELECT 'queue', queue_id, queued_at,
            -- counters: store queued first
            1, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
-           0, 0, 0, 0, 0::bigint
+           0, 0, 0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & 1 <> 0
     UNION ALL  -- answered (and its wait once both ends are known), on the answered ts
     SELECT d.dimension, d.key, answered_at,
            -- counters: store answered
            0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
-           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0
            -- end counters
     FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', answered_by)) AS d(dimension, key)
     WHERE news & (2 | 16) <> 0 AND d.key IS NOT NULL
@@ -125,14 +134,16 @@ WITH input AS (
            -- counters: store abandoned
            0, 0, (news & 4 <> 0)::int, (news & 32 <> 0 AND wait_b < short_abandon_ms)::int, 0,
            (news & 32 <> 0 AND wait_b <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
-           CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+           CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0
            -- end counters
     FROM waits WHERE news & (4 | 32) <> 0
     UNION ALL  -- handled, on the completed ts, for the queue and the agent who completed it
     SELECT d.dimension, d.key, completed_at,
            -- counters: store completed
            0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
-           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0
+           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
            -- end counters
     FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
     WHERE news & 8 <> 0 AND d.key IS NOT NULL
@@ -141,16 +152,29 @@ WITH input AS (
            -- counters: store feedback
            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
            coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
-           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0)
+           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0), 0, 0, 0, 0, 0, 0, 0, 0,
+           0
            -- end counters
     FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
+    WHERE d.key IS NOT NULL
+    UNION ALL  -- rings, misses, holds and callbacks, for the queue and the agent the event names
+    SELECT d.dimension, d.key, at,
+           -- counters: store activity
+           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (type = 'call.offered')::int,
+           (type = 'call.missed')::int, CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END,
+           (type = 'call.hold')::int, (type = 'callback.requested')::int, (type = 'callback.completed')::int,
+           (type = 'callback.completed' AND outcome = 'reached')::int, 0, 0
+           -- end counters
+    FROM activity, LATERAL (VALUES ('queue', queue_id), ('agent', agent_id)) AS d(dimension, key)
     WHERE d.key IS NOT NULL
 ), rolled AS (
     INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start,
         -- counters: names
         offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
         talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+        missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+        converted
         -- end counters
     )
     SELECT $1, dimension, key, date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z'),
@@ -159,7 +183,9 @@ WITH input AS (
            sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
            sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
            sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
-           sum(quality_n), sum(quality_milli)
+           sum(quality_n), sum(quality_milli), sum(rings), sum(missed), sum(missed_ring_ms), sum(holds),
+           sum(callbacks_requested), sum(callbacks_completed), sum(callbacks_reached), sum(revenue_cents),
+           sum(converted)
            -- end counters
     FROM facts
     GROUP BY 2, 3, 4
@@ -189,7 +215,16 @@ WITH input AS (
         nps_promoters = p.nps_promoters + excluded.nps_promoters,
         nps_detractors = p.nps_detractors + excluded.nps_detractors,
         quality_n = p.quality_n + excluded.quality_n,
-        quality_milli = p.quality_milli + excluded.quality_milli
+        quality_milli = p.quality_milli + excluded.quality_milli,
+        rings = p.rings + excluded.rings,
+        missed = p.missed + excluded.missed,
+        missed_ring_ms = p.missed_ring_ms + excluded.missed_ring_ms,
+        holds = p.holds + excluded.holds,
+        callbacks_requested = p.callbacks_requested + excluded.callbacks_requested,
+        callbacks_completed = p.callbacks_completed + excluded.callbacks_completed,
+        callbacks_reached = p.callbacks_reached + excluded.callbacks_reached,
+        revenue_cents = p.revenue_cents + excluded.revenue_cents,
+        converted = p.converted + excluded.converted
         -- end counters
 ), per_day AS MATERIALIZED (  -- the new facts per tenant day, once for the daily and the monthly rows
     SELECT dimension, key, ((at AT TIME ZONE $11) - make_interval(mins => $12))::date AS day,
@@ -202,7 +237,11 @@ WITH input AS (
            sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
-           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli, sum(rings) AS rings,
+           sum(missed) AS missed, sum(missed_ring_ms) AS missed_ring_ms, sum(holds) AS holds,
+           sum(callbacks_requested) AS callbacks_requested, sum(callbacks_completed) AS callbacks_completed,
+           sum(callbacks_reached) AS callbacks_reached, sum(revenue_cents) AS revenue_cents,
+           sum(converted) AS converted
            -- end counters
     FROM facts
     GROUP BY 1, 2, 3
@@ -211,7 +250,9 @@ WITH input AS (
         -- counters: names
         offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
         talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+        missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+        converted
         -- end counters
     )
     SELECT $1, dimension, key, day,
@@ -219,7 +260,8 @@ WITH input AS (
            offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
            handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
            transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
-           quality_milli
+           quality_milli, rings, missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed,
+           callbacks_reached, revenue_cents, converted
            -- end counters
     FROM per_day
     ORDER BY 2, 3, 4
@@ -248,14 +290,25 @@ WITH input AS (
         nps_promoters = p.nps_promoters + excluded.nps_promoters,
         nps_detractors = p.nps_detractors + excluded.nps_detractors,
         quality_n = p.quality_n + excluded.quality_n,
-        quality_milli = p.quality_milli + excluded.quality_milli
+        quality_milli = p.quality_milli + excluded.quality_milli,
+        rings = p.rings + excluded.rings,
+        missed = p.missed + excluded.missed,
+        missed_ring_ms = p.missed_ring_ms + excluded.missed_ring_ms,
+        holds = p.holds + excluded.holds,
+        callbacks_requested = p.callbacks_requested + excluded.callbacks_requested,
+        callbacks_completed = p.callbacks_completed + excluded.callbacks_completed,
+        callbacks_reached = p.callbacks_reached + excluded.callbacks_reached,
+        revenue_cents = p.revenue_cents + excluded.revenue_cents,
+        converted = p.converted + excluded.converted
         -- end counters
 ), monthly AS (  -- the same per tenant month (keyed by its first day)
     INSERT INTO performance_monthly AS p (client_id, dimension, key, month,
         -- counters: names
         offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
         talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+        missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+        converted
         -- end counters
     )
     SELECT $1, dimension, key, date_trunc('month', day)::date,
@@ -264,7 +317,9 @@ WITH input AS (
            sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
            sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
            sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
-           sum(quality_n), sum(quality_milli)
+           sum(quality_n), sum(quality_milli), sum(rings), sum(missed), sum(missed_ring_ms), sum(holds),
+           sum(callbacks_requested), sum(callbacks_completed), sum(callbacks_reached), sum(revenue_cents),
+           sum(converted)
            -- end counters
     FROM per_day
     GROUP BY 2, 3, 4
@@ -294,7 +349,16 @@ WITH input AS (
         nps_promoters = p.nps_promoters + excluded.nps_promoters,
         nps_detractors = p.nps_detractors + excluded.nps_detractors,
         quality_n = p.quality_n + excluded.quality_n,
-        quality_milli = p.quality_milli + excluded.quality_milli
+        quality_milli = p.quality_milli + excluded.quality_milli,
+        rings = p.rings + excluded.rings,
+        missed = p.missed + excluded.missed,
+        missed_ring_ms = p.missed_ring_ms + excluded.missed_ring_ms,
+        holds = p.holds + excluded.holds,
+        callbacks_requested = p.callbacks_requested + excluded.callbacks_requested,
+        callbacks_completed = p.callbacks_completed + excluded.callbacks_completed,
+        callbacks_reached = p.callbacks_reached + excluded.callbacks_reached,
+        revenue_cents = p.revenue_cents + excluded.revenue_cents,
+        converted = p.converted + excluded.converted
         -- end counters
 ), handled_calls AS (
     INSERT INTO agent_metrics (client_id, call_id, queue_id, agent_id, queued_at, answered_at, completed_at, talk_s,

@@ -12,7 +12,11 @@ SELECT key,
        sum(csat_n)::bigint AS csat_n, sum(csat_sum)::bigint AS csat_sum,
        sum(csat_satisfied)::bigint AS csat_satisfied, sum(nps_n)::bigint AS nps_n,
        sum(nps_promoters)::bigint AS nps_promoters, sum(nps_detractors)::bigint AS nps_detractors,
-       sum(quality_n)::bigint AS quality_n, sum(quality_milli)::bigint AS quality_milli
+       sum(quality_n)::bigint AS quality_n, sum(quality_milli)::bigint AS quality_milli,
+       sum(rings)::bigint AS rings, sum(missed)::bigint AS missed, sum(missed_ring_ms)::bigint AS missed_ring_ms,
+       sum(holds)::bigint AS holds, sum(callbacks_requested)::bigint AS callbacks_requested,
+       sum(callbacks_completed)::bigint AS callbacks_completed, sum(callbacks_reached)::bigint AS callbacks_reached,
+       sum(revenue_cents)::bigint AS revenue_cents, sum(converted)::bigint AS converted
        -- end counters
 FROM performance_trends
 WHERE client_id = $1 AND dimension = $2 AND ($3::text[] IS NULL OR key = ANY ($3))

@@ -20,7 +20,7 @@
 -- `python -m server.ingest.schema_sql`: edit the declaration, not them.
 WITH legs AS MATERIALIZED (
     SELECT queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
-           talk_ms, hold_ms, wrap_ms, resolved, transferred, sl_ms, short_abandon_ms,
+           talk_ms, hold_ms, wrap_ms, resolved, transferred, revenue_cents, sl_ms, short_abandon_ms,
            -- NULL while an end is unknown (greatest() would make that 0)
            CASE WHEN queued_at IS NOT NULL AND answered_at IS NOT NULL
                 THEN greatest(0, round(extract(epoch FROM answered_at - queued_at) * 1000))::bigint END AS wait_a,
@@ -40,6 +40,12 @@ WITH legs AS MATERIALIZED (
     SELECT scored_at, agent_id, NULL, NULL, round(score * 1000)::bigint
     FROM call_quality_scores
     WHERE client_id = $1 AND scored_at >= $2 AND scored_at < $3::timestamptz + interval '26 hours'
+), activity_events AS (  -- rings, misses, holds and callbacks: every stored event is its own fact
+    SELECT ts AS at, type, queue_id, agent_id,
+           coalesce(round((body->>'ring_s')::float8 * 1000)::bigint, 0) AS ring_ms, body->>'outcome' AS outcome
+    FROM events
+    WHERE client_id = $1 AND ts >= $2 AND ts < $3::timestamptz + interval '26 hours'
+      AND type IN ('call.offered', 'call.missed', 'call.hold', 'callback.requested', 'callback.completed')
 ), offered AS (  -- each kind of fact per interval and day of its own ts; the kinds are joined below
     SELECT 'queue'::text AS dimension, queue_id AS key,
            date_bin('15 minutes', queued_at, timestamptz '2000-01-01 00:00Z') AS interval_start,
@@ -77,7 +83,8 @@ WITH legs AS MATERIALIZED (
            -- counters: rebuild completed
            count(*) AS handled, sum(talk_ms + hold_ms + wrap_ms) AS handle_ms, sum(talk_ms) AS talk_ms,
            sum(hold_ms) AS hold_ms, sum(wrap_ms) AS wrap_ms, count(*) FILTER (WHERE resolved) AS resolved,
-           count(resolved) AS resolved_given, count(*) FILTER (WHERE transferred) AS transferred
+           count(resolved) AS resolved_given, count(*) FILTER (WHERE transferred) AS transferred,
+           sum(revenue_cents) AS revenue_cents, count(*) FILTER (WHERE revenue_cents >= 1) AS converted
            -- end counters
     FROM legs, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
     WHERE completed_at IS NOT NULL AND d.key IS NOT NULL
@@ -95,6 +102,22 @@ WITH legs AS MATERIALIZED (
     FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
     WHERE d.key IS NOT NULL
     GROUP BY 1, 2, 3, 4
+), activity AS (  -- for the queue and the agent the event names
+    SELECT d.dimension, d.key,
+           date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z') AS interval_start,
+           ((at AT TIME ZONE $4) - make_interval(mins => $5))::date AS day,
+           -- counters: rebuild activity
+           count(*) FILTER (WHERE type = 'call.offered') AS rings,
+           count(*) FILTER (WHERE type = 'call.missed') AS missed,
+           coalesce(sum(ring_ms) FILTER (WHERE type = 'call.missed'), 0) AS missed_ring_ms,
+           count(*) FILTER (WHERE type = 'call.hold') AS holds,
+           count(*) FILTER (WHERE type = 'callback.requested') AS callbacks_requested,
+           count(*) FILTER (WHERE type = 'callback.completed') AS callbacks_completed,
+           count(*) FILTER (WHERE type = 'callback.completed' AND outcome = 'reached') AS callbacks_reached
+           -- end counters
+    FROM activity_events, LATERAL (VALUES ('queue', queue_id), ('agent', agent_id)) AS d(dimension, key)
+    WHERE d.key IS NOT NULL
+    GROUP BY 1, 2, 3, 4
 ), facts AS MATERIALIZED (  -- per interval and day: an interval splits only when a day starts inside it
     SELECT dimension, key, interval_start, day,
            -- counters: coalesce
@@ -108,20 +131,28 @@ WITH legs AS MATERIALIZED (
            coalesce(csat_n, 0) AS csat_n, coalesce(csat_sum, 0) AS csat_sum,
            coalesce(csat_satisfied, 0) AS csat_satisfied, coalesce(nps_n, 0) AS nps_n,
            coalesce(nps_promoters, 0) AS nps_promoters, coalesce(nps_detractors, 0) AS nps_detractors,
-           coalesce(quality_n, 0) AS quality_n, coalesce(quality_milli, 0) AS quality_milli
+           coalesce(quality_n, 0) AS quality_n, coalesce(quality_milli, 0) AS quality_milli,
+           coalesce(rings, 0) AS rings, coalesce(missed, 0) AS missed,
+           coalesce(missed_ring_ms, 0) AS missed_ring_ms, coalesce(holds, 0) AS holds,
+           coalesce(callbacks_requested, 0) AS callbacks_requested,
+           coalesce(callbacks_completed, 0) AS callbacks_completed,
+           coalesce(callbacks_reached, 0) AS callbacks_reached, coalesce(revenue_cents, 0) AS revenue_cents,
+           coalesce(converted, 0) AS converted
            -- end counters
     FROM offered
          FULL JOIN answered USING (dimension, key, interval_start, day)
          FULL JOIN abandoned USING (dimension, key, interval_start, day)
          FULL JOIN handled USING (dimension, key, interval_start, day)
          FULL JOIN rated USING (dimension, key, interval_start, day)
+         FULL JOIN activity USING (dimension, key, interval_start, day)
 ), intervals AS MATERIALIZED (  -- with the day starting on the 15-minute grid, facts has one row per interval
     SELECT dimension, key, interval_start,
            -- counters: names
            offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
            handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
            transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
-           quality_milli
+           quality_milli, rings, missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed,
+           callbacks_reached, revenue_cents, converted
            -- end counters
     FROM facts
     WHERE $5 % 15 = 0 AND interval_start >= $2 AND interval_start < $3
@@ -136,7 +167,11 @@ WITH legs AS MATERIALIZED (
            sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
-           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli, sum(rings) AS rings,
+           sum(missed) AS missed, sum(missed_ring_ms) AS missed_ring_ms, sum(holds) AS holds,
+           sum(callbacks_requested) AS callbacks_requested, sum(callbacks_completed) AS callbacks_completed,
+           sum(callbacks_reached) AS callbacks_reached, sum(revenue_cents) AS revenue_cents,
+           sum(converted) AS converted
            -- end counters
     FROM facts
     WHERE $5 % 15 <> 0 AND interval_start >= $2 AND interval_start < $3
@@ -152,7 +187,11 @@ WITH legs AS MATERIALIZED (
            sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
-           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli, sum(rings) AS rings,
+           sum(missed) AS missed, sum(missed_ring_ms) AS missed_ring_ms, sum(holds) AS holds,
+           sum(callbacks_requested) AS callbacks_requested, sum(callbacks_completed) AS callbacks_completed,
+           sum(callbacks_reached) AS callbacks_reached, sum(revenue_cents) AS revenue_cents,
+           sum(converted) AS converted
            -- end counters
     FROM facts
     WHERE day > (($2::timestamptz - interval '1 microsecond') AT TIME ZONE $4 - make_interval(mins => $5))::date
@@ -173,7 +212,9 @@ WITH legs AS MATERIALIZED (
         -- counters: names
         offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
         talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+        missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+        converted
         -- end counters
     )
     SELECT $1, dimension, key, day,
@@ -181,7 +222,8 @@ WITH legs AS MATERIALIZED (
            offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
            handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
            transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
-           quality_milli
+           quality_milli, rings, missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed,
+           callbacks_reached, revenue_cents, converted
            -- end counters
     FROM days
     ORDER BY dimension, key, day
@@ -210,7 +252,16 @@ WITH legs AS MATERIALIZED (
         nps_promoters = excluded.nps_promoters,
         nps_detractors = excluded.nps_detractors,
         quality_n = excluded.quality_n,
-        quality_milli = excluded.quality_milli
+        quality_milli = excluded.quality_milli,
+        rings = excluded.rings,
+        missed = excluded.missed,
+        missed_ring_ms = excluded.missed_ring_ms,
+        holds = excluded.holds,
+        callbacks_requested = excluded.callbacks_requested,
+        callbacks_completed = excluded.callbacks_completed,
+        callbacks_reached = excluded.callbacks_reached,
+        revenue_cents = excluded.revenue_cents,
+        converted = excluded.converted
         -- end counters
 ), span AS (  -- the day before the rebuilt days, the last rebuilt day, and the months they lie in
     SELECT b.before, b.last, date_trunc('month', b.before + 1)::date AS first_month,
@@ -230,14 +281,19 @@ WITH legs AS MATERIALIZED (
            sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
            sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
            sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
-           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli
+           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli, sum(rings) AS rings,
+           sum(missed) AS missed, sum(missed_ring_ms) AS missed_ring_ms, sum(holds) AS holds,
+           sum(callbacks_requested) AS callbacks_requested, sum(callbacks_completed) AS callbacks_completed,
+           sum(callbacks_reached) AS callbacks_reached, sum(revenue_cents) AS revenue_cents,
+           sum(converted) AS converted
            -- end counters
     FROM (SELECT dimension, key, day,
                  -- counters: names
                  offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
                  handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
                  resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
-                 nps_detractors, quality_n, quality_milli
+                 nps_detractors, quality_n, quality_milli, rings, missed, missed_ring_ms, holds,
+                 callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents, converted
                  -- end counters
           FROM days
           UNION ALL
@@ -246,7 +302,8 @@ WITH legs AS MATERIALIZED (
                  offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
                  handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved,
                  resolved_given, transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters,
-                 nps_detractors, quality_n, quality_milli
+                 nps_detractors, quality_n, quality_milli, rings, missed, missed_ring_ms, holds,
+                 callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents, converted
                  -- end counters
           FROM performance_daily AS p, span AS s
           WHERE p.client_id = $1 AND p.day >= s.first_month AND p.day < (s.last_month + interval '1 month')::date
@@ -262,7 +319,9 @@ WITH legs AS MATERIALIZED (
         -- counters: names
         offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
         talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+        csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+        missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+        converted
         -- end counters
     )
     SELECT $1, dimension, key, month,
@@ -270,7 +329,8 @@ WITH legs AS MATERIALIZED (
            offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled,
            handle_ms, talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given,
            transferred, csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n,
-           quality_milli
+           quality_milli, rings, missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed,
+           callbacks_reached, revenue_cents, converted
            -- end counters
     FROM months
     ORDER BY dimension, key, month
@@ -299,21 +359,33 @@ WITH legs AS MATERIALIZED (
         nps_promoters = excluded.nps_promoters,
         nps_detractors = excluded.nps_detractors,
         quality_n = excluded.quality_n,
-        quality_milli = excluded.quality_milli
+        quality_milli = excluded.quality_milli,
+        rings = excluded.rings,
+        missed = excluded.missed,
+        missed_ring_ms = excluded.missed_ring_ms,
+        holds = excluded.holds,
+        callbacks_requested = excluded.callbacks_requested,
+        callbacks_completed = excluded.callbacks_completed,
+        callbacks_reached = excluded.callbacks_reached,
+        revenue_cents = excluded.revenue_cents,
+        converted = excluded.converted
         -- end counters
 )
 INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start,
     -- counters: names
     offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
     talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred, csat_n,
-    csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+    csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings, missed,
+    missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents, converted
     -- end counters
 )
 SELECT $1, dimension, key, interval_start,
        -- counters: names
        offered, answered, abandoned, short_abandoned, answered_within_sl, abandoned_within_sl, handled, handle_ms,
        talk_ms, hold_ms, wrap_ms, wait_answered_ms, wait_abandoned_ms, resolved, resolved_given, transferred,
-       csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli
+       csat_n, csat_sum, csat_satisfied, nps_n, nps_promoters, nps_detractors, quality_n, quality_milli, rings,
+       missed, missed_ring_ms, holds, callbacks_requested, callbacks_completed, callbacks_reached, revenue_cents,
+       converted
        -- end counters
 FROM intervals
 ORDER BY dimension, key, interval_start
@@ -342,5 +414,14 @@ ON CONFLICT (client_id, dimension, key, interval_start) DO UPDATE SET
     nps_promoters = excluded.nps_promoters,
     nps_detractors = excluded.nps_detractors,
     quality_n = excluded.quality_n,
-    quality_milli = excluded.quality_milli
+    quality_milli = excluded.quality_milli,
+    rings = excluded.rings,
+    missed = excluded.missed,
+    missed_ring_ms = excluded.missed_ring_ms,
+    holds = excluded.holds,
+    callbacks_requested = excluded.callbacks_requested,
+    callbacks_completed = excluded.callbacks_completed,
+    callbacks_reached = excluded.callbacks_reached,
+    revenue_cents = excluded.revenue_cents,
+    converted = excluded.converted
     -- end counters

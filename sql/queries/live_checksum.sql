@@ -7,6 +7,12 @@ SELECT coalesce(sum(offered), 0)::bigint AS offered, coalesce(sum(answered), 0):
        coalesce(sum(handled), 0)::bigint AS handled, coalesce(sum(handle_ms), 0)::bigint AS handle_ms,
        coalesce(sum(wait_answered_ms), 0)::bigint AS wait_answered_ms,
        coalesce(sum(wait_abandoned_ms), 0)::bigint AS wait_abandoned_ms,
+       coalesce(sum(rings) FILTER (WHERE dimension = 'queue'), 0)::bigint AS rings,
+       coalesce(sum(missed) FILTER (WHERE dimension = 'queue'), 0)::bigint AS missed,
+       coalesce(sum(holds) FILTER (WHERE dimension = 'queue'), 0)::bigint AS holds,
+       coalesce(sum(callbacks_requested) FILTER (WHERE dimension = 'queue'), 0)::bigint AS callbacks_requested,
+       coalesce(sum(callbacks_completed) FILTER (WHERE dimension = 'queue'), 0)::bigint AS callbacks_completed,
+       coalesce(sum(revenue_cents) FILTER (WHERE dimension = 'queue'), 0)::bigint AS revenue_cents,
        coalesce(sum(csat_n) FILTER (WHERE dimension = 'tenant'), 0)::bigint AS csat_n,
        coalesce(sum(quality_n) FILTER (WHERE dimension = 'tenant'), 0)::bigint AS quality_n
 FROM performance_daily

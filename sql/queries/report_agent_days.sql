@@ -12,7 +12,13 @@ SELECT width_bucket(p.interval_start, $2::timestamptz[]) AS bucket, p.key, a.nam
        sum(p.csat_n)::bigint AS csat_n, sum(p.csat_sum)::bigint AS csat_sum,
        sum(p.csat_satisfied)::bigint AS csat_satisfied, sum(p.nps_n)::bigint AS nps_n,
        sum(p.nps_promoters)::bigint AS nps_promoters, sum(p.nps_detractors)::bigint AS nps_detractors,
-       sum(p.quality_n)::bigint AS quality_n, sum(p.quality_milli)::bigint AS quality_milli
+       sum(p.quality_n)::bigint AS quality_n, sum(p.quality_milli)::bigint AS quality_milli,
+       sum(p.rings)::bigint AS rings, sum(p.missed)::bigint AS missed,
+       sum(p.missed_ring_ms)::bigint AS missed_ring_ms, sum(p.holds)::bigint AS holds,
+       sum(p.callbacks_requested)::bigint AS callbacks_requested,
+       sum(p.callbacks_completed)::bigint AS callbacks_completed,
+       sum(p.callbacks_reached)::bigint AS callbacks_reached, sum(p.revenue_cents)::bigint AS revenue_cents,
+       sum(p.converted)::bigint AS converted
        -- end counters
 FROM performance_trends p
 LEFT JOIN agents a ON a.client_id = p.client_id AND a.agent_id = p.key

@@ -16,6 +16,9 @@
 -- completed), and wait-dependent counters move when both ends of the wait
 -- are known, whichever came first. Replaying any subset of events again, in
 -- any order, leaves the state unchanged. Agent state follows the newest ts.
+-- Rings, misses, holds and callbacks count once per event id (the "seen" hash);
+-- a call's hold state follows its newest hold/unhold, and a callback stays
+-- pending until its completion is known, whichever of the two came first.
 
 local P = ARGV[1]
 if ARGV[6] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
@@ -76,13 +79,24 @@ local function agent(a)
 end
 local function aset(r, field, value) r.set[field] = value; r.del[field] = nil end
 local function adel(r, field) r.set[field] = nil; r.del[field] = true end
+-- A call's hold state: "ts|flag|event id" (flag 1 on hold, 0 off), the newest ts winning (equal ts: the
+-- greater event id), so the agent's "hold" field follows event time whatever the arrival order.
+local function held(c)  -- the ts the call went on hold, or nil when it is not on hold
+  local v = redis.call("GET", P .. "hold:" .. c)
+  if not v then return nil end
+  local ts, flag = string.match(v, "^(%d+)|(%d)")
+  if flag == "1" then return ts end
+  return nil
+end
 local function set_call(r, c, q, ts)
   r.call_id, r.queue_id, r.call_ts = c, q, ts
   aset(r, "call_id", c); aset(r, "queue_id", q); aset(r, "call_ts", ts)
+  local since = held(c)
+  if since then aset(r, "hold", since) else adel(r, "hold") end
 end
 local function clear_call(r)
   r.call_id, r.queue_id = false, false
-  adel(r, "call_id"); adel(r, "queue_id")
+  adel(r, "call_id"); adel(r, "queue_id"); adel(r, "hold")
 end
 
 local handlers = {}
@@ -153,6 +167,10 @@ handlers.c = function(e)  -- call.completed
   local ad = P .. "ad:" .. e.d .. ":" .. e.a
   bump(ad, "handled", 1)
   bump(ad, "handle_ms", e.h)
+  if e.rv then
+    count(e.d, e.i, e.q, "revenue_cents", e.rv); bump(ad, "revenue_cents", e.rv)
+    if e.rv >= 1 then count(e.d, e.i, e.q, "converted", 1); bump(ad, "converted", 1) end
+  end
   local r = agent(e.a)
   if r.call_id == e.c and r.queue_id == e.q then clear_call(r) end
   return true
@@ -191,7 +209,7 @@ handlers.s = function(e)  -- agent.state
   return added == 1
 end
 
-local function once(e)  -- CSAT and quality have no natural key: remember their event ids
+local function once(e)  -- CSAT, quality and activity events have no natural key: remember their event ids
   local seen = P .. "seen:" .. e.d
   local fresh = redis.call("HSETNX", seen, e.id, 1) == 1
   keep(seen, ttl)
@@ -223,6 +241,79 @@ handlers.r = function(e)  -- quality.scored (score in thousandths)
     bump(key, "quality_n", 1)
     bump(key, "quality_milli", e.sc)
   end
+  return true
+end
+
+-- Rings, misses, holds and callbacks count once per event id, for the queue and the agent they name.
+local function activity(e, field, by)
+  if e.q then count(e.d, e.i, e.q, field, by); members.queues[e.q] = true end
+  if e.a then bump(P .. "ad:" .. e.d .. ":" .. e.a, field, by); members.agents[e.a] = true end
+end
+
+handlers.o = function(e)  -- call.offered
+  if not once(e) then return false end
+  activity(e, "rings", 1)
+  return true
+end
+
+handlers.m = function(e)  -- call.missed
+  if not once(e) then return false end
+  activity(e, "missed", 1)
+  activity(e, "missed_ring_ms", e.rg)
+  return true
+end
+
+local function hold(e, flag)  -- the call's hold state, newest ts first; the agent's flag when it is their call
+  local k = P .. "hold:" .. e.c
+  local v = redis.call("GET", k)
+  local ts, id = -1, ""
+  if v then ts, id = string.match(v, "^(%d+)|%d|(.*)$"); ts = tonumber(ts) end
+  if e.ts > ts or (e.ts == ts and e.id > id) then
+    redis.call("SET", k, e.ts .. "|" .. flag .. "|" .. e.id)
+    keep(k, ttl)
+    local r = agent(e.a)
+    if r.call_id == e.c then
+      if flag == 1 then aset(r, "hold", e.ts) else adel(r, "hold") end
+    end
+  end
+end
+
+handlers.h = function(e)  -- call.hold
+  hold(e, 1)
+  if not once(e) then return false end
+  activity(e, "holds", 1)
+  return true
+end
+
+handlers.u = function(e)  -- call.unhold
+  hold(e, 0)
+  return once(e)
+end
+
+-- A callback: "cbl:{id}" remembers that it was requested / completed (whichever came first), and the
+-- pending ones sit in the hash "cb" (callback_id → JSON) until their completion arrives.
+handlers.k = function(e)  -- callback.requested
+  local k = P .. "cbl:" .. e.cb
+  redis.call("HSET", k, "req", 1)
+  keep(k, ttl)
+  if redis.call("HEXISTS", k, "done") == 0 then
+    redis.call("HSET", P .. "cb", e.cb, cjson.encode({callback_id = e.cb, queue_id = e.q, requested_at = e.ra,
+                                                       due_ts = e.du or cjson.null}))
+    keep(P .. "cb", ttl)
+  end
+  if not once(e) then return false end
+  activity(e, "callbacks_requested", 1)
+  return true
+end
+
+handlers.x = function(e)  -- callback.completed
+  local k = P .. "cbl:" .. e.cb
+  redis.call("HSET", k, "done", 1)
+  keep(k, ttl)
+  redis.call("HDEL", P .. "cb", e.cb)
+  if not once(e) then return false end
+  activity(e, "callbacks_completed", 1)
+  if e.oc == "reached" then activity(e, "callbacks_reached", 1) end
   return true
 end
 

@@ -2,10 +2,12 @@
 -- with the same sums from the PostgreSQL rollups (sql/queries/live_checksum.sql) by the
 -- reconciliation. KEYS[1] the tenant's "ready" key; ARGV[1] the tenant key prefix; ARGV[2] the day.
 -- Returns {ready, offered, answered, abandoned, short_abandoned, answered_within_sl,
---          abandoned_within_sl, handled, handle_ms, wait_answered_ms, wait_abandoned_ms, csat_n, quality_n}.
+--          abandoned_within_sl, handled, handle_ms, wait_answered_ms, wait_abandoned_ms, rings, missed, holds,
+--          callbacks_requested, callbacks_completed, revenue_cents, csat_n, quality_n}.
 local P, day = ARGV[1], ARGV[2]
 local fields = {"offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl",
-                "handled", "handle_ms", "wait_answered_ms", "wait_abandoned_ms"}
+                "handled", "handle_ms", "wait_answered_ms", "wait_abandoned_ms", "rings", "missed", "holds",
+                "callbacks_requested", "callbacks_completed", "revenue_cents"}
 local sums = {}
 for i = 1, #fields do sums[i] = 0 end
 for _, q in ipairs(redis.call("SMEMBERS", P .. "queues")) do

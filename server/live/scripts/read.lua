@@ -7,12 +7,17 @@
 -- ARGV[6]  drop waiting calls queued before this ts (ms): lost legs never wait forever
 --
 -- Returns {ready, queues, tenant_day, agents} where ready is "1", "rebuilding" or nil, and
---   queues = {{queue_id, day_hash, interval_hash, waiting, oldest_ts}, …}
+--   queues = {{queue_id, day_hash, interval_hash, waiting, oldest_ts, callbacks_pending}, …}
 --   agents = {{agent_id, agent_hash, agent_day_hash, changes}, …}
 -- (hashes as flat field/value lists, as HGETALL gives them).
 local P = ARGV[1]
 local day, iv, day_start = ARGV[2], ARGV[3], ARGV[4]
 local ready = redis.call("GET", KEYS[1])
+local pending = {}  -- pending callbacks per queue
+for _, v in ipairs(redis.call("HVALS", P .. "cb")) do
+  local q = cjson.decode(v).queue_id
+  pending[q] = (pending[q] or 0) + 1
+end
 local queues = {}
 for _, q in ipairs(redis.call("SMEMBERS", P .. "queues")) do
   local wait = P .. "wait:" .. q
@@ -24,6 +29,7 @@ for _, q in ipairs(redis.call("SMEMBERS", P .. "queues")) do
     redis.call("HGETALL", P .. "qi:" .. iv .. ":" .. q),
     redis.call("ZCARD", wait),
     oldest[2] or false,
+    pending[q] or 0,
   }
 end
 local agents = {}

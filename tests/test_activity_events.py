@@ -1,0 +1,249 @@
+"""Rings, ring-no-answer, holds, callbacks and revenue: exact live and in history, whatever the delivery order."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+
+from server.core.db import query
+from server.core.tenant_settings import TenantSettings
+
+from .conftest import RunningServer
+from .live_reference import ms
+from .test_cli import run
+from .test_live_exact import day_started_hours_ago, live_documents, new_tenant, post_all, put_settings
+from .test_seed_history import rollups, tenant_conn
+
+QUEUES = ("sales", "support", "billing")
+AGENTS = tuple(f"ag{i}" for i in range(6))
+
+
+def team_of(agent: str) -> str:
+    return f"team-{int(agent[2:]) % 2}"
+
+
+def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Calls that ring, ring out, get answered, held and completed (with or without revenue), and callbacks.
+
+    Each agent's last call stays open (on the call, maybe on hold); every earlier one is completed.
+    """
+    out: list[dict[str, Any]] = []
+    n = 0
+
+    def ev(kind: str, ts: int, **fields: Any) -> None:
+        nonlocal n
+        n += 1
+        out.append({"event_id": f"e{n}", "type": kind, "ts": ts, **fields})
+
+    for agent in AGENTS:
+        ev("agent.state", start, agent_id=agent, state="available", queues=list(QUEUES), team=team_of(agent))
+    t = {a: start + 1000 for a in AGENTS}
+    for c in range(240):
+        agent = AGENTS[c % len(AGENTS)]
+        q = rng.choice(QUEUES)
+        call = f"c{c}"
+        at = t[agent] + rng.randint(1000, 5000)
+        ev("call.queued", at, call_id=call, queue_id=q)
+        if rng.random() < 0.3:  # rings at another agent first, who lets it ring out
+            other = rng.choice([a for a in AGENTS if a != agent])
+            ev("call.offered", at + 100, call_id=call, queue_id=q, agent_id=other)
+            ring = {"ring_s": round(rng.uniform(5, 30), 3)} if rng.random() < 0.8 else {}
+            ev("call.missed", at + 200, call_id=call, queue_id=q, agent_id=other, **ring)
+        ev("call.offered", at + 300, call_id=call, queue_id=q, agent_id=agent)
+        ev("call.answered", at + 400, call_id=call, queue_id=q, agent_id=agent)
+        ev("agent.state", at + 401, agent_id=agent, state="on_call", call_id=call, queue_id=q, team=team_of(agent))
+        span = at + 500
+        for _ in range(rng.randint(0, 3)):
+            where = {"queue_id": q} if rng.random() < 0.5 else {}
+            ev("call.hold", span, call_id=call, agent_id=agent, **where)
+            span += rng.randint(1000, 20_000)
+            ev("call.unhold", span, call_id=call, agent_id=agent, **where)
+            span += 500
+        last = c >= 240 - len(AGENTS)
+        if last:
+            if rng.random() < 0.6:
+                ev("call.hold", span, call_id=call, agent_id=agent)
+        else:
+            money = rng.choice([{}, {"revenue": 0}, {"revenue": round(rng.uniform(1, 500), 2)}, {"revenue": 19.995}])
+            ev("call.completed", span + 1000, call_id=call, queue_id=q, agent_id=agent, talk_s=60.0, hold_s=5.0,
+               wrap_s=10.0, **money)
+            ev("agent.state", span + 1000, agent_id=agent, state="available", team=team_of(agent))
+        t[agent] = span + 2000
+    for b in range(60):
+        q = rng.choice(QUEUES)
+        at = start + rng.randint(1000, 600_000)
+        due = {"due_ts": datetime.fromtimestamp((at + 3_600_000) / 1000, UTC).isoformat()} if b % 2 else {}
+        ev("callback.requested", at, callback_id=f"cb{b}", queue_id=q, **due)
+        if b % 3:
+            who = {"agent_id": rng.choice(AGENTS)} if b % 4 else {}
+            ev("callback.completed", at + rng.randint(-5000, 90_000), callback_id=f"cb{b}", queue_id=q,
+               outcome=rng.choice(["reached", "no_answer", "cancelled"]), **who)
+    return out
+
+
+def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What METRICS.md says each figure is, counted by hand from the events (all of them lie in today)."""
+    q: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    agent_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    current: dict[str, tuple[int, str, str, str]] = {}  # agent → its newest state: (ts, event id, call, queue)
+    holds: dict[str, tuple[int, str, bool]] = {}
+    requested: dict[str, str] = {}
+    closed: set[str] = set()
+    for e in events:
+        t, queue, agent = e["type"], e.get("queue_id"), e.get("agent_id")
+        where = [d for d in (q[queue] if queue else None, agent_day[agent] if agent else None) if d is not None]
+        fields = {"call.offered": ["rings"], "call.missed": ["missed"], "call.hold": ["holds"],
+                  "callback.requested": ["callbacks_requested"], "callback.completed": ["callbacks_completed"]}
+        for d in where:
+            for f in fields.get(t, []):
+                d[f] += 1
+            if t == "call.missed":
+                d["missed_ring_ms"] += round(e.get("ring_s", 0) * 1000)
+            if t == "callback.completed" and e["outcome"] == "reached":
+                d["callbacks_reached"] += 1
+            if t == "call.completed" and "revenue" in e:
+                cents = int((Decimal(str(e["revenue"])) * 100).quantize(Decimal(1), ROUND_HALF_UP))
+                d["revenue_cents"] += cents
+                d["converted"] += cents > 0
+        if t == "call.completed":
+            q[queue]["handled"] += 1
+            agent_day[agent]["handled"] += 1
+        if t == "agent.state" and (ms(e["ts"]), e["event_id"]) > current.get(agent, (0, "", "", ""))[:2]:
+            current[agent] = (ms(e["ts"]), e["event_id"], e.get("call_id", ""), e.get("queue_id", ""))
+        if t in ("call.hold", "call.unhold") and (ms(e["ts"]), e["event_id"]) > holds.get(e["call_id"], (0, ""))[:2]:
+            holds[e["call_id"]] = (ms(e["ts"]), e["event_id"], t == "call.hold")
+        if t == "callback.requested":
+            requested[e["callback_id"]] = queue
+        if t == "callback.completed":
+            closed.add(e["callback_id"])
+    on_hold: dict[str, int] = defaultdict(int)
+    for _, _, call, queue in current.values():
+        if call and holds.get(call, (0, "", False))[2]:
+            on_hold[queue] += 1
+    pending: dict[str, int] = defaultdict(int)
+    for cb, queue in requested.items():
+        if cb not in closed:
+            pending[queue] += 1
+    return {"queues": q, "agents": agent_day, "on_hold": on_hold, "pending": pending,
+            "held_agents": {a: holds[call][0] for a, (_, _, call, _) in current.items()
+                            if call and holds.get(call, (0, "", False))[2]}}
+
+
+def assert_live(overview: dict[str, Any], agents: list[dict[str, Any]], ref: dict[str, Any]) -> None:
+    by_queue = {row["queue_id"]: row for row in overview["queues"]}
+    for name in QUEUES:
+        row, counted = by_queue[name], ref["queues"][name]
+        assert row["today"]["missed"] == counted["missed"], name
+        assert row["today"]["missed_rate"] == pytest.approx(counted["missed"] / counted["rings"]), name
+        assert row["on_hold"] == ref["on_hold"][name], (name, row["on_hold"], ref["on_hold"][name])
+        assert row["callbacks_pending"] == ref["pending"][name], name
+    assert overview["today"]["on_hold"] == sum(ref["on_hold"].values())
+    assert overview["today"]["callbacks_pending"] == sum(ref["pending"].values())
+    listed = {a["agent_id"]: a for a in agents}
+    for agent in AGENTS:
+        assert listed[agent]["today"]["missed"] == ref["agents"][agent]["missed"], agent
+        assert listed[agent]["today"]["offers"] == ref["agents"][agent]["rings"], agent
+        assert listed[agent]["on_hold"] == (agent in ref["held_agents"]), agent
+        since = listed[agent]["on_hold_since"]
+        assert (ms(since) if since else None) == ref["held_agents"].get(agent), agent
+
+
+def rebuild_live(server: RunningServer, tenant: str) -> None:
+    """`wallboard rebuild-live --tenant T`, run as a command against the test server's PostgreSQL and Redis."""
+    env = {"DATABASE_URL": server.settings.database_url or "", "REDIS_URL": server.settings.redis_url or "",
+           "WALLBOARD_KEY_PREFIX": server.settings.key_prefix, "WALLBOARD_JWT_SECRET": server.settings.jwt_secret or ""}
+    result = run(["rebuild-live", "--tenant", tenant], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+COUNTED = ("rings", "missed", "missed_ring_ms", "holds", "callbacks_requested", "callbacks_completed",
+           "callbacks_reached", "revenue_cents", "converted")
+
+
+@pytest.mark.timeout(300)
+async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: RunningServer) -> None:
+    """Every new event type, shuffled with 5 % duplicates: live, rollups and revenue equal a recount, and again
+    after `wallboard rebuild-live` and a rebuild of the rollups."""
+    tenant = new_tenant("activity")
+    starts_at, day_start = day_started_hours_ago(3)
+    await put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
+    rng = random.Random(17)
+    events = scenario(day_start + 60_000, rng)
+    assert max(ms(e["ts"]) for e in events) < time.time() * 1000
+    stream = events + rng.sample(events, len(events) // 20)
+    rng.shuffle(stream)
+    batches = [stream[i:i + 173] for i in range(0, len(stream), 173)]
+    async with server.client(server.token(tenant, "ingest")) as client:
+        totals = await post_all(client, batches)
+    assert (totals["accepted"], totals["duplicates"]) == (len(events), len(stream) - len(events))
+    ref = recount(events)
+    assert sum(ref["on_hold"].values()) > 0 and sum(ref["pending"].values()) > 0
+    assert_live(*await live_documents(server, tenant), ref)
+
+    # History: the daily rollups per queue and agent, and the revenue endpoint.
+    dsn = server.settings.database_url
+    assert dsn is not None
+    conn = await tenant_conn(dsn, tenant)
+    try:
+        trends, daily, monthly = await rollups(conn, tenant)
+        for dimension, keys, counted in (("queue", QUEUES, ref["queues"]), ("agent", AGENTS, ref["agents"])):
+            for key in keys:
+                got = {f: sum(row[f] for (d, k, _), row in daily.items() if (d, k) == (dimension, key)) for f in COUNTED}
+                assert got == {f: counted[key].get(f, 0) for f in COUNTED}, (dimension, key)
+        # A rebuild of the rollups from the stored facts and events gives the same rows.
+        lo = day_start // 900_000 * 900_000
+        await conn.execute(query("history_rebuild"), tenant, datetime.fromtimestamp(lo / 1000, UTC),
+                           datetime.fromtimestamp((day_start + 86_400_000) / 1000, UTC), "UTC",
+                           TenantSettings(day_starts_at=starts_at).day_start_minutes)
+        assert await rollups(conn, tenant) == (trends, daily, monthly)
+    finally:
+        await conn.close()
+    async with server.client(server.token(tenant, "supervisor")) as client:
+        response = await client.get("/api/analytics/revenue")
+    assert response.status_code == 200, response.text
+    stats = response.json()["statistics"]
+    for row in stats["by_queue"]:
+        counted = ref["queues"][row["queue_id"]]
+        assert row["revenue"] == pytest.approx(counted["revenue_cents"] / 100)
+        assert row["conversion_rate"] == pytest.approx(counted["converted"] / counted["handled"])
+        assert row["revenue_per_call"] == pytest.approx(counted["revenue_cents"] / 100 / counted["handled"])
+        assert row["cost_per_call"] is not None
+    assert {r["agent_id"]: r["converted"] for r in stats["by_agent"]} == {
+        a: ref["agents"][a]["converted"] for a in AGENTS if ref["agents"][a]["handled"]}
+    teams = {t: [a for a in AGENTS if team_of(a) == t] for t in ("team-0", "team-1")}
+    assert {r["team"]: (r["converted"], r["revenue"]) for r in stats["by_team"]} == {
+        t: (sum(ref["agents"][a]["converted"] for a in members),
+            pytest.approx(sum(ref["agents"][a]["revenue_cents"] for a in members) / 100))
+        for t, members in teams.items()}
+    assert stats["revenue"] == pytest.approx(sum(c["revenue_cents"] for c in ref["queues"].values()) / 100)
+
+    rebuild_live(server, tenant)  # counts it all again from PostgreSQL
+    assert_live(*await live_documents(server, tenant), ref)
+
+
+async def test_rebuild_brings_back_callbacks_requested_before_its_window(server: RunningServer) -> None:
+    """A callback requested three days ago and never completed is still pending after `wallboard rebuild-live`."""
+    tenant = new_tenant("oldcb")
+    then = int(time.time() * 1000) - 3 * 86_400_000
+    events = [
+        {"event_id": "r1", "type": "callback.requested", "ts": then, "callback_id": "old", "queue_id": "sales"},
+        {"event_id": "r2", "type": "callback.requested", "ts": then, "callback_id": "done", "queue_id": "sales"},
+        {"event_id": "c2", "type": "callback.completed", "ts": then + 60_000, "callback_id": "done",
+         "queue_id": "sales", "outcome": "reached"},
+    ]
+    async with server.client(server.token(tenant, "ingest")) as client:
+        assert (await client.post("/api/events", json=events)).status_code == 200
+
+    async def pending() -> int:
+        overview, _ = await live_documents(server, tenant)
+        return sum(q["callbacks_pending"] for q in overview["queues"] if q["queue_id"] == "sales")
+
+    assert await pending() == 1
+    rebuild_live(server, tenant)
+    assert await pending() == 1
