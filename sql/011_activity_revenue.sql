@@ -1,4 +1,4 @@
--- Issue 17: counters of the activity events (call.offered, call.missed, call.hold, callback.requested,
+-- Counters of the activity events (call.offered, call.missed, call.hold, callback.requested,
 -- callback.completed) and the revenue of completed calls, appended to the rollups in the order
 -- server/ingest/schema.py declares them; call_legs keeps a completed leg's revenue (hundredths of the
 -- tenant's currency) so a rebuild counts it the same way. cost_analysis is dropped: nothing ever filled

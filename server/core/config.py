@@ -89,7 +89,7 @@ class Settings:
     ws_max_per_address: int = 1000
     ws_max_streams_per_tenant: int = 200
     ws_max_subscribes_per_minute: int = 20
-    # Bad input, exports and slow clients (issue 12)
+    # Bad input, exports and slow clients
     max_request_bytes: int = 1024 * 1024
     queue_log_max_lines: int = 50_000
     export_max_per_tenant: int = 2
@@ -102,7 +102,7 @@ class Settings:
     http_header_timeout_s: float = 10.0
     migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
     history_monthly: bool = True
-    # Reports that deliver themselves and alert webhooks (issue 17 item 4): server/core/outbound.py,
+    # Reports that deliver themselves and alert webhooks: server/core/outbound.py,
     # server/core/mail.py, server/analytics/scheduler.py, server/analytics/alert_hooks.py.
     smtp_url: str | None = field(default=None, repr=False)  # smtp://user:pass@host:port, or smtps:// (TLS from the start)
     smtp_from: str = "wallboard@localhost"
@@ -240,7 +240,7 @@ class Settings:
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
             migrate_database_url=migrate_url,
             history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
-            # Reports that deliver themselves and alert webhooks (issue 17 item 4)
+            # Reports that deliver themselves and alert webhooks
             smtp_url=get.url("WALLBOARD_SMTP_URL", ("smtp", "smtps")),
             smtp_from=get.match("WALLBOARD_SMTP_FROM", "wallboard@localhost", r"[^@\s<>]{1,64}@[^@\s<>]{1,255}"),
             webhook_allow_private=get.flag("WALLBOARD_WEBHOOK_ALLOW_PRIVATE", False),

@@ -231,7 +231,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("quality_milli", "quality", "sum of quality scores, in thousandths", "thousandths", _TA, _TA,
             adds="score",
             sql=("coalesce(quality, 0)", "sum(quality)")),
-    # Issue 17: rings at agents, ring-no-answer, holds and callbacks (activity events, once per event id, for
+    # Rings at agents, ring-no-answer, holds and callbacks (activity events, once per event id, for
     # the queue and the agent the event names), and revenue of completed calls (in hundredths, on the leg).
     Counter("rings", "ring", "calls offered to (ringing at) an agent", "count", _QA, _QA,
             sql=("(type = 'call.offered')::int", "count(*) FILTER (WHERE type = 'call.offered')")),
