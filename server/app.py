@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from server.analytics.service import Analytics
 from server.api import (
+    agent_states,
     anomalies,
     audit,
     costs,
@@ -196,8 +197,8 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
             log.info("app.stopped")
 
     api: list[BaseRoute] = []
-    for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies, openapi):
+    for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, agent_states, costs,
+                   reports, audit, scorecards, predictions, anomalies, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from server.api.responses import JSON
 from server.history.period import GRANULARITIES, MAX_LIMIT
-from server.history.reports import REPORTS
+from server.history.reports import COMPUTED, REPORTS
 
 Schema = dict[str, Any]
 
@@ -82,6 +82,18 @@ QUALITY_REVIEW: Schema = {
     "additionalProperties": False,
 }
 
+SECONDS: Schema = {"type": "object", "additionalProperties": {"type": "number"}}
+AGENT_STATES: Schema = {
+    "type": "array",
+    "items": {"type": "object",
+              "required": ["agent_id", "start", "end", "states", "reasons", "logged_in_s", "first_login",
+                           "last_logout", "occupancy", "utilization", "missed"],
+              "properties": {"agent_id": ID, "start": TEXT, "end": TEXT, "states": SECONDS, "reasons": SECONDS,
+                             "logged_in_s": {"type": "number"}, "first_login": NULLABLE_TEXT,
+                             "last_logout": NULLABLE_TEXT, "occupancy": {"type": ["number", "null"]},
+                             "utilization": {"type": ["number", "null"]}, "missed": {"type": "integer"}}},
+}
+
 
 @dataclass(frozen=True)
 class Op:
@@ -138,6 +150,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/analytics/performance/agent/{agent_id}/detailed", "an agent's totals, buckets, calls, reviews",
        LIVE, params=(AGENT_ID, *PERIOD), data=OBJECT),
     Op("GET", "/api/analytics/performance/scorecards", "agents over the last 30 whole days", LIVE, data=LIST),
+    Op("GET", "/api/analytics/agents/states", "agent-state seconds, logins, occupancy and missed calls per agent "
+       "and bucket", LIVE, params=PERIOD + FILTERS[1:], data=AGENT_STATES),
     Op("GET", "/api/analytics/calls/timeline", "call volumes and waits per bucket", READERS, params=PERIOD + FILTERS,
        data=LIST),
     Op("GET", "/api/analytics/calls/completion", "offered, answered, abandoned per queue", READERS,
@@ -159,7 +173,7 @@ OPERATIONS: tuple[Op, ...] = (
                         query("kind", TEXT, "only this kind of anomaly")), data=LIST),
     Op("GET", "/api/analytics/audit", "the audit log, newest first", ADMIN, params=PERIOD, data=LIST),
     Op("GET", "/api/reports/{name}", "a report as JSON, or streamed CSV (format=csv or Accept: text/csv)", READERS,
-       params=(path("name", {"type": "string", "enum": sorted(REPORTS)}, "the report"), *PERIOD, *FILTERS,
+       params=(path("name", {"type": "string", "enum": sorted({*REPORTS, *COMPUTED})}, "the report"), *PERIOD, *FILTERS,
                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
        data=LIST),
     Op("GET", "/openapi.json", "this document", None),

@@ -113,6 +113,8 @@ class Ingestor:
             sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
             service_level.append(sl_ms)
             short_abandon.append(sa_ms)
+        # The agents whose state history this batch splits (events_store.sql reads theirs first).
+        agents_with_states = sorted({e.agent_id for e in events if e.type == "agent.state" and e.agent_id})
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:
@@ -120,6 +122,8 @@ class Ingestor:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     if batch is not None:
                         await conn.execute(query("live_pending_add"), tenant, batch)
+                    if agents_with_states:
+                        await conn.execute(query("agent_state_lock"), tenant, agents_with_states)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes)
                 break

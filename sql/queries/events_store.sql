@@ -324,5 +324,78 @@ WITH input AS (
         team = coalesce(excluded.team, a.team),
         seen_at = excluded.seen_at
     WHERE excluded.seen_at >= a.seen_at
+), st AS MATERIALIZED (  -- agent-state time (012_agent_states.sql): the new agent.state events
+    SELECT agent_id, ts_ms, event_id, body::jsonb->>'state' AS state,
+           CASE WHEN body::jsonb->>'state' IN ('break', 'other') THEN coalesce(body::jsonb->>'reason', '') ELSE '' END
+               AS reason
+    FROM e WHERE type = 'agent.state'
+), st_ends AS MATERIALIZED (  -- per agent: the stored events just before its earliest new one and after its latest
+    SELECT s.agent_id, p.ts AS p_ts, n.ts AS n_ts
+    FROM (SELECT agent_id, to_timestamp(min(ts_ms) / 1000.0) AS lo, to_timestamp(max(ts_ms) / 1000.0) AS hi
+          FROM st GROUP BY 1) AS s
+    LEFT JOIN LATERAL (  -- the last day's partitions first: an agent's predecessor is nearly always there
+        (SELECT ts FROM events WHERE client_id = $1 AND type = 'agent.state' AND agent_id = s.agent_id
+           AND ts < s.lo AND ts >= s.lo - interval '1 day' ORDER BY ts DESC LIMIT 1)
+        UNION ALL
+        (SELECT ts FROM events WHERE client_id = $1 AND type = 'agent.state' AND agent_id = s.agent_id
+           AND ts < s.lo ORDER BY ts DESC LIMIT 1)
+        LIMIT 1) AS p ON true
+    LEFT JOIN LATERAL (  -- no event is stored later than a few minutes past now
+        SELECT ts FROM events WHERE client_id = $1 AND type = 'agent.state' AND agent_id = s.agent_id
+          AND ts > s.hi AND ts < greatest(now(), s.hi) + interval '1 hour' ORDER BY ts LIMIT 1) AS n ON true
+), st_chain AS (  -- each agent's stored events from that predecessor to that successor (ver -1: before this
+                  -- batch, and 1: after it), and its new events (ver 1)
+    SELECT w.agent_id, v.ver, x.ts_ms, x.event_id, x.state, x.reason, w.p_ts IS NULL AS from_start
+    FROM st_ends AS w
+    CROSS JOIN LATERAL (
+        SELECT round(extract(epoch FROM ev.ts) * 1000)::bigint AS ts_ms, ev.event_id, ev.body->>'state' AS state,
+               CASE WHEN ev.body->>'state' IN ('break', 'other') THEN coalesce(ev.body->>'reason', '') ELSE '' END
+                   AS reason
+        FROM events AS ev
+        WHERE ev.client_id = $1 AND ev.type = 'agent.state' AND ev.agent_id = w.agent_id
+          AND ev.ts >= coalesce(w.p_ts, '-infinity') AND ev.ts <= coalesce(w.n_ts, now() + interval '1 hour')) AS x
+    CROSS JOIN (VALUES (-1), (1)) AS v(ver)
+    UNION ALL
+    SELECT s.agent_id, 1, s.ts_ms, s.event_id, s.state, s.reason, w.p_ts IS NULL
+    FROM st AS s JOIN st_ends AS w USING (agent_id)
+), st_spans AS MATERIALIZED (  -- each state's span [a, b) in either chain; the last one is open (b NULL)
+    SELECT agent_id, ver, event_id, state, reason, ts_ms AS a, lead(ts_ms) OVER w AS b,
+           lag(state) OVER w AS prev_state, lag(ts_ms) OVER w IS NOT NULL OR from_start AS known
+    FROM st_chain
+    WINDOW w AS (PARTITION BY agent_id, ver ORDER BY ts_ms, event_id COLLATE "C")
+), st_pieces AS (  -- the closed spans of logged-in states cut at the 15-minute grid and at tenant day starts
+    SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * (least(s.b, k.hi) - greatest(s.a, k.lo)) AS ms
+    FROM st_spans AS s
+    CROSS JOIN LATERAL generate_series(s.a - s.a % 900000, s.b - 1, 900000) AS c(cell)
+    CROSS JOIN LATERAL (SELECT CASE WHEN $12 % 15 <> 0
+                                     AND ((to_timestamp(c.cell / 1000.0) AT TIME ZONE $11) - make_interval(mins => $12))::date
+                                      <> ((to_timestamp((c.cell + 899999) / 1000.0) AT TIME ZONE $11)
+                                          - make_interval(mins => $12))::date
+                                    THEN c.cell + ($12 % 15) * 60000 END AS cut) AS d
+    CROSS JOIN LATERAL (VALUES (c.cell, coalesce(d.cut, c.cell + 900000)), (d.cut, c.cell + 900000)) AS k(lo, hi)
+    WHERE s.b > s.a AND s.state <> 'logged_out' AND k.lo IS NOT NULL AND k.hi > s.a AND k.lo < s.b
+), st_rolled AS (
+    INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
+    SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)
+    FROM st_pieces
+    GROUP BY agent_id, lo, state, reason
+    HAVING sum(ms) <> 0
+    ORDER BY agent_id, lo, state, reason
+    ON CONFLICT (client_id, agent_id, interval_start, state, reason) DO UPDATE SET ms = r.ms + excluded.ms
+), st_marks AS MATERIALIZED (  -- logins and logouts that this batch made (1) or unmade (-1)
+    SELECT agent_id, event_id, a, CASE WHEN state = 'logged_out' THEN 'logout' ELSE 'login' END AS kind,
+           sum(ver) AS change
+    FROM st_spans
+    WHERE known AND CASE WHEN state = 'logged_out' THEN coalesce(prev_state <> 'logged_out', false)
+                         ELSE prev_state IS NULL OR prev_state = 'logged_out' END
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(ver) <> 0
+), st_marked AS (
+    INSERT INTO agent_state_marks (client_id, agent_id, event_id, at, kind)
+    SELECT $1, agent_id, event_id, to_timestamp(a / 1000.0), kind FROM st_marks WHERE change > 0
+    ON CONFLICT DO NOTHING
+), st_unmarked AS (
+    DELETE FROM agent_state_marks AS m USING st_marks AS k
+    WHERE m.client_id = $1 AND m.agent_id = k.agent_id AND m.event_id = k.event_id AND k.change < 0
 )
 SELECT event_id FROM stored

@@ -1,0 +1,52 @@
+-- Agent-state history: seconds per state, kept at ingest (METRICS.md "Agent state time").
+--
+-- agent_state_time: milliseconds per tenant × agent × piece × state × reason. A piece is a 15-minute
+-- interval of the UTC grid (every UTC offset in use is a multiple of 15 minutes, so it is the tenant's
+-- local grid too), split in two where a tenant day starts inside it (a day_starts_at off the grid), so a
+-- piece lies in one bucket of every granularity. An agent's state holds from its agent.state ts until its
+-- next one (ordered by ts, then event_id); events_store.sql keeps the closed spans exactly under any
+-- delivery order (an event landing between two known ones splits its predecessor's span: the old span
+-- is taken off, the two new ones added), agent_states_rebuild.sql recomputes a range from the events.
+-- The open last state is not stored: readers count it up to now. logged_out time is not stored.
+-- `reason` is '' except for break and other.
+CREATE TABLE agent_state_time (
+    client_id       text NOT NULL,
+    agent_id        text NOT NULL,
+    interval_start  timestamptz NOT NULL,
+    state           text NOT NULL,
+    reason          text NOT NULL DEFAULT '',
+    ms              bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (client_id, agent_id, interval_start, state, reason)
+);
+CREATE INDEX agent_state_time_time ON agent_state_time (client_id, interval_start);
+
+-- Logins (a logged-in state after logged_out, or an agent's first state) and logouts (logged_out after a
+-- logged-in state), kept with the spans: first_login and last_logout of a bucket are looked up here.
+CREATE TABLE agent_state_marks (
+    client_id  text NOT NULL,
+    agent_id   text NOT NULL,
+    event_id   text NOT NULL,
+    at         timestamptz NOT NULL,
+    kind       text NOT NULL CHECK (kind IN ('login', 'logout')),
+    PRIMARY KEY (client_id, agent_id, event_id)
+);
+CREATE INDEX agent_state_marks_time ON agent_state_marks (client_id, at);
+
+-- The call.missed events of an agent in a bucket (the `missed` of GET /api/analytics/agents/states).
+CREATE INDEX events_client_agent_missed ON events (client_id, agent_id, ts) WHERE type = 'call.missed';
+
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['agent_state_time', 'agent_state_marks'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY tenant_isolation ON %I '
+                       'USING (client_id = (SELECT tenant FROM wallboard_tenant_bound)) '
+                       'WITH CHECK (client_id = (SELECT tenant FROM wallboard_tenant_bound))', t);
+    END LOOP;
+END
+$$;
+GRANT SELECT, INSERT, UPDATE ON agent_state_time TO :app_role;
+GRANT SELECT, INSERT, DELETE ON agent_state_marks TO :app_role;
