@@ -13,6 +13,7 @@ import { createAgents } from "./supervisor-agents.js";
 import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
 import { createQuality } from "./supervisor-quality.js";
 import { createReports, createSettings } from "./supervisor-admin.js";
+import { createStates } from "./supervisor-states.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
@@ -229,6 +230,7 @@ async function main() {
     quality: createQuality(ctx),
     satisfaction: createSatisfaction(ctx),
     costs: createCosts(ctx),
+    states: createStates(ctx),
     reports: createReports(ctx),
   });
   if (admin) {
