@@ -32,6 +32,22 @@ CREATE TABLE agent_state_marks (
 );
 CREATE INDEX agent_state_marks_time ON agent_state_marks (client_id, at);
 
+-- The pieces of an agent's span [a, b) (epoch ms) in a tenant's calendar: (piece start, ms of the span in it).
+-- Used by events_store.sql and agent_states_rebuild.sql alike; a SQL function the planner inlines.
+CREATE FUNCTION agent_state_pieces(a bigint, b bigint, zone text, day_start integer)
+RETURNS TABLE (lo bigint, ms bigint) LANGUAGE sql STABLE AS $$
+    SELECT k.lo, least(b, k.hi) - greatest(a, k.lo)
+    FROM generate_series(a - a % 900000, b - 1, 900000) AS c(cell)
+    CROSS JOIN LATERAL (SELECT CASE WHEN day_start % 15 <> 0
+                                     AND ((to_timestamp(c.cell / 1000.0) AT TIME ZONE zone)
+                                          - make_interval(mins => day_start))::date
+                                      <> ((to_timestamp((c.cell + 899999) / 1000.0) AT TIME ZONE zone)
+                                          - make_interval(mins => day_start))::date
+                                    THEN c.cell + (day_start % 15) * 60000 END AS cut) AS d
+    CROSS JOIN LATERAL (VALUES (c.cell, coalesce(d.cut, c.cell + 900000)), (d.cut, c.cell + 900000)) AS k(lo, hi)
+    WHERE k.lo IS NOT NULL AND k.hi > a AND k.lo < b
+$$;
+
 -- The call.missed events of an agent in a bucket (the `missed` of GET /api/analytics/agents/states).
 CREATE INDEX events_client_agent_missed ON events (client_id, agent_id, ts) WHERE type = 'call.missed';
 

@@ -33,16 +33,9 @@ WITH chain AS MATERIALIZED (
     FROM chain
     WINDOW w AS (PARTITION BY agent_id ORDER BY ts, event_id COLLATE "C")
 ), pieces AS (
-    SELECT s.agent_id, s.state, s.reason, k.lo, least(s.b, k.hi) - greatest(s.a, k.lo) AS ms
-    FROM spans AS s
-    CROSS JOIN LATERAL generate_series(s.a - s.a % 900000, s.b - 1, 900000) AS c(cell)
-    CROSS JOIN LATERAL (SELECT CASE WHEN $5 % 15 <> 0
-                                     AND ((to_timestamp(c.cell / 1000.0) AT TIME ZONE $4) - make_interval(mins => $5))::date
-                                      <> ((to_timestamp((c.cell + 899999) / 1000.0) AT TIME ZONE $4)
-                                          - make_interval(mins => $5))::date
-                                    THEN c.cell + ($5 % 15) * 60000 END AS cut) AS d
-    CROSS JOIN LATERAL (VALUES (c.cell, coalesce(d.cut, c.cell + 900000)), (d.cut, c.cell + 900000)) AS k(lo, hi)
-    WHERE s.b > s.a AND s.state <> 'logged_out' AND k.lo IS NOT NULL AND k.hi > s.a AND k.lo < s.b
+    SELECT s.agent_id, s.state, s.reason, k.lo, k.ms
+    FROM spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $4, $5) AS k
+    WHERE s.b > s.a AND s.state <> 'logged_out'
 ), rows AS MATERIALIZED (
     SELECT agent_id, to_timestamp(lo / 1000.0) AS interval_start, state, reason, sum(ms) AS ms
     FROM pieces

@@ -364,16 +364,9 @@ WITH input AS (
     FROM st_chain
     WINDOW w AS (PARTITION BY agent_id, ver ORDER BY ts_ms, event_id COLLATE "C")
 ), st_pieces AS (  -- the closed spans of logged-in states cut at the 15-minute grid and at tenant day starts
-    SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * (least(s.b, k.hi) - greatest(s.a, k.lo)) AS ms
-    FROM st_spans AS s
-    CROSS JOIN LATERAL generate_series(s.a - s.a % 900000, s.b - 1, 900000) AS c(cell)
-    CROSS JOIN LATERAL (SELECT CASE WHEN $12 % 15 <> 0
-                                     AND ((to_timestamp(c.cell / 1000.0) AT TIME ZONE $11) - make_interval(mins => $12))::date
-                                      <> ((to_timestamp((c.cell + 899999) / 1000.0) AT TIME ZONE $11)
-                                          - make_interval(mins => $12))::date
-                                    THEN c.cell + ($12 % 15) * 60000 END AS cut) AS d
-    CROSS JOIN LATERAL (VALUES (c.cell, coalesce(d.cut, c.cell + 900000)), (d.cut, c.cell + 900000)) AS k(lo, hi)
-    WHERE s.b > s.a AND s.state <> 'logged_out' AND k.lo IS NOT NULL AND k.hi > s.a AND k.lo < s.b
+    SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * k.ms AS ms
+    FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $11, $12) AS k
+    WHERE s.b > s.a AND s.state <> 'logged_out'
 ), st_rolled AS (
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
     SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)
