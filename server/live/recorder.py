@@ -113,8 +113,7 @@ class Ingestor:
             sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
             service_level.append(sl_ms)
             short_abandon.append(sa_ms)
-        # The agents whose state history this batch splits (events_store.sql reads theirs first).
-        agents_with_states = sorted({e.agent_id for e in events if e.type == "agent.state" and e.agent_id})
+        states = [e for e in events if e.type == "agent.state"]
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:
@@ -122,10 +121,10 @@ class Ingestor:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     if batch is not None:
                         await conn.execute(query("live_pending_add"), tenant, batch)
-                    if agents_with_states:
-                        await conn.execute(query("agent_state_lock"), tenant, agents_with_states)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes)
+                    if states:
+                        await self._store_states(conn, tenant, states, {row["event_id"] for row in rows}, cal)
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
@@ -137,3 +136,17 @@ class Ingestor:
                 await asyncio.sleep(0.01 * 2 ** attempt)
         self._partitions |= missing
         return {row["event_id"] for row in rows}
+
+    @staticmethod
+    async def _store_states(conn: asyncpg.Connection, tenant: str, states: Sequence[Event], fresh: set[str],
+                            cal: Calendar) -> None:
+        """Agent-state history of the batch's new agent.state events (agent_states_store.sql), once the batches
+        before it that touch the same agents have committed (agent_state_lock.sql): a statement of its own, so
+        its snapshot holds their events. Batches sharing an agent already wait for each other on the agents
+        row that events_store.sql updates; the lock only makes the order explicit."""
+        new = [e for e in states if e.event_id in fresh]
+        if not new:
+            return
+        await conn.execute(query("agent_state_lock"), tenant, sorted({e.agent_id for e in new}))
+        await conn.execute(query("agent_states_store"), tenant, [e.event_id for e in new], [e.agent_id for e in new],
+                           [e.ts_ms for e in new], cal.settings.timezone, cal.settings.day_start_minutes)

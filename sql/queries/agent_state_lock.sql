@@ -1,6 +1,6 @@
--- Serialise the batches that write one agent's state history ($1 tenant, $2 its agents): events_store.sql
+-- Serialise the batches that write one agent's state history ($1 tenant, $2 its agents): agent_states_store.sql
 -- reads an agent's stored agent.state events to split their spans, so two batches of the same agent must
 -- not both read before either has written. Held to the end of the transaction; taken in one order
--- (by key), so batches sharing agents never deadlock on them. Run before events_store.sql, in its transaction.
+-- (by key), so batches sharing agents never deadlock on them. Run after events_store.sql, in its transaction.
 SELECT count(pg_advisory_xact_lock(hashtext('wallboard.agent_state'), k))
 FROM (SELECT DISTINCT hashtext($1 || '/' || a) AS k FROM unnest($2::text[]) AS a ORDER BY 1) AS keys
