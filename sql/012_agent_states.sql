@@ -4,8 +4,8 @@
 -- interval of the UTC grid (every UTC offset in use is a multiple of 15 minutes, so it is the tenant's
 -- local grid too), split in two where a tenant day starts inside it (a day_starts_at off the grid), so a
 -- piece lies in one bucket of every granularity. An agent's state holds from its agent.state ts until its
--- next one (ordered by ts, then event_id); agent_states_store.sql (in the ingest transaction) keeps the closed spans exactly under any
--- delivery order (an event landing between two known ones splits its predecessor's span: the old span
+-- next one (ordered by ts, then event_id); agent_states_store.sql, in the ingest transaction, keeps the
+-- closed spans exactly under any delivery order (an event landing between two known ones splits its predecessor's span: the old span
 -- is taken off, the two new ones added), agent_states_rebuild.sql recomputes a range from the events.
 -- The open last state is not stored: readers count it up to now. logged_out time is not stored.
 -- `reason` is '' except for break and other.

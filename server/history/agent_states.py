@@ -1,6 +1,6 @@
 """Agent-state history: seconds per state and break reason per agent and bucket (METRICS.md "Agent state time").
 
-The closed spans come from ``agent_state_time``, kept at ingest by ``events_store.sql`` (15-minute pieces,
+The closed spans come from ``agent_state_time``, kept at ingest by ``agent_states_store.sql`` (15-minute pieces,
 cut where a tenant day starts, so every bucket of :mod:`server.history.period` is a whole number of
 pieces); nothing is recounted from raw events per request. The one span no rollup holds, each agent's
 open last state, is counted here up to now. First login and last logout come from ``agent_state_marks``;
