@@ -17,7 +17,7 @@ CREATE TABLE agent_state_time (
     reason          text NOT NULL DEFAULT '',
     ms              bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (client_id, agent_id, interval_start, state, reason)
-);
+) WITH (fillfactor = 70);  -- room on the page: a piece's row is updated in place (HOT), its indexes untouched
 CREATE INDEX agent_state_time_time ON agent_state_time (client_id, interval_start);
 
 -- Logins (a logged-in state after logged_out, or an agent's first state) and logouts (logged_out after a
@@ -31,6 +31,19 @@ CREATE TABLE agent_state_marks (
     PRIMARY KEY (client_id, agent_id, event_id)
 );
 CREATE INDEX agent_state_marks_time ON agent_state_marks (client_id, at);
+
+-- Each agent's latest stored agent.state (ordered by ts, then event_id): a batch whose events all come later
+-- needs nothing else to split spans (agent_states_store.sql). An agent without a row here takes the path that
+-- reads `events`; the rows of the events stored before this migration are filled below.
+CREATE TABLE agent_state_heads (
+    client_id  text NOT NULL,
+    agent_id   text NOT NULL,
+    ts_ms      bigint NOT NULL,
+    event_id   text NOT NULL,
+    state      text NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    PRIMARY KEY (client_id, agent_id)
+) WITH (fillfactor = 50);  -- rewritten by nearly every batch of the agent: updated in place (HOT)
 
 -- The pieces of an agent's span [a, b) (epoch ms) in a tenant's calendar: (piece start, ms of the span in it).
 -- Used by events_store.sql and agent_states_rebuild.sql alike; a SQL function the planner inlines.
@@ -55,7 +68,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['agent_state_time', 'agent_state_marks'] LOOP
+    FOREACH t IN ARRAY ARRAY['agent_state_time', 'agent_state_marks', 'agent_state_heads'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON %I '
@@ -66,3 +79,23 @@ END
 $$;
 GRANT SELECT, INSERT, UPDATE ON agent_state_time TO :app_role;
 GRANT SELECT, INSERT, DELETE ON agent_state_marks TO :app_role;
+GRANT SELECT, INSERT, UPDATE ON agent_state_heads TO :app_role;
+
+-- The heads of the agents already stored. Row-level security is forced on events, the owner included: a
+-- policy of the owner alone, for this statement only, lets it read every tenant's rows (as 006 does).
+-- Their agent_state_time is not filled here: agent_states_rebuild.sql fills a range of a tenant on demand.
+DO $$
+BEGIN
+    EXECUTE format('CREATE POLICY agent_state_backfill ON events FOR SELECT TO %I USING (true)', current_user);
+    EXECUTE format('CREATE POLICY agent_state_backfill ON agent_state_heads FOR ALL TO %I USING (true) WITH CHECK (true)',
+                   current_user);
+END
+$$;
+INSERT INTO agent_state_heads (client_id, agent_id, ts_ms, event_id, state, reason)
+SELECT DISTINCT ON (client_id, agent_id) client_id, agent_id, round(extract(epoch FROM ts) * 1000)::bigint, event_id,
+       body->>'state', CASE WHEN body->>'state' IN ('break', 'other') THEN coalesce(body->>'reason', '') ELSE '' END
+FROM events
+WHERE type = 'agent.state' AND agent_id IS NOT NULL
+ORDER BY client_id, agent_id, ts DESC, event_id COLLATE "C" DESC;
+DROP POLICY agent_state_backfill ON events;
+DROP POLICY agent_state_backfill ON agent_state_heads;

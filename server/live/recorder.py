@@ -149,4 +149,5 @@ class Ingestor:
             return
         await conn.execute(query("agent_state_lock"), tenant, sorted({e.agent_id for e in new}))
         await conn.execute(query("agent_states_store"), tenant, [e.event_id for e in new], [e.agent_id for e in new],
-                           [e.ts_ms for e in new], cal.settings.timezone, cal.settings.day_start_minutes)
+                           [e.ts_ms for e in new], [e.body["state"] for e in new], [e.body.get("reason") for e in new],
+                           cal.settings.timezone, cal.settings.day_start_minutes)
