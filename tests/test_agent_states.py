@@ -170,7 +170,7 @@ async def test_dst_change_in_a_half_hour_zone_equals_a_recount(server: RunningSe
 
 
 async def test_rebuild_from_the_events_restores_the_rollup(server: RunningServer, dst: dict[str, Any]) -> None:
-    """agent_states_rebuild.sql recomputes exactly what ingest kept, and repairs rows that were damaged."""
+    """agent_states_rebuild.sql recomputes exactly what ingest kept (spans, logins, heads) and repairs damaged rows."""
     tenant = dst["tenant"]
     conn = await asyncpg.connect(server.settings.database_url)
     try:
@@ -184,12 +184,17 @@ async def test_rebuild_from_the_events_restores_the_rollup(server: RunningServer
             assert len(kept) > 100 and kept_marks
             await conn.execute("UPDATE agent_state_time SET ms = ms + 7 WHERE client_id = $1 AND state = 'break'", tenant)
             await conn.execute("DELETE FROM agent_state_marks WHERE client_id = $1 AND kind = 'login'", tenant)
+            heads = "SELECT * FROM agent_state_heads WHERE client_id = $1 ORDER BY agent_id"
+            kept_heads = [tuple(r) for r in await conn.fetch(heads, tenant)]
+            assert len(kept_heads) == 6
+            await conn.execute("UPDATE agent_state_heads SET state = 'available' WHERE client_id = $1", tenant)
             lo = datetime(2026, 10, 30, tzinfo=UTC)
             for day in range(6):  # in day-long chunks, as seed-history runs it
                 await conn.execute(query("agent_states_rebuild"), tenant, lo + timedelta(days=day),
                                    lo + timedelta(days=day + 1), "America/St_Johns", 0)
             assert [tuple(r) for r in await conn.fetch(read, tenant)] == kept
             assert [tuple(r) for r in await conn.fetch(marks, tenant)] == kept_marks
+            assert [tuple(r) for r in await conn.fetch(heads, tenant)] == kept_heads
     finally:
         await conn.close()
 

@@ -3,9 +3,9 @@
 The closed spans come from ``agent_state_time``, kept at ingest by ``agent_states_store.sql`` (15-minute pieces,
 cut where a tenant day starts, so every bucket of :mod:`server.history.period` is a whole number of
 pieces); nothing is recounted from raw events per request. The one span no rollup holds, each agent's
-open last state, is counted here up to now. First login and last logout come from ``agent_state_marks``;
-``missed`` counts ``call.missed`` events by their partial index. Rows are returned for the buckets in which
-an agent was logged in, logged in or out, or missed a call.
+open last state (its row of ``agent_state_heads``), is counted here up to now. First login and last logout
+come from ``agent_state_marks``; ``missed`` counts ``call.missed`` events by their partial index. Rows are
+returned for the buckets in which an agent was logged in, logged in or out, or missed a call.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def agent_states(scope: Scope, *, now_ms: int | None = None) -> list[dict[
         spans = await conn.fetch(query("agent_states_by_bucket"), scope.who.tenant, keys, bounds)
         marks = await conn.fetch(query("agent_states_marks"), scope.who.tenant, keys, bounds)
         missed = await conn.fetch(query("agent_states_missed"), scope.who.tenant, keys, bounds)
-        open_states = await conn.fetch(query("agent_states_open"), scope.who.tenant, keys, bounds[-1]) \
+        open_states = await conn.fetch(query("agent_states_open"), scope.who.tenant, keys, period.end_ms) \
             if period.start_ms < now else []
     # (agent, bucket) → {(state, reason): ms}
     cells: dict[tuple[str, int], dict[tuple[str, str], int]] = {}
@@ -49,7 +49,7 @@ async def agent_states(scope: Scope, *, now_ms: int | None = None) -> list[dict[
     for r in open_states:
         if r["state"] == "logged_out":
             continue
-        for bucket, ms in _split(period.bounds, max(_ms(r["ts"]), period.start_ms), min(now, period.end_ms)):
+        for bucket, ms in _split(period.bounds, max(r["ts_ms"], period.start_ms), min(now, period.end_ms)):
             cell = cells.setdefault((r["agent_id"], bucket), {})
             cell[(r["state"], r["reason"])] = cell.get((r["state"], r["reason"]), 0) + ms
     logins = {(r["agent_id"], r["bucket"]): r for r in marks}
