@@ -32,21 +32,17 @@ CREATE TABLE agent_state_marks (
 );
 CREATE INDEX agent_state_marks_time ON agent_state_marks (client_id, at);
 
--- Each agent's latest stored agent.state (ordered by ts, then event_id): a batch whose events all come later
--- needs nothing else to split spans (agent_states_store.sql). An agent without a row here takes the path that
--- reads `events`; the rows of the events stored before this migration are filled below.
-CREATE TABLE agent_state_heads (
-    client_id  text NOT NULL,
-    agent_id   text NOT NULL,
-    ts_ms      bigint NOT NULL,
-    event_id   text NOT NULL,
-    state      text NOT NULL,
-    reason     text NOT NULL DEFAULT '',
-    PRIMARY KEY (client_id, agent_id)
-) WITH (fillfactor = 50);  -- rewritten by nearly every batch of the agent: updated in place (HOT)
+-- Each agent's latest stored agent.state (its head, ordered by ts, then event_id) on its agents row, and the
+-- head before the batch that last moved it (prev_*): events_store.sql sets both in the upsert it already makes
+-- of the row, which waits for any batch of the same agent and sees its head. A batch whose events of an agent
+-- all follow the previous head splits that agent's spans right there; the others go to agent_states_store.sql.
+ALTER TABLE agents ADD COLUMN state_ms bigint, ADD COLUMN state_event_id text, ADD COLUMN state text,
+    ADD COLUMN state_reason text, ADD COLUMN prev_ms bigint, ADD COLUMN prev_event_id text, ADD COLUMN prev_state text,
+    ADD COLUMN prev_reason text;
+ALTER TABLE agents SET (fillfactor = 70);  -- rewritten by nearly every batch of the agent: updated in place (HOT)
 
 -- The pieces of an agent's span [a, b) (epoch ms) in a tenant's calendar: (piece start, ms of the span in it).
--- Used by events_store.sql and agent_states_rebuild.sql alike; a SQL function the planner inlines.
+-- Used by events_store.sql, agent_states_store.sql and agent_states_rebuild.sql; a SQL function the planner inlines.
 CREATE FUNCTION agent_state_pieces(a bigint, b bigint, zone text, day_start integer)
 RETURNS TABLE (lo bigint, ms bigint) LANGUAGE sql STABLE AS $$
     SELECT k.lo, least(b, k.hi) - greatest(a, k.lo)
@@ -68,7 +64,7 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['agent_state_time', 'agent_state_marks', 'agent_state_heads'] LOOP
+    FOREACH t IN ARRAY ARRAY['agent_state_time', 'agent_state_marks'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON %I '
@@ -79,23 +75,25 @@ END
 $$;
 GRANT SELECT, INSERT, UPDATE ON agent_state_time TO :app_role;
 GRANT SELECT, INSERT, DELETE ON agent_state_marks TO :app_role;
-GRANT SELECT, INSERT, UPDATE ON agent_state_heads TO :app_role;
 
--- The heads of the agents already stored. Row-level security is forced on events, the owner included: a
--- policy of the owner alone, for this statement only, lets it read every tenant's rows (as 006 does).
--- Their agent_state_time is not filled here: agent_states_rebuild.sql fills a range of a tenant on demand.
+-- The heads of the agents already stored. Row-level security is forced on events and agents, the owner
+-- included: a policy of the owner alone, for this statement only, lets it reach every tenant's rows (as 006
+-- does). Their agent_state_time is not filled here: agent_states_rebuild.sql fills a range of a tenant.
 DO $$
 BEGIN
     EXECUTE format('CREATE POLICY agent_state_backfill ON events FOR SELECT TO %I USING (true)', current_user);
-    EXECUTE format('CREATE POLICY agent_state_backfill ON agent_state_heads FOR ALL TO %I USING (true) WITH CHECK (true)',
+    EXECUTE format('CREATE POLICY agent_state_backfill ON agents FOR ALL TO %I USING (true) WITH CHECK (true)',
                    current_user);
 END
 $$;
-INSERT INTO agent_state_heads (client_id, agent_id, ts_ms, event_id, state, reason)
-SELECT DISTINCT ON (client_id, agent_id) client_id, agent_id, round(extract(epoch FROM ts) * 1000)::bigint, event_id,
-       body->>'state', CASE WHEN body->>'state' IN ('break', 'other') THEN coalesce(body->>'reason', '') ELSE '' END
-FROM events
-WHERE type = 'agent.state' AND agent_id IS NOT NULL
-ORDER BY client_id, agent_id, ts DESC, event_id COLLATE "C" DESC;
+UPDATE agents AS a
+SET state_ms = h.ts_ms, state_event_id = h.event_id, state = h.state, state_reason = h.reason
+FROM (SELECT DISTINCT ON (client_id, agent_id) client_id, agent_id, round(extract(epoch FROM ts) * 1000)::bigint AS ts_ms,
+             event_id, body->>'state' AS state,
+             CASE WHEN body->>'state' IN ('break', 'other') THEN coalesce(body->>'reason', '') ELSE '' END AS reason
+      FROM events
+      WHERE type = 'agent.state' AND agent_id IS NOT NULL
+      ORDER BY client_id, agent_id, ts DESC, event_id COLLATE "C" DESC) AS h
+WHERE a.client_id = h.client_id AND a.agent_id = h.agent_id;
 DROP POLICY agent_state_backfill ON events;
-DROP POLICY agent_state_backfill ON agent_state_heads;
+DROP POLICY agent_state_backfill ON agents;

@@ -184,10 +184,11 @@ async def test_rebuild_from_the_events_restores_the_rollup(server: RunningServer
             assert len(kept) > 100 and kept_marks
             await conn.execute("UPDATE agent_state_time SET ms = ms + 7 WHERE client_id = $1 AND state = 'break'", tenant)
             await conn.execute("DELETE FROM agent_state_marks WHERE client_id = $1 AND kind = 'login'", tenant)
-            heads = "SELECT * FROM agent_state_heads WHERE client_id = $1 ORDER BY agent_id"
+            heads = ("SELECT agent_id, state_ms, state_event_id, state, state_reason FROM agents WHERE client_id = $1 "
+                     "ORDER BY agent_id")
             kept_heads = [tuple(r) for r in await conn.fetch(heads, tenant)]
             assert len(kept_heads) == 6
-            await conn.execute("UPDATE agent_state_heads SET state = 'available' WHERE client_id = $1", tenant)
+            await conn.execute("UPDATE agents SET state = 'available' WHERE client_id = $1", tenant)
             lo = datetime(2026, 10, 30, tzinfo=UTC)
             for day in range(6):  # in day-long chunks, as seed-history runs it
                 await conn.execute(query("agent_states_rebuild"), tenant, lo + timedelta(days=day),

@@ -3,7 +3,7 @@
 The closed spans come from ``agent_state_time``, kept at ingest by ``agent_states_store.sql`` (15-minute pieces,
 cut where a tenant day starts, so every bucket of :mod:`server.history.period` is a whole number of
 pieces); nothing is recounted from raw events per request. The one span no rollup holds, each agent's
-open last state (its row of ``agent_state_heads``), is counted here up to now. First login and last logout
+open last state (its head, on its ``agents`` row), is counted here up to now. First login and last logout
 come from ``agent_state_marks``; ``missed`` counts ``call.missed`` events by their partial index. Rows are
 returned for the buckets in which an agent was logged in, logged in or out, or missed a call.
 """

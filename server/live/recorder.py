@@ -113,7 +113,6 @@ class Ingestor:
             sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
             service_level.append(sl_ms)
             short_abandon.append(sa_ms)
-        states = [e for e in events if e.type == "agent.state"]
         for attempt in range(5):
             try:
                 async with self.db.tenant(tenant) as conn:
@@ -123,8 +122,9 @@ class Ingestor:
                         await conn.execute(query("live_pending_add"), tenant, batch)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes)
-                    if states:
-                        await self._store_states(conn, tenant, states, {row["event_id"] for row in rows}, cal)
+                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
+                    if slow:
+                        await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
@@ -135,19 +135,18 @@ class Ingestor:
                                              code="database_busy") from None
                 await asyncio.sleep(0.01 * 2 ** attempt)
         self._partitions |= missing
-        return {row["event_id"] for row in rows}
+        return {row["event_id"] for row in rows if row["event_id"] is not None}
 
     @staticmethod
-    async def _store_states(conn: asyncpg.Connection, tenant: str, states: Sequence[Event], fresh: set[str],
-                            cal: Calendar) -> None:
-        """Agent-state history of the batch's new agent.state events (agent_states_store.sql), once the batches
-        before it that touch the same agents have committed (agent_state_lock.sql): a statement of its own, so
-        its snapshot holds their events. Batches sharing an agent already wait for each other on the agents
-        row that events_store.sql updates; the lock only makes the order explicit."""
-        new = [e for e in states if e.event_id in fresh]
+    async def _store_states(conn: asyncpg.Connection, tenant: str, events: Sequence[Event],
+                            rows: Sequence[asyncpg.Record], cal: Calendar) -> None:
+        """Agent-state history of the new agent.state events that events_store.sql left to agent_states_store.sql
+        (late ones, or an agent without a head): a statement of its own, so its snapshot holds every event of
+        those agents committed before (batches of one agent wait for each other on its agents row)."""
+        fresh = {row["event_id"] for row in rows if row["event_id"] is not None}
+        new = [e for e in events if e.type == "agent.state" and e.event_id in fresh]
         if not new:
             return
         await conn.execute(query("agent_state_lock"), tenant, sorted({e.agent_id for e in new}))
         await conn.execute(query("agent_states_store"), tenant, [e.event_id for e in new], [e.agent_id for e in new],
-                           [e.ts_ms for e in new], [e.body["state"] for e in new], [e.body.get("reason") for e in new],
-                           cal.settings.timezone, cal.settings.day_start_minutes)
+                           [e.ts_ms for e in new], cal.settings.timezone, cal.settings.day_start_minutes)

@@ -1,6 +1,6 @@
 -- Recompute a tenant's agent-state history over a time range from its agent.state events: the
 -- agent_state_time rows whose interval_start lies in [$2, $3) and the agent_state_marks in it; and each
--- agent's agent_state_heads row.
+-- agent's head (agents.state_*).
 -- $1 tenant, $2 from, $3 to (timestamptz, on the 15-minute grid or at tenant day starts), $4 the tenant's
 -- time zone, $5 its day start in minutes after midnight (as events_store.sql gets them).
 --
@@ -56,17 +56,16 @@ WITH chain AS MATERIALIZED (
     INSERT INTO agent_state_marks AS m (client_id, agent_id, event_id, at, kind)
     SELECT $1, agent_id, event_id, at, kind FROM marks
     ON CONFLICT (client_id, agent_id, event_id) DO UPDATE SET at = excluded.at, kind = excluded.kind
-), heads AS (  -- each agent's latest event (agents.seen_at is its ts), whatever the range
-    INSERT INTO agent_state_heads AS h (client_id, agent_id, ts_ms, event_id, state, reason)
-    SELECT $1, a.agent_id, round(extract(epoch FROM l.ts) * 1000)::bigint, l.event_id, l.body->>'state',
-           CASE WHEN l.body->>'state' IN ('break', 'other') THEN coalesce(l.body->>'reason', '') ELSE '' END
-    FROM agents AS a
+), heads AS (  -- each agent's head: its latest event (agents.seen_at is its ts), whatever the range
+    UPDATE agents AS a
+    SET state_ms = round(extract(epoch FROM l.ts) * 1000)::bigint, state_event_id = l.event_id,
+        state = l.body->>'state',
+        state_reason = CASE WHEN l.body->>'state' IN ('break', 'other') THEN coalesce(l.body->>'reason', '') ELSE '' END
+    FROM agents AS g
     CROSS JOIN LATERAL (SELECT ts, event_id, body FROM events
-                        WHERE client_id = $1 AND type = 'agent.state' AND agent_id = a.agent_id AND ts = a.seen_at
+                        WHERE client_id = $1 AND type = 'agent.state' AND agent_id = g.agent_id AND ts = g.seen_at
                         ORDER BY event_id COLLATE "C" DESC LIMIT 1) AS l
-    WHERE a.client_id = $1
-    ON CONFLICT (client_id, agent_id) DO UPDATE SET
-        ts_ms = excluded.ts_ms, event_id = excluded.event_id, state = excluded.state, reason = excluded.reason
+    WHERE g.client_id = $1 AND a.client_id = $1 AND a.agent_id = g.agent_id
 ), stale AS (
     DELETE FROM agent_state_time AS t
     WHERE t.client_id = $1 AND t.interval_start >= $2 AND t.interval_start < $3

@@ -1,32 +1,23 @@
--- Keep the agent-state history (012_agent_states.sql) for a batch's new agent.state events, after
--- events_store.sql stored them, in the same transaction and after agent_state_lock.sql: this statement's
--- snapshot then holds every committed event of its agents and this batch's own.
--- $1 tenant; $2..$6 the new events' event_id, agent_id, ts (epoch ms), state and reason; $7 the tenant's
--- time zone, $8 its day start in minutes after midnight.
+-- Agent-state history (012_agent_states.sql) of the new agent.state events events_store.sql did not split
+-- itself (it returns their agents: a late event, or an agent without a head), in the same transaction, after it
+-- and after agent_state_lock.sql: this statement's snapshot then holds every committed event of these agents
+-- (a batch of the same agent waited for the others on its agents row) and this batch's own.
+-- $1 tenant; $2, $3, $4 the events' event_id, agent_id and ts (epoch ms); $5 the tenant's time zone, $6 its
+-- day start in minutes after midnight.
 --
--- A state holds from its ts until the agent's next agent.state (by ts, then event_id). The spans the batch
--- changes are the difference of two chains of the agent's events: without the new ones (ver -1: the spans
--- kept so far) and with them (ver 1); cut into pieces (agent_state_pieces) it is added to agent_state_time.
--- An event landing between two known ones takes its predecessor's old span off and adds the two new ones.
--- The last span stays open (not stored), and so do logged_out spans. Logins and logouts the new events make
--- or unmake are written to or deleted from agent_state_marks the same way.
--- Fast path, nearly every agent of a live batch: its new events all come after its head (agent_state_heads,
--- its latest stored event), so the chains are the head, then the new events; nothing else is read. Otherwise
--- (a late event, or no head yet) the stored events from the one just before the earliest new event to the
--- one just after the latest are read from `events`.
-WITH new AS MATERIALIZED (
-    SELECT t.*, CASE WHEN t.state IN ('break', 'other') THEN coalesce(t.reason, '') ELSE '' END AS why
-    FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]) AS t(event_id, agent_id, ts_ms, state, reason)
-), agents_in AS MATERIALIZED (  -- per agent: its new events' span and ids, its head, and which path it takes
-    SELECT n.agent_id, array_agg(n.event_id) AS ids, to_timestamp(min(n.ts_ms) / 1000.0) AS lo,
-           to_timestamp(max(n.ts_ms) / 1000.0) AS hi, h.ts_ms AS head_ms, h.event_id AS head_id,
-           h.state AS head_state, h.reason AS head_reason, coalesce(min(n.ts_ms) > h.ts_ms, false) AS fast
-    FROM new AS n
-    LEFT JOIN agent_state_heads AS h ON h.client_id = $1 AND h.agent_id = n.agent_id
-    GROUP BY n.agent_id, h.ts_ms, h.event_id, h.state, h.reason
-), st_ends AS MATERIALIZED (  -- the slow path: the stored events just before and just after the new ones
+-- A state holds from its ts until the agent's next agent.state (by ts, then event_id). Per agent, its events
+-- from the stored one just before its earliest new event to the one just after its latest are read twice:
+-- without the new events (ver -1: the spans kept so far) and with them (ver 1). The difference of their spans,
+-- cut into pieces (agent_state_pieces), is added to agent_state_time: an event landing between two known
+-- ones takes its predecessor's old span off and adds the two new ones. The last span stays open (not stored),
+-- and so do logged_out spans. Logins and logouts the new events make or unmake are written to or deleted
+-- from agent_state_marks the same way.
+WITH st_ends AS MATERIALIZED (  -- per agent: its new event ids, the stored events just before and just after them
     SELECT s.agent_id, s.ids, p.ts AS p_ts, n.ts AS n_ts
-    FROM agents_in AS s
+    FROM (SELECT agent_id, array_agg(event_id) AS ids, to_timestamp(min(ts_ms) / 1000.0) AS lo,
+                 to_timestamp(max(ts_ms) / 1000.0) AS hi
+          FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(event_id, agent_id, ts_ms)
+          GROUP BY 1) AS s
     LEFT JOIN LATERAL (  -- the last day's partitions first: an agent's predecessor is nearly always there
         (SELECT ts FROM events WHERE client_id = $1 AND type = 'agent.state' AND agent_id = s.agent_id
            AND ts < s.lo AND ts >= s.lo - interval '1 day' ORDER BY ts DESC LIMIT 1)
@@ -37,18 +28,9 @@ WITH new AS MATERIALIZED (
     LEFT JOIN LATERAL (  -- no event is stored later than a few minutes past now
         SELECT ts FROM events WHERE client_id = $1 AND type = 'agent.state' AND agent_id = s.agent_id
           AND ts > s.hi AND ts < greatest(now(), s.hi) + interval '1 hour' ORDER BY ts LIMIT 1) AS n ON true
-    WHERE NOT s.fast
-), st_chain AS (
-    -- fast path: the head (its span is open until now) and the new events
-    SELECT agent_id, 1 AS ver, head_ms AS ts_ms, head_id AS event_id, head_state AS state, head_reason AS reason,
-           false AS from_start
-    FROM agents_in WHERE fast
-    UNION ALL
-    SELECT n.agent_id, 1, n.ts_ms, n.event_id, n.state, n.why, false
-    FROM new AS n JOIN agents_in AS a USING (agent_id) WHERE a.fast
-    UNION ALL  -- slow path: the stored events from that predecessor to that successor, without the new ones
-               -- (ver -1) and with them (ver 1)
-    SELECT w.agent_id, v.ver, x.ts_ms, x.event_id, x.state, x.reason, w.p_ts IS NULL
+), st_chain AS (  -- the stored events from that predecessor to that successor, without the new ones (ver -1)
+                  -- and with them (ver 1)
+    SELECT w.agent_id, v.ver, x.ts_ms, x.event_id, x.state, x.reason, w.p_ts IS NULL AS from_start
     FROM st_ends AS w
     CROSS JOIN LATERAL (
         SELECT round(extract(epoch FROM ev.ts) * 1000)::bigint AS ts_ms, ev.event_id, ev.body->>'state' AS state,
@@ -61,14 +43,6 @@ WITH new AS MATERIALIZED (
         OFFSET 0) AS x  -- not pulled up into a join: one index range per agent, not the tenant's every event
     CROSS JOIN (VALUES (-1), (1)) AS v(ver)
     WHERE v.ver = 1 OR x.event_id <> ALL (w.ids)
-), st_heads AS (  -- each agent's latest event: its head, unless the head is later
-    INSERT INTO agent_state_heads AS h (client_id, agent_id, ts_ms, event_id, state, reason)
-    SELECT DISTINCT ON (agent_id) $1, agent_id, ts_ms, event_id, state, why
-    FROM new
-    ORDER BY agent_id, ts_ms DESC, event_id COLLATE "C" DESC
-    ON CONFLICT (client_id, agent_id) DO UPDATE SET
-        ts_ms = excluded.ts_ms, event_id = excluded.event_id, state = excluded.state, reason = excluded.reason
-    WHERE excluded.ts_ms > h.ts_ms OR (excluded.ts_ms = h.ts_ms AND excluded.event_id COLLATE "C" > h.event_id)
 ), st_spans AS MATERIALIZED (  -- each state's span [a, b) in either chain; the last one is open (b NULL)
     SELECT agent_id, ver, event_id, state, reason, ts_ms AS a, lead(ts_ms) OVER w AS b,
            lag(state) OVER w AS prev_state, lag(ts_ms) OVER w IS NOT NULL OR from_start AS known
@@ -76,7 +50,7 @@ WITH new AS MATERIALIZED (
     WINDOW w AS (PARTITION BY agent_id, ver ORDER BY ts_ms, event_id COLLATE "C")
 ), st_pieces AS (  -- the closed spans of logged-in states cut at the 15-minute grid and at tenant day starts
     SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * k.ms AS ms
-    FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $7, $8) AS k
+    FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $5, $6) AS k
     WHERE s.b > s.a AND s.state <> 'logged_out'
 ), st_rolled AS (
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
