@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from server.analytics.service import Analytics
 from server.api import (
     alerts,
+    agent_states,
     anomalies,
     audit,
     boards,
@@ -202,8 +203,8 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
             log.info("app.stopped")
 
     api: list[BaseRoute] = []
-    for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies, schedules, alerts, boards, openapi):
+    for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, agent_states, costs,
+                   reports, audit, scorecards, predictions, anomalies, schedules, alerts, boards, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

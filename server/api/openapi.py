@@ -20,7 +20,7 @@ from starlette.routing import Route
 from server.api.responses import JSON
 from server.core.boards import TILE_METRICS
 from server.history.period import GRANULARITIES, MAX_LIMIT
-from server.history.reports import REPORTS
+from server.history.reports import COMPUTED, REPORTS
 
 Schema = dict[str, Any]
 
@@ -136,6 +136,17 @@ ALERT: Schema = {
                    "cleared_at": NULLABLE_TEXT, "acked_at": NULLABLE_TEXT, "acked_by": NULLABLE_TEXT},
 }
 ALERT_LIST: Schema = {"type": "array", "items": ALERT}
+SECONDS: Schema = {"type": "object", "additionalProperties": {"type": "number"}}
+AGENT_STATES: Schema = {
+    "type": "array",
+    "items": {"type": "object",
+              "required": ["agent_id", "start", "end", "states", "reasons", "logged_in_s", "first_login",
+                           "last_logout", "occupancy", "utilization", "missed"],
+              "properties": {"agent_id": ID, "start": TEXT, "end": TEXT, "states": SECONDS, "reasons": SECONDS,
+                             "logged_in_s": {"type": "number"}, "first_login": NULLABLE_TEXT,
+                             "last_logout": NULLABLE_TEXT, "occupancy": {"type": ["number", "null"]},
+                             "utilization": {"type": ["number", "null"]}, "missed": {"type": "integer"}}},
+}
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/analytics/performance/agent/{agent_id}/detailed", "an agent's totals, buckets, calls, reviews",
        LIVE, params=(AGENT_ID, *PERIOD), data=OBJECT),
     Op("GET", "/api/analytics/performance/scorecards", "agents over the last 30 whole days", LIVE, data=LIST),
+    Op("GET", "/api/analytics/agents/states", "agent-state seconds, logins, occupancy and missed calls per agent "
+       "and bucket", LIVE, params=PERIOD + FILTERS[1:], data=AGENT_STATES),
     Op("GET", "/api/analytics/calls/timeline", "call volumes and waits per bucket", READERS, params=PERIOD + FILTERS,
        data=LIST),
     Op("GET", "/api/analytics/calls/completion", "offered, answered, abandoned per queue", READERS,
@@ -222,7 +235,7 @@ OPERATIONS: tuple[Op, ...] = (
                         query("kind", TEXT, "only this kind of anomaly")), data=LIST),
     Op("GET", "/api/analytics/audit", "the audit log, newest first", ADMIN, params=PERIOD, data=LIST),
     Op("GET", "/api/reports/{name}", "a report as JSON, or streamed CSV (format=csv or Accept: text/csv)", READERS,
-       params=(path("name", {"type": "string", "enum": sorted(REPORTS)}, "the report"), *PERIOD, *FILTERS,
+       params=(path("name", {"type": "string", "enum": sorted({*REPORTS, *COMPUTED})}, "the report"), *PERIOD, *FILTERS,
                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
        data=LIST),
     Op("GET", "/api/report-schedules", "the tenant's report schedules with their next run and last delivery",

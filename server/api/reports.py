@@ -14,8 +14,9 @@ from server.api.context import scope_of, services
 from server.api.responses import success
 from server.core.auth import READ_ALL
 from server.core.errors import NotFound, TooManyRequests
+from server.history.figures import Scope as HistoryScope
 from server.history.period import bad, limit
-from server.history.reports import JSON_DEFAULT_LIMIT, REPORTS, span, stream
+from server.history.reports import COMPUTED, JSON_DEFAULT_LIMIT, REPORTS, csv_text, span, stream
 
 
 class Export(StreamingResponse):
@@ -44,10 +45,13 @@ def wants_csv(request: Request) -> bool:
 async def report(request: Request) -> Response:
     name = request.path_params["name"]
     spec = REPORTS.get(name)
-    if spec is None:
-        raise NotFound(f'no report "{name[:64]}": expected one of {", ".join(REPORTS)}', code="unknown_report")
+    if spec is None and name not in COMPUTED:
+        raise NotFound(f'no report "{name[:64]}": expected one of {", ".join(sorted({*REPORTS, *COMPUTED}))}',
+                       code="unknown_report")
     scope = await scope_of(request, READ_ALL, granularity="day")
     as_csv = wants_csv(request)
+    if spec is None:
+        return await computed(request, name, scope, as_csv)
     if not as_csv:
         await audit.request_entry(request, scope.who, "export", {"report": name, "format": "json"})
         cap = limit(request.query_params, JSON_DEFAULT_LIMIT)
@@ -69,6 +73,20 @@ async def report(request: Request) -> Response:
         raise
     return Export(stream(scope, spec), lambda: slots.give(scope.who.tenant), media_type="text/csv; charset=utf-8",
                   headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+
+
+async def computed(request: Request, name: str, scope: HistoryScope, as_csv: bool) -> Response:
+    """A report whose rows are put together in Python from several rollups (``agent-states``): one
+    answer, not streamed; its period is bounded by the granularity's longest range (server/history/period.py)."""
+    columns, rows = COMPUTED[name]
+    await audit.request_entry(request, scope.who, "export", {"report": name, "format": "csv" if as_csv else "json"})
+    data = await rows(scope)
+    if not as_csv:
+        cap = limit(request.query_params, JSON_DEFAULT_LIMIT)
+        return success([dict(zip(columns, r, strict=True)) for r in data[:cap]], statistics=scope.period.describe())
+    return Response(csv_text(columns, data), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}_{span(scope)}.csv"',
+                             "Cache-Control": "no-store"})
 
 
 routes = [Route("/api/reports/{name}", report, methods=["GET"])]

@@ -11,7 +11,8 @@ first byte goes out; how many run at once is bounded by :class:`ExportSlots`.
 
 Reports: ``calls`` (one row per handled call), ``agent-performance`` (agent × day),
 ``queue-intervals`` (queue × 15-minute interval), ``quality`` (reviews), ``satisfaction``
-(CSAT/NPS responses).
+(CSAT/NPS responses); ``agent-states`` (agent × bucket: seconds per state, break reasons, first login,
+last logout, occupancy, utilization, missed calls) is put together from several rollups and answered whole.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import asyncpg
 
 from server.core.db import query
+from server.history import agent_states
 from server.history import formulas as metrics
 from server.history.figures import Scope, agent_figures, counters
 from server.history.period import iso
@@ -114,6 +116,25 @@ REPORTS: dict[str, Report] = {
                                          r["agent_id"] or "", _cell(r["csat"]), _cell(r["nps"]), r["comment"] or ""),
                            _keys, ("responded_at", "event_id")),
 }
+
+
+async def _agent_state_rows(scope: Scope) -> list[Sequence[Any]]:
+    return [agent_states.csv_cells(row) for row in await agent_states.agent_states(scope)]
+
+
+# Reports put together in Python from several rollups, answered whole: name → (columns, rows of a scope).
+COMPUTED: dict[str, tuple[tuple[str, ...], Callable[[Scope], Awaitable[list[Sequence[Any]]]]]] = {
+    "agent-states": (agent_states.CSV_COLUMNS, _agent_state_rows),
+}
+
+
+def csv_text(columns: Sequence[str], rows: list[Sequence[Any]]) -> bytes:
+    """A whole CSV (header, then the rows), cells made safe as :func:`stream` makes them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows([safe_cell(value) for value in row] for row in rows)
+    return buffer.getvalue().encode()
 
 
 def span(scope: Scope) -> str:

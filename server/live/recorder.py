@@ -138,6 +138,9 @@ class Ingestor:
                         await conn.execute(query("live_pending_add"), tenant, batch)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes)
+                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
+                    if slow:
+                        await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
@@ -148,4 +151,18 @@ class Ingestor:
                                              code="database_busy") from None
                 await asyncio.sleep(0.01 * 2 ** attempt)
         self._partitions |= missing
-        return {row["event_id"] for row in rows}
+        return {row["event_id"] for row in rows if row["event_id"] is not None}
+
+    @staticmethod
+    async def _store_states(conn: asyncpg.Connection, tenant: str, events: Sequence[Event],
+                            rows: Sequence[asyncpg.Record], cal: Calendar) -> None:
+        """Agent-state history of the new agent.state events that events_store.sql left to agent_states_store.sql
+        (late ones, or an agent without a head): a statement of its own, so its snapshot holds every event of
+        those agents committed before (batches of one agent wait for each other on its agents row)."""
+        fresh = {row["event_id"] for row in rows if row["event_id"] is not None}
+        new = [e for e in events if e.type == "agent.state" and e.event_id in fresh]
+        if not new:
+            return
+        await conn.execute(query("agent_state_lock"), tenant, sorted({e.agent_id for e in new}))
+        await conn.execute(query("agent_states_store"), tenant, [e.event_id for e in new], [e.agent_id for e in new],
+                           [e.ts_ms for e in new], cal.settings.timezone, cal.settings.day_start_minutes)

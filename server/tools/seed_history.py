@@ -84,6 +84,10 @@ async def seed_history(dsn: str, config: SeedConfig, *, replace: bool = False, s
             for lo, hi in rebuild_ranges(settings, config.first, config.end + timedelta(days=2)):
                 await conn.execute(query("history_rebuild"), config.tenant, _us(lo), _us(hi), settings.timezone,
                                    settings.day_start_minutes)
+                # Agent-state history comes from agent.state events, which seeding does not write: this clears
+                # the range (its rows could only be left from earlier events) and keeps the two rebuilt together.
+                await conn.execute(query("agent_states_rebuild"), config.tenant, _us(lo), _us(hi), settings.timezone,
+                                   settings.day_start_minutes)
                 done += round((hi - lo) / 86_400_000)
                 if progress:
                     progress.update(min(done, config.days + 1), force=True)

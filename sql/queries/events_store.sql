@@ -1,6 +1,7 @@
 -- Store a batch of events and apply the new ones to the history tables: one statement, one
 -- round trip, in the ingest transaction. Returns the event_ids that were new (the others were
--- stored already: duplicates, which touch nothing).
+-- stored already: duplicates, which touch nothing), then (as slow_agent) the agents whose new agent.state
+-- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here).
 -- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
 -- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
 -- start in minutes after midnight.
@@ -378,15 +379,67 @@ WITH input AS (
     SELECT $1, event_id, call_id, agent_id, (body::jsonb->>'score')::numeric, body::jsonb->'criteria',
            body::jsonb->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
     FROM e WHERE type = 'quality.scored'
-), directory AS (
-    INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at)
-    SELECT DISTINCT ON (agent_id) $1, agent_id, body::jsonb->>'name', body::jsonb->>'team', to_timestamp(ts_ms / 1000.0)
+), directory AS (  -- newest name and team; the head and the head before this batch (012_agent_states.sql)
+    INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at, state_ms, state_event_id, state, state_reason)
+    SELECT DISTINCT ON (agent_id) $1, agent_id, body::jsonb->>'name', body::jsonb->>'team', to_timestamp(ts_ms / 1000.0),
+           ts_ms, event_id, body::jsonb->>'state',
+           CASE WHEN body::jsonb->>'state' IN ('break', 'other') THEN coalesce(body::jsonb->>'reason', '') ELSE '' END
     FROM e WHERE type = 'agent.state'
-    ORDER BY agent_id, ts_ms DESC, event_id DESC
+    ORDER BY agent_id, ts_ms DESC, event_id COLLATE "C" DESC
     ON CONFLICT (client_id, agent_id) DO UPDATE SET
         name = coalesce(excluded.name, a.name),
         team = coalesce(excluded.team, a.team),
-        seen_at = excluded.seen_at
+        seen_at = excluded.seen_at,
+        -- a.* is the row as the last batch of this agent committed it: this one waited for it
+        prev_ms = a.state_ms, prev_event_id = a.state_event_id, prev_state = a.state, prev_reason = a.state_reason,
+        state_ms = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
+                             OR excluded.state_event_id COLLATE "C" > a.state_event_id
+                        THEN excluded.state_ms ELSE a.state_ms END,
+        state_event_id = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
+                                   OR excluded.state_event_id COLLATE "C" > a.state_event_id
+                              THEN excluded.state_event_id ELSE a.state_event_id END,
+        state = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
+                          OR excluded.state_event_id COLLATE "C" > a.state_event_id
+                     THEN excluded.state ELSE a.state END,
+        state_reason = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
+                                 OR excluded.state_event_id COLLATE "C" > a.state_event_id
+                            THEN excluded.state_reason ELSE a.state_reason END
     WHERE excluded.seen_at >= a.seen_at
+    RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.xmax = 0 AS inserted
+), st_fast AS MATERIALIZED (  -- agent-state time: the agents whose new events all follow their previous head
+    SELECT d.* FROM directory AS d
+    JOIN (SELECT agent_id, min(ts_ms) AS lo FROM e WHERE type = 'agent.state' GROUP BY 1) AS m USING (agent_id)
+    WHERE d.inserted OR m.lo > d.prev_ms
+), st_chain AS (  -- their previous head (its span was open), then their new events
+    SELECT agent_id, prev_ms AS ts_ms, prev_event_id AS event_id, prev_state AS state, prev_reason AS reason,
+           false AS is_new
+    FROM st_fast WHERE NOT inserted
+    UNION ALL
+    SELECT e.agent_id, e.ts_ms, e.event_id, e.body::jsonb->>'state',
+           CASE WHEN e.body::jsonb->>'state' IN ('break', 'other') THEN coalesce(e.body::jsonb->>'reason', '') ELSE '' END,
+           true
+    FROM e JOIN st_fast USING (agent_id) WHERE e.type = 'agent.state'
+), st_spans AS MATERIALIZED (  -- each state's span [a, b); the last one stays open (b NULL)
+    SELECT agent_id, event_id, state, reason, is_new, ts_ms AS a, lead(ts_ms) OVER w AS b, lag(state) OVER w AS before
+    FROM st_chain
+    WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms, event_id COLLATE "C")
+), st_rolled AS (  -- the closed spans of logged-in states, cut at the 15-minute grid and at tenant day starts
+    INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
+    SELECT $1, s.agent_id, to_timestamp(k.lo / 1000.0), s.state, s.reason, sum(k.ms)
+    FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $11, $12) AS k
+    WHERE s.b > s.a AND s.state <> 'logged_out'
+    GROUP BY s.agent_id, k.lo, s.state, s.reason
+    ORDER BY 2, 3, 4, 5
+    ON CONFLICT (client_id, agent_id, interval_start, state, reason) DO UPDATE SET ms = r.ms + excluded.ms
+), st_marked AS (  -- logins (a logged-in state after logged_out or none) and logouts
+    INSERT INTO agent_state_marks (client_id, agent_id, event_id, at, kind)
+    SELECT $1, agent_id, event_id, to_timestamp(a / 1000.0), CASE WHEN state = 'logged_out' THEN 'logout' ELSE 'login' END
+    FROM st_spans
+    WHERE is_new AND CASE WHEN state = 'logged_out' THEN coalesce(before <> 'logged_out', false)
+                          ELSE before IS NULL OR before = 'logged_out' END
+    ON CONFLICT DO NOTHING
 )
-SELECT event_id FROM stored
+SELECT event_id, NULL::text AS slow_agent FROM stored
+UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
+SELECT NULL, agent_id FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
+WHERE agent_id NOT IN (SELECT agent_id FROM st_fast)

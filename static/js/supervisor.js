@@ -17,6 +17,7 @@ import { createSchedules } from "./supervisor-schedules.js";
 import { createAlerts } from "./supervisor-alerts.js";
 import { createBoards } from "./supervisor-boards.js";
 import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
+import { createStates } from "./supervisor-states.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const STALE_AFTER_S = 20;
@@ -237,6 +238,7 @@ async function main() {
     quality: createQuality(ctx),
     satisfaction: createSatisfaction(ctx),
     costs: createCosts(ctx),
+    states: createStates(ctx),
     reports: createReports(ctx),
     alerts: createAlerts(ctx),
   });
