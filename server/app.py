@@ -21,8 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from server.analytics.service import Analytics
 from server.api import (
-    alerts,
     agent_states,
+    alerts,
     anomalies,
     audit,
     boards,
