@@ -42,6 +42,9 @@ from server.api import (
 from server.api import (
     settings as tenant_settings,
 )
+from server.api import (
+    tenant as tenant_api,
+)
 from server.api.bodies import BodyLimit
 from server.api.budget import BudgetMiddleware, Budgets
 from server.api.context import Services
@@ -56,6 +59,7 @@ from server.core.redis_client import redis_client
 from server.core.resources import static_dir
 from server.core.tenant_settings import SettingsStore
 from server.history.reports import ExportSlots
+from server.history.retention import Retention
 from server.history.scorecards import ScorecardRefresher
 from server.live.heal import Healer
 from server.live.hub import Hub
@@ -83,6 +87,17 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
                                 statement_timeout_s=settings.db_statement_timeout_s,
                                 idle_timeout_s=settings.db_idle_in_transaction_timeout_s,
                                 owner_dsn=settings.migrate_database_url)
+    if settings.database_replica_url is not None:
+        try:
+            db.reader = await Database.connect(settings.database_replica_url, min_size=1, max_size=settings.db_pool_max,
+                                               app_role=settings.app_role, tenant_max=settings.db_tenant_max,
+                                               tenant_wait_s=settings.db_tenant_wait_s,
+                                               statement_timeout_s=settings.db_statement_timeout_s,
+                                               idle_timeout_s=settings.db_idle_in_transaction_timeout_s,
+                                               owner_dsn=settings.migrate_database_url, setting="DATABASE_REPLICA_URL")
+        except ConfigError:
+            await db.close()
+            raise
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)
@@ -97,6 +112,7 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     hub = Hub(client, live, store, keys, settings)
     healer = Healer(live, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
+    retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows)
     analytics = Analytics(settings, db, client, keys, store, live, hub)
     if background:
         live.start()
@@ -104,9 +120,11 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         healer.start()
         refresher.start()
         analytics.start()
+        if settings.retention_every_s:
+            retention.start()
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
                     settings_store=store, live=live, ingestor=Ingestor(db, live, store, analytics.activity.touch, healer),
-                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer,
+                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
                     budgets=Budgets(settings, client, keys),
                     exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
 
@@ -115,6 +133,8 @@ async def close_services(svc: Services) -> None:
     if svc.analytics is not None:
         await svc.analytics.close()
     await svc.scorecards.close()
+    if svc.retention is not None:
+        await svc.retention.close()
     await svc.hub.close()
     if svc.healer is not None:
         await svc.healer.close()
@@ -197,7 +217,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, costs, reports, audit,
-                   scorecards, predictions, anomalies, openapi):
+                   scorecards, predictions, anomalies, tenant_api, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

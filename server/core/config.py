@@ -99,6 +99,10 @@ class Settings:
     http_header_timeout_s: float = 10.0
     migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
     history_monthly: bool = True
+    # -- retention, erasure, read replica (server/history/retention.py, server/live/erasure.py) --
+    retention_every_s: int = 3600  # seconds between retention sweeps; 0: no sweep in this process
+    retention_batch_rows: int = 5000  # rows per delete transaction of retention and erasure
+    database_replica_url: str | None = None  # a streaming replica: history reads use a pool on it when set
 
     @property
     def embedded(self) -> bool:
@@ -224,6 +228,9 @@ class Settings:
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
             migrate_database_url=migrate_url,
             history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
+            retention_every_s=get.int("WALLBOARD_RETENTION_EVERY_S", 3600, 0, 7 * 86_400),
+            retention_batch_rows=get.int("WALLBOARD_RETENTION_BATCH_ROWS", 5000, 1, 1_000_000),
+            database_replica_url=get.url("DATABASE_REPLICA_URL", ("postgres", "postgresql")),
         )
 
 
