@@ -1,12 +1,13 @@
 -- Retention and erasure (server/history/retention.py, DELETE /api/tenant).
 --
--- Three SECURITY DEFINER functions, because the serving role owns nothing and deletes nothing:
---   drop_expired_partitions(events_days, history_days)
---       drops whole partitions (events by day, agent_metrics / customer_satisfaction /
---       call_quality_scores by month) whose upper bound is older than EVERY tenant's retention;
---       the arguments are the defaults of tenants that never stored one, floored at 7 and 31 days
---       so that no caller can make it drop recent data. Raw events are never dropped inside a
---       tenant's ingest window (an event still accepted keeps its id). Returns the names dropped.
+-- SECURITY DEFINER functions, because the serving role owns nothing and deletes nothing:
+--   expired_partitions(events_days, history_days), forget_partition_ids(...), drop_expired_partition(...)
+--       list, clear the event ids of, and drop whole partitions (events by day, agent_metrics /
+--       customer_satisfaction / call_quality_scores by month) whose upper bound is older than EVERY
+--       tenant's retention, each step a short transaction of its own; the arguments are the defaults
+--       of tenants that never stored one, floored at 7 and 31 days so that no caller can make them
+--       drop recent data. Raw events are never dropped inside a tenant's ingest window (an event
+--       still accepted keeps its id).
 --   retention_delete_batch(events_days, history_days, max_rows)
 --       deletes up to max_rows of the transaction's tenant (the bound tenant: row-level security
 --       applies inside, so it cannot reach another tenant) older than the tenant's own retention,
@@ -41,56 +42,82 @@ END
 $$;
 REVOKE ALL ON FUNCTION retention_longest(text, integer) FROM PUBLIC;
 
-CREATE FUNCTION drop_expired_partitions(events_days integer, history_days integer) RETURNS text[]
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET lock_timeout = '2s' AS $$
+-- The partitions of events (days) and of the history tables (months) whose upper bound is older than
+-- every tenant's retention, oldest first.
+CREATE FUNCTION expired_partitions(events_days integer, history_days integer) RETURNS TABLE (name text, parent text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     events_before date := (now() AT TIME ZONE 'UTC')::date
         - greatest(retention_longest('raw_event_retention_days', greatest(events_days, 7)),
                    retention_longest('ingest_window_days', 0));
     history_before date := (now() AT TIME ZONE 'UTC')::date
         - retention_longest('history_retention_days', greatest(history_days, 31));
-    part record;
-    upper_bound date;
-    dropped text[] := '{}';
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('wallboard.retention')) THEN
-        RETURN dropped;  -- another process is dropping right now
+    RETURN QUERY
+    SELECT c.relname::text, p.relname::text
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+    WHERE p.relnamespace = current_schema()::regnamespace
+      AND CASE  -- a CASE, not AND/OR: the date is parsed only from a name of the right shape
+          WHEN p.relname = 'events' AND c.relname ~ '^events_\d{8}$'
+              THEN to_date(right(c.relname, 8), 'YYYYMMDD') + 1 <= events_before
+          WHEN p.relname IN ('agent_metrics', 'customer_satisfaction', 'call_quality_scores')
+               AND c.relname ~ ('^' || p.relname || '_\d{6}$')
+              THEN (to_date(right(c.relname, 6), 'YYYYMM') + interval '1 month')::date <= history_before
+          ELSE false
+      END
+    ORDER BY right(c.relname, 8), c.relname;
+END
+$$;
+REVOKE ALL ON FUNCTION expired_partitions(integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION expired_partitions(integer, integer) TO :app_role;
+
+-- Before an expired day of events is dropped, its ids leave event_ids: the rows of `blocks` pages of
+-- the partition from page `first` (a TID range scan: each call reads only its pages). Returns the
+-- next page to do, or -1 when the partition is done. One short transaction per call.
+CREATE FUNCTION forget_partition_ids(part text, events_days integer, history_days integer, first integer,
+                                     blocks integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    pages integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM expired_partitions(events_days, history_days) e
+                   WHERE e.name = part AND e.parent = 'events') THEN
+        RAISE EXCEPTION 'forget_partition_ids: % is not an expired partition of events', part;
+    END IF;
+    pages := pg_relation_size(part::regclass) / current_setting('block_size')::integer;
+    IF first >= pages THEN
+        RETURN -1;
+    END IF;
+    PERFORM set_config('wallboard.retention', 'on', true);
+    EXECUTE format('DELETE FROM event_ids e USING %I p WHERE p.ctid >= $1::tid AND p.ctid < $2::tid '
+                   'AND e.client_id = p.client_id AND e.event_id = p.event_id', part)
+        USING format('(%s,0)', first), format('(%s,0)', first + blocks);
+    PERFORM set_config('wallboard.retention', '', true);
+    RETURN first + blocks;
+END
+$$;
+REVOKE ALL ON FUNCTION forget_partition_ids(text, integer, integer, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION forget_partition_ids(text, integer, integer, integer, integer) TO :app_role;
+
+-- Drop one expired partition, in a transaction of its own: dropping locks the parent, so the lock is
+-- held for the drop alone and never waited for longer than lock_timeout (false then: next sweep).
+CREATE FUNCTION drop_expired_partition(part text, events_days integer, history_days integer) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET lock_timeout = '500ms' AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM expired_partitions(events_days, history_days) e WHERE e.name = part) THEN
+        RETURN false;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('wallboard.event_partitions'));
     PERFORM pg_advisory_xact_lock(hashtext('wallboard.history_partitions'));
-    FOR part IN
-        SELECT c.relname AS name, p.relname AS parent
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-        WHERE p.relname IN ('events', 'agent_metrics', 'customer_satisfaction', 'call_quality_scores')
-          AND p.relnamespace = current_schema()::regnamespace
-        ORDER BY c.relname
-    LOOP
-        IF part.parent = 'events' AND part.name ~ '^events_\d{8}$' THEN
-            upper_bound := to_date(right(part.name, 8), 'YYYYMMDD') + 1;
-            CONTINUE WHEN upper_bound > events_before;
-            PERFORM set_config('wallboard.retention', 'on', true);
-            EXECUTE format('DELETE FROM event_ids e USING %I p WHERE e.client_id = p.client_id AND e.event_id = p.event_id',
-                           part.name);
-            PERFORM set_config('wallboard.retention', '', true);
-        ELSIF part.parent <> 'events' AND part.name ~ ('^' || part.parent || '_\d{6}$') THEN
-            upper_bound := (to_date(right(part.name, 6), 'YYYYMM') + interval '1 month')::date;
-            CONTINUE WHEN upper_bound > history_before;
-        ELSE
-            CONTINUE;  -- not a partition this server made
-        END IF;
-        BEGIN
-            -- Dropping a partition locks its parent: never queue behind a long reader for long.
-            EXECUTE format('DROP TABLE %I', part.name);
-            dropped := dropped || part.name::text;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'retention: % is busy, left for the next run', part.name;
-        END;
-    END LOOP;
-    RETURN dropped;
+    EXECUTE format('DROP TABLE %I', part);
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RAISE NOTICE 'retention: % is busy, left for the next sweep', part;
+    RETURN false;
 END
 $$;
-REVOKE ALL ON FUNCTION drop_expired_partitions(integer, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION drop_expired_partitions(integer, integer) TO :app_role;
+REVOKE ALL ON FUNCTION drop_expired_partition(text, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION drop_expired_partition(text, integer, integer) TO :app_role;
 
 CREATE FUNCTION retention_delete_batch(events_days integer, history_days integer, max_rows integer) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$

@@ -1,9 +1,11 @@
 """Retention: raw events and history older than each tenant's retention are removed by a server-owned task.
 
-Whole partitions go first (``drop_expired_partitions()``, sql/010_retention.sql): a day of
-``events`` or a month of ``agent_metrics`` / ``customer_satisfaction`` / ``call_quality_scores``
-is shared by every tenant, so it is dropped once it is older than the LONGEST retention any
-tenant keeps; dropping costs the same whatever it holds. What remains of a tenant past its own
+Whole partitions go first (``expired_partitions()`` and ``drop_expired_partition()``,
+sql/010_retention.sql): a day of ``events`` or a month of ``agent_metrics`` /
+``customer_satisfaction`` / ``call_quality_scores`` is shared by every tenant, so it is dropped
+once it is older than the LONGEST retention any tenant keeps. A drop locks the parent table, so
+each runs in a transaction of its own with a short lock timeout (a busy partition waits for the
+next sweep); a day of events first loses its ids from ``event_ids``, a few pages per transaction. What remains of a tenant past its own
 (shorter) retention is deleted in batches of ``batch_rows`` rows, one short tenant transaction
 per batch (the tenant's statement timeout applies), with a pause between batches so the sweep
 never holds a connection or a lock that other tenants wait for.
@@ -67,8 +69,7 @@ class Retention:
             if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", PASS_LOCK):
                 return Sweep(ran=False)
             try:
-                result = Sweep(dropped=list(await lock.fetchval("SELECT drop_expired_partitions($1, $2)",
-                                                                *self.defaults, timeout=120)))
+                result = Sweep(dropped=await self.drop_partitions(lock))
                 if result.dropped:
                     log.info("retention.dropped", extra={"partitions": result.dropped})
                 tenants = [r[0] for r in await lock.fetch("SELECT retention_tenants()")]
@@ -82,6 +83,22 @@ class Retention:
         log.info("retention.swept", extra={"partitions": len(result.dropped), "tenants": len(result.deleted),
                                            "rows": sum(result.deleted.values()), "seconds": result.seconds})
         return result
+
+    async def drop_partitions(self, conn: asyncpg.Connection) -> list[str]:
+        """Drop every expired partition, one short transaction each; a day of events loses its ids first,
+        a few pages at a time."""
+        dropped = []
+        blocks = max(1, self.batch_rows // 50)  # ~50 events fit in a page
+        for part in await conn.fetch("SELECT name, parent FROM expired_partitions($1, $2)", *self.defaults):
+            if part["parent"] == "events":
+                page = 0
+                while page >= 0:
+                    page = await conn.fetchval("SELECT forget_partition_ids($1, $2, $3, $4, $5)", part["name"],
+                                               *self.defaults, page, blocks, timeout=60)
+                    await asyncio.sleep(self.pause_s)
+            if await conn.fetchval("SELECT drop_expired_partition($1, $2, $3)", part["name"], *self.defaults, timeout=60):
+                dropped.append(part["name"])
+        return dropped
 
     async def trim(self, tenant: str) -> int:
         """Delete the tenant's rows past its retention in bounded batches; audited when any went."""
