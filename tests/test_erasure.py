@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from .conftest import RunningServer
@@ -71,9 +73,10 @@ async def tenant_keys(server: RunningServer, tenant: str) -> list[bytes]:
         await client.aclose()
 
 
-async def test_erasure_leaves_no_row_and_no_key_of_the_tenant(server: RunningServer) -> None:
+async def test_erasure_leaves_no_row_and_no_key_of_the_tenant(server: RunningServer,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     """After DELETE /api/tenant?confirm=<id>, no table with a client_id has a row of the tenant and Redis no key;
-    another tenant's rows and keys are untouched."""
+    another tenant's rows and keys are untouched; the erasure is logged as the audit record that outlives it."""
     gone, kept = new_tenant("erase"), new_tenant("stay")
     await fill(server, gone)
     await fill(server, kept)
@@ -83,9 +86,12 @@ async def test_erasure_leaves_no_row_and_no_key_of_the_tenant(server: RunningSer
     assert await tenant_keys(server, gone)
     kept_rows, kept_keys = await tenant_rows(database_url(server), kept), await tenant_keys(server, kept)
 
-    async with server.client(server.token(gone, "admin", sub="ada")) as client:
-        answer = await client.delete("/api/tenant", params={"confirm": gone})
+    with caplog.at_level(logging.INFO, logger="wallboard.audit"):
+        async with server.client(server.token(gone, "admin", sub="ada")) as client:
+            answer = await client.delete("/api/tenant", params={"confirm": gone})
     assert answer.status_code == 200, answer.text
+    logged = [r for r in caplog.records if r.getMessage() == "tenant.erased" and getattr(r, "tenant", None) == gone]
+    assert [(r.sub, r.role, r.rows) for r in logged] == [("ada", "admin", answer.json()["data"]["rows"])]
     assert answer.json()["data"]["rows"] == sum(before.values())
     after = await tenant_rows(database_url(server), gone)
     assert {t: n for t, n in after.items() if n} == {}
