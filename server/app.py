@@ -112,7 +112,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     hub = Hub(client, live, store, keys, settings)
     healer = Healer(live, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
-    retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows)
+    retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
+                          claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
     analytics = Analytics(settings, db, client, keys, store, live, hub)
     if background:
         live.start()
@@ -127,6 +128,11 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
                     budgets=Budgets(settings, client, keys),
                     exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
+
+
+async def _claim(client: aioredis.Redis, key: str, every_s: int) -> bool:
+    """True for the one process that set ``key`` (it expires after ``every_s``): its turn for a periodic job."""
+    return bool(await client.set(key, "1", nx=True, ex=max(1, every_s)))
 
 
 async def close_services(svc: Services) -> None:

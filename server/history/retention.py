@@ -10,8 +10,11 @@ next sweep); a day of events first loses its ids from ``event_ids``, a few pages
 per batch (the tenant's statement timeout applies), with a pause between batches so the sweep
 never holds a connection or a lock that other tenants wait for.
 
-One process of many sweeps at a time: a session advisory lock (``wallboard.retention_pass``)
-held on one pooled connection for the pass, the same coordination as the scorecard refresh.
+Once per ``every_s`` across all processes: each process asks every ``min(every_s, 60)`` seconds,
+and only the one that wins ``claim`` (a Redis ``SET NX EX every_s`` marker, as the forecasts use)
+sweeps; a session advisory lock (``wallboard.retention_pass``) held on one pooled connection for
+the pass keeps two sweeps from ever overlapping, the same coordination as the scorecard refresh.
+So a fleet of many processes, or one restarted often, still sweeps about once per ``every_s``.
 Each tenant that lost rows gets an audit entry (``retention.delete``); dropped partitions are
 logged (they hold every tenant's rows, so no one tenant's audit log is theirs).
 """
@@ -21,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from server.core import background
 from server.core.audit import record_system
@@ -47,10 +52,12 @@ class Sweep:
 
 
 class Retention:
-    """Applies retention every ``every_s`` seconds (the first time ``every_s`` after start), until closed."""
+    """Applies retention once per ``every_s`` seconds across the processes that ``claim`` is shared by, until closed."""
 
-    def __init__(self, db: Database, *, every_s: float, batch_rows: int = 5000, pause_s: float = 0.05) -> None:
+    def __init__(self, db: Database, *, every_s: float, batch_rows: int = 5000, pause_s: float = 0.05,
+                 claim: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.db, self.every_s, self.batch_rows, self.pause_s = db, every_s, batch_rows, pause_s
+        self.claim = claim  # None: every check of this process sweeps
         defaults = TenantSettings()
         self.defaults = (defaults.raw_event_retention_days, defaults.history_retention_days)
         self._task: asyncio.Task[None] | None = None
@@ -116,8 +123,9 @@ class Retention:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.every_s)  # not at start-up: a restart never adds a sweep, nor delays serving
+            await asyncio.sleep(min(self.every_s, 60))  # not at start-up: serving comes first
             try:
-                await self.sweep()
-            except (*UNAVAILABLE, TimeoutError, ServiceUnavailable, asyncpg.PostgresError) as exc:
+                if self.claim is None or await self.claim():
+                    await self.sweep()
+            except (*UNAVAILABLE, TimeoutError, ServiceUnavailable, asyncpg.PostgresError, RedisError) as exc:
                 log.warning("retention.failed", extra={"error": f"{type(exc).__name__}: {exc}"})
