@@ -24,7 +24,10 @@ async def delete_tenant(request: Request) -> Response:
         raise BadRequest(f"confirm: {confirm[:80]!r} is not this token's tenant; send ?confirm={who.tenant} "
                          "to erase it", code="confirmation_mismatch", details={"field": "confirm", "reason": "mismatch"})
     svc = services(request)
-    erased = await erase_tenant(svc.db, svc.redis, svc.keys, who, batch_rows=svc.settings.retention_batch_rows)
+    if svc.healer is not None:
+        svc.healer.forget(who.tenant)
+    erased = await erase_tenant(svc.db, svc.redis, svc.keys, who, batch_rows=svc.settings.retention_batch_rows,
+                                settle_s=svc.settings.live_sweep_s + 0.5)
     svc.settings_store.invalidate(who.tenant)
     svc.hub.renderings.changed(who.tenant)
     return success({"client_id": who.tenant, "rows": erased.rows, "keys": erased.keys, "seconds": erased.seconds})

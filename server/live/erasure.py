@@ -11,8 +11,10 @@ so no other tenant's key matches), deleted in chunks, plus its entry in the anal
 and its request-budget counters (not hash-tagged; they expire within the budget window anyway).
 SCAN walks the whole keyspace, so this runs only here, never on a hot path.
 
-What it does not stop: a connector still posting events for the tenant writes new rows after the
-erasure; revoke its tokens first.
+A process notes the tenants it applied batches for and writes those markers (``live_active``,
+``live_pending``) a moment later, so the API runs a second pass ``WALLBOARD_LIVE_SWEEP_S`` after the
+first (this process's healer forgets the tenant at once). What it does not stop: a connector still
+posting events for the tenant writes new rows after the erasure; revoke its tokens first.
 
 The audit entry of an erasure cannot live in the tenant's own audit log (that is erased too): it
 is a ``tenant.erased`` line of the server log (``wallboard.audit``) with who asked and how much went.
@@ -44,10 +46,27 @@ class Erased:
 
 
 async def erase_tenant(db: Database, redis: aioredis.Redis, keys: Keys, who: Principal, *,
-                       batch_rows: int = 5000, pause_s: float = 0.01) -> Erased:
-    """Erase every row and key of ``who.tenant``; log the audit line; return what went."""
+                       batch_rows: int = 5000, pause_s: float = 0.01, settle_s: float = 0.0) -> Erased:
+    """Erase every row and key of ``who.tenant``; log the audit line; return what went.
+
+    With ``settle_s`` a second pass follows that long after the first: the live-repair markers a
+    process flushes a moment after it applied the tenant's last batch (every process does so every
+    ``WALLBOARD_LIVE_SWEEP_S``) are erased too.
+    """
     began = time.perf_counter()
-    tenant = who.tenant
+    rows, erased_keys = await _erase(db, redis, keys, who.tenant, batch_rows, pause_s)
+    if settle_s:
+        await asyncio.sleep(settle_s)
+        more_rows, more_keys = await _erase(db, redis, keys, who.tenant, batch_rows, pause_s)
+        rows, erased_keys = rows + more_rows, erased_keys + more_keys
+    result = Erased(rows=rows, keys=erased_keys, seconds=round(time.perf_counter() - began, 3))
+    log.warning("tenant.erased", extra={"tenant": who.tenant, "sub": who.sub or "", "role": who.role.value,
+                                        "rows": result.rows, "keys": result.keys, "seconds": result.seconds})
+    return result
+
+
+async def _erase(db: Database, redis: aioredis.Redis, keys: Keys, tenant: str, batch_rows: int,
+                 pause_s: float) -> tuple[int, int]:
     rows = 0
     while True:
         async with db.tenant(tenant) as conn:
@@ -69,7 +88,4 @@ async def erase_tenant(db: Database, redis: aioredis.Redis, keys: Keys, who: Pri
         if batch:
             erased_keys += await redis.unlink(*batch)
     await redis.zrem(keys.active_tenants, tenant)
-    result = Erased(rows=rows, keys=erased_keys, seconds=round(time.perf_counter() - began, 3))
-    log.warning("tenant.erased", extra={"tenant": tenant, "sub": who.sub or "", "role": who.role.value,
-                                        "rows": result.rows, "keys": result.keys, "seconds": result.seconds})
-    return result
+    return rows, erased_keys
