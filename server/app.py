@@ -46,6 +46,9 @@ from server.api import (
 from server.api import (
     settings as tenant_settings,
 )
+from server.api import (
+    tenant as tenant_api,
+)
 from server.api.bodies import BodyLimit
 from server.api.budget import BudgetMiddleware, Budgets
 from server.api.context import Services
@@ -60,6 +63,7 @@ from server.core.redis_client import redis_client
 from server.core.resources import static_dir
 from server.core.tenant_settings import SettingsStore
 from server.history.reports import ExportSlots
+from server.history.retention import Retention
 from server.history.scorecards import ScorecardRefresher
 from server.live.heal import Healer
 from server.live.hub import Hub
@@ -87,6 +91,17 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
                                 statement_timeout_s=settings.db_statement_timeout_s,
                                 idle_timeout_s=settings.db_idle_in_transaction_timeout_s,
                                 owner_dsn=settings.migrate_database_url)
+    if settings.database_replica_url is not None:
+        try:
+            db.reader = await Database.connect(settings.database_replica_url, min_size=1, max_size=settings.db_pool_max,
+                                               app_role=settings.app_role, tenant_max=settings.db_tenant_max,
+                                               tenant_wait_s=settings.db_tenant_wait_s,
+                                               statement_timeout_s=settings.db_statement_timeout_s,
+                                               idle_timeout_s=settings.db_idle_in_transaction_timeout_s,
+                                               owner_dsn=settings.migrate_database_url, setting="DATABASE_REPLICA_URL")
+        except ConfigError:
+            await db.close()
+            raise
     client = redis_client(settings.redis_url, settings.redis_pool_max)
     try:
         await asyncio.wait_for(client.ping(), 5)
@@ -101,6 +116,8 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     hub = Hub(client, live, store, keys, settings)
     healer = Healer(live, settings)
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
+    retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
+                          claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
     analytics = Analytics(settings, db, client, keys, store, live, hub)
     if background:
         live.start()
@@ -108,13 +125,20 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
         healer.start()
         refresher.start()
         analytics.start()
+        if settings.retention_every_s:
+            retention.start()
     ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
                         group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
                     settings_store=store, live=live, ingestor=ingestor,
-                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer,
+                    hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
                     budgets=Budgets(settings, client, keys),
                     exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
+
+
+async def _claim(client: aioredis.Redis, key: str, every_s: int) -> bool:
+    """True for the one process that set ``key`` (it expires after ``every_s``): its turn for a periodic job."""
+    return bool(await client.set(key, "1", nx=True, ex=max(1, every_s)))
 
 
 async def close_services(svc: Services) -> None:
@@ -122,6 +146,8 @@ async def close_services(svc: Services) -> None:
         await svc.analytics.close()
     await svc.scorecards.close()
     await svc.ingestor.close()
+    if svc.retention is not None:
+        await svc.retention.close()
     await svc.hub.close()
     if svc.healer is not None:
         await svc.healer.close()
@@ -204,7 +230,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, agent_states, costs,
-                   reports, audit, scorecards, predictions, anomalies, schedules, alerts, boards, openapi):
+                   reports, audit, scorecards, predictions, anomalies, schedules, alerts, boards, tenant_api, openapi):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))

@@ -17,9 +17,10 @@ import asyncpg
 import pytest
 
 from server.core.config import Settings
-from server.core.db import migrate
+from server.core.db import Database, migrate
 from server.core.db_roles import login_role_sql, serving_role_problems, tenant_proof
 from server.core.errors import ConfigError
+from server.history.retention import Retention
 from server.runtime import preflight
 
 from .conftest import ROOT, RUN_ID, Backends, RunningServer, with_database
@@ -341,6 +342,15 @@ async def test_a_non_superuser_owner_migrates_and_a_login_role_serves(
             a, b = f"oa-{RUN_ID}", f"ob-{RUN_ID}"
             await ingest(server, a, 2)
             await ingest(server, b, 1)
+            # Erasure and the retention sweep run their SQL as this owner, under its forced row-level security.
+            async with server.client(server.token(b, "admin")) as client:
+                erased = await client.delete("/api/tenant", params={"confirm": b})
+            assert erased.status_code == 200 and erased.json()["data"]["rows"] >= 3, erased.text
+            db = await Database.connect(login_dsn, owner_dsn=owner_dsn, min_size=1, max_size=2)
+            try:
+                assert (await Retention(db, every_s=3600).sweep()).ran
+            finally:
+                await db.close()
         finally:
             await server.stop()
         conn = await asyncpg.connect(login_dsn)
@@ -359,9 +369,12 @@ async def test_a_non_superuser_owner_migrates_and_a_login_role_serves(
             async with owned.transaction():
                 await owned.execute("SELECT set_config('wallboard.tenant', $1, true)", a)
                 own = await owned.fetchval("SELECT count(*) FROM events")
+            async with owned.transaction():
+                await owned.execute("SELECT set_config('wallboard.tenant', $1, true)", b)
+                erased_left = await owned.fetchval("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM tenants)")
         finally:
             await owned.close()
-        assert (forged, own) == (0, 2)
+        assert (forged, own, erased_left) == (0, 2, 0)
     finally:
         admin = await asyncpg.connect(backends.admin_dsn)
         try:

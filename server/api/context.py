@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.core.db import Database
     from server.core.tenant_settings import SettingsStore
     from server.history.reports import ExportSlots
+    from server.history.retention import Retention
     from server.history.scorecards import ScorecardRefresher
     from server.live.heal import Healer
     from server.live.hub import Hub
@@ -51,6 +52,7 @@ class Services:
     healer: Healer | None = None  # pending batches, Redis restarts, reconciliation (server/live/heal.py)
     budgets: Budgets | None = None  # request budgets (server/api/budget.py); None: not enforced
     exports: ExportSlots | None = None  # CSV exports running now (server/history/reports.py)
+    retention: Retention | None = None  # the retention sweep (server/history/retention.py)
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:
@@ -59,7 +61,7 @@ async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: s
     svc = services(request)
     settings = await svc.settings_store.get(who.tenant)
     period = parse(request.query_params, settings, int(time.time() * 1000), granularity=granularity)
-    return Scope(svc.db, request.query_params, who, settings, period, monthly=svc.settings.history_monthly)
+    return Scope(svc.db.reader, request.query_params, who, settings, period, monthly=svc.settings.history_monthly)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -95,7 +95,7 @@ async def agent_detailed(request: Request) -> Response:
     rows = await scope.rows("history_by_bucket", "agent", [agent_id])
     by_bucket = {r["bucket"]: counters(r) for r in rows}
     start, end = scope.period.bounds_dt[0], scope.period.bounds_dt[-1]
-    async with services(request).db.tenant(scope.who.tenant) as conn:
+    async with scope.db.tenant(scope.who.tenant) as conn:
         who = await conn.fetchrow("SELECT name, team FROM agents WHERE client_id = $1 AND agent_id = $2",
                                   scope.who.tenant, agent_id)
         calls = await conn.fetch(query("agent_recent_calls"), scope.who.tenant, agent_id, start, end)
@@ -170,7 +170,7 @@ async def quality_list(request: Request) -> Response:
     scope = await scope_of(request, READ_LIVE)
     keys = await scope.agent_keys() if scope.by_agent else None
     start, end = scope.period.bounds_dt[0], scope.period.bounds_dt[-1]
-    async with services(request).db.tenant(scope.who.tenant) as conn:
+    async with scope.db.tenant(scope.who.tenant) as conn:
         rows = await conn.fetch(query("quality_list"), scope.who.tenant, keys, start, end, scope.limit)
     data = [{"score_id": r["score_id"], "call_id": r["call_id"], "agent_id": r["agent_id"], "score": float(r["score"]),
              "criteria": orjson.loads(r["criteria"]) if r["criteria"] else None, "reviewer": r["reviewer"],

@@ -178,6 +178,11 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/settings", "every setting of the caller's tenant, defaults included", ADMIN, data=OBJECT),
     Op("PUT", "/api/settings", "change some settings (audited); answers with every setting", ADMIN,
        body={"application/json": OBJECT}, data=OBJECT),
+    Op("DELETE", "/api/tenant", "erase every row and Redis key of the caller's tenant (logged); needs "
+       "?confirm=<client_id>", ADMIN, params=(query("confirm", ID, "the token's client_id, repeated", required=True),),
+       data={"type": "object", "required": ["client_id", "rows", "keys", "seconds"],
+             "properties": {"client_id": TEXT, "rows": {"type": "integer"}, "keys": {"type": "integer"},
+                            "seconds": {"type": "number"}}}),
     Op("GET", "/api/metrics/live", "the tenant overview", READERS, data=OBJECT, etag=True),
     Op("GET", "/api/metrics/queue/status", "every queue's live figures", READERS, data=LIST, etag=True),
     Op("GET", "/api/metrics/agents/status", "every agent's live state; an agent token sees itself", LIVE,

@@ -55,7 +55,7 @@ async def report(request: Request) -> Response:
     if not as_csv:
         await audit.request_entry(request, scope.who, "export", {"report": name, "format": "json"})
         cap = limit(request.query_params, JSON_DEFAULT_LIMIT)
-        async with services(request).db.tenant(scope.who.tenant) as conn:
+        async with scope.db.tenant(scope.who.tenant) as conn:
             rows = await conn.fetch(f"{spec.sql(scope)} LIMIT {cap}", *spec.args(scope))
         data = [dict(zip(spec.columns, spec.row(r, scope), strict=True)) for r in rows]
         return success(data, statistics=scope.period.describe())

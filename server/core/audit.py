@@ -29,10 +29,19 @@ def _kept(value: Any) -> Any:
 async def record(db: Database, who: Principal, action: str, route: str, parameters: dict[str, Any]) -> None:
     """Write one entry: the token's ``sub`` and role, the action, the route, what it was given or
     changed; the time is the database's. Long values are cut so one request cannot bloat the log."""
+    await _write(db, who.tenant, who.sub or "", who.role.value, action, route, parameters)
+
+
+async def record_system(db: Database, tenant: str, job: str, action: str, parameters: dict[str, Any]) -> None:
+    """Write one entry of a server-owned job (``sub`` = the job, ``role`` = ``system``) under ``tenant``."""
+    await _write(db, tenant, job, "system", action, f"job:{job}", parameters)
+
+
+async def _write(db: Database, tenant: str, sub: str, role: str, action: str, route: str,
+                 parameters: dict[str, Any]) -> None:
     kept = {k: _kept(v) for k, v in parameters.items()}
     encoded = orjson.dumps(kept, default=str)
     if len(encoded) > MAX_PARAMETER_BYTES:
         encoded = orjson.dumps({"truncated": True, "keys": sorted(kept)[:50]}, default=str)
-    async with db.tenant(who.tenant) as conn:
-        await conn.execute(query("audit_insert"), who.tenant, who.sub or "", who.role.value, action, route,
-                           encoded.decode())
+    async with db.tenant(tenant) as conn:
+        await conn.execute(query("audit_insert"), tenant, sub, role, action, route, encoded.decode())

@@ -113,6 +113,10 @@ class Settings:
     delivery_backoff_s: float = 2.0  # first wait between tries; each next one is 4 times longer (with jitter)
     schedules_poll_s: float = 30.0  # how often each process looks for due report schedules
     schedules_max_per_tenant: int = 50
+    # -- retention, erasure, read replica (server/history/retention.py, server/live/erasure.py) --
+    retention_every_s: int = 3600  # seconds between retention sweeps; 0: no sweep in this process
+    retention_batch_rows: int = 5000  # rows per delete transaction of retention and erasure
+    database_replica_url: str | None = None  # a streaming replica: history reads use a pool on it when set
 
     @property
     def embedded(self) -> bool:
@@ -250,6 +254,9 @@ class Settings:
             delivery_backoff_s=get.float("WALLBOARD_DELIVERY_BACKOFF_S", 2, 0.01, 600),
             schedules_poll_s=get.float("WALLBOARD_SCHEDULES_POLL_S", 30, 0.05, 3600),
             schedules_max_per_tenant=get.int("WALLBOARD_SCHEDULES_MAX_PER_TENANT", 50, 1, 10_000),
+            retention_every_s=get.int("WALLBOARD_RETENTION_EVERY_S", 3600, 0, 7 * 86_400),
+            retention_batch_rows=get.int("WALLBOARD_RETENTION_BATCH_ROWS", 5000, 1, 1_000_000),
+            database_replica_url=get.url("DATABASE_REPLICA_URL", ("postgres", "postgresql")),
         )
 
 

@@ -191,11 +191,14 @@ class Database:
         # idle (a handler stuck on a slow client) is ended by PostgreSQL itself and its connection comes back.
         self.timeouts = (str(max(1, round(statement_timeout_s * 1000))), str(max(1, round(idle_timeout_s * 1000))))
         self.slots = TenantSlots(min(tenant_max or pool.get_max_size(), pool.get_max_size()), tenant_wait_s)
+        # History reads (reports, figures, exports): the Database of DATABASE_REPLICA_URL when set, else this one.
+        # Rows written a moment ago may not be there yet (replication lag); nothing that writes uses it.
+        self.reader: Database = self
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
                       statement_timeout_s: float = 30.0, idle_timeout_s: float = 10.0, tenant_max: int | None = None,
-                      tenant_wait_s: float = 5.0, owner_dsn: str | None = None) -> Database:
+                      tenant_wait_s: float = 5.0, owner_dsn: str | None = None, setting: str = "DATABASE_URL") -> Database:
         """The pool on ``dsn``; with ``owner_dsn`` (a separate login role serves) the tenant-binding key is read first."""
         tenant_key = await read_tenant_key(owner_dsn) if owner_dsn is not None else None
         try:
@@ -206,12 +209,14 @@ class Database:
             health = await asyncpg.create_pool(dsn, min_size=1, max_size=1, timeout=10, command_timeout=5,
                                                max_inactive_connection_lifetime=0)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-            raise ConfigError(f"DATABASE_URL: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
+            raise ConfigError(f"{setting}: cannot connect to PostgreSQL ({_one_line(exc)}): check the URL and that the server runs") from None
         return cls(pool, app_role, tenant_key=tenant_key, health=health, statement_timeout_s=statement_timeout_s,
                    idle_timeout_s=idle_timeout_s, tenant_max=tenant_max, tenant_wait_s=tenant_wait_s)
 
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Close the pool gracefully; connections still busy after ``timeout_s`` are cut."""
+        """Close the pool (and the replica's) gracefully; connections still busy after ``timeout_s`` are cut."""
+        if self.reader is not self:
+            await self.reader.close(timeout_s)
         if self.health is not None:
             self.health.terminate()
         try:

@@ -25,7 +25,8 @@ from server.core.errors import BadRequest
 from server.core.outbound import check_url_syntax
 
 SETTING_KEYS = ("timezone", "day_starts_at", "sl_threshold_s", "short_abandon_s", "sl_formula",
-                "queues", "alerts", "costs", "ingest_window_days", "alert_webhooks")
+                "queues", "alerts", "costs", "ingest_window_days", "alert_webhooks", "raw_event_retention_days",
+                "history_retention_days")
 SL_FORMULAS = ("answered_plus_abandoned", "answered_only", "all_abandons", "abandons_within_met")
 QUEUE_KEYS = ("sl_threshold_s", "short_abandon_s", "sl_formula")
 COST_KEYS = ("agent_cost_per_hour", "telephony_cost_per_minute")
@@ -44,6 +45,8 @@ MAX_BODY = 1024 * 1024
 MAX_DEPTH = 4  # costs.queues.<id>.<key> is the deepest setting
 MAX_ALERT_WEBHOOKS = 10
 MAX_WINDOW_DAYS = 400  # each day of the ingest window may become a partition of `events`
+# Retention bounds in days; sql/010_retention.sql floors what it is given at the same minimums.
+RETENTION_DAYS = {"raw_event_retention_days": (7, 3650), "history_retention_days": (31, 3650)}
 HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -71,6 +74,8 @@ class TenantSettings:
     costs: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_COSTS))
     ingest_window_days: int = 35  # events older than this are rejected (ts_out_of_window)
     alert_webhooks: list[str] = field(default_factory=list)  # URLs each alert raised or cleared is POSTed to
+    raw_event_retention_days: int = 35  # raw events (and call legs) older than this (or the ingest window) are deleted
+    history_retention_days: int = 400  # history rows and rollups older than this are deleted
 
     def for_queue(self, queue_id: str) -> QueueSettings:
         """The queue's override of each of the three rules, else the tenant default."""
@@ -315,6 +320,9 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
     window = s.get("ingest_window_days")
     if type(window) is not int or not 1 <= window <= MAX_WINDOW_DAYS:
         raise _bad("ingest_window_days", f"expected a whole number of days 1..{MAX_WINDOW_DAYS}, got {_show(window)}")
+    for key, (low, high) in RETENTION_DAYS.items():
+        if type(s.get(key)) is not int or not low <= s[key] <= high:
+            raise _bad(key, f"expected a whole number of days {low}..{high}, got {_show(s.get(key))}")
 
     hooks = s.get("alert_webhooks")
     if not isinstance(hooks, list) or len(hooks) > MAX_ALERT_WEBHOOKS:
@@ -323,7 +331,9 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
 
     return TenantSettings(timezone=tz, day_starts_at=s["day_starts_at"], sl_threshold_s=s["sl_threshold_s"],
                           short_abandon_s=s["short_abandon_s"], sl_formula=s["sl_formula"], queues=queues,
-                          alerts=alerts, costs=costs, ingest_window_days=window, alert_webhooks=hooks)
+                          alerts=alerts, costs=costs, ingest_window_days=window, alert_webhooks=hooks,
+                          raw_event_retention_days=s["raw_event_retention_days"],
+                          history_retention_days=s["history_retention_days"])
 
 
 class SettingsStore:

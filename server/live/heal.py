@@ -150,6 +150,12 @@ class Healer:
         self._failed[tenant].append((time.monotonic(), batch))
         self._active.add(tenant)
 
+    def forget(self, tenant: str) -> None:
+        """The tenant is being erased: write no marker of it any more (its rows go with the erasure)."""
+        self._active.discard(tenant)
+        self._done = [(t, batch) for t, batch in self._done if t != tenant]
+        self._failed.pop(tenant, None)
+
     def _rebuild_event(self, tenant: str, done: bool) -> None:
         if not done:
             self._started[tenant] = time.monotonic()

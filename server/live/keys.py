@@ -38,6 +38,7 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:changes                pub/sub channel: the tenant id, after each applied batch
     {p}:alerts                 pub/sub channel: "<tenant>\n<alert message>", delivered by every hub
     {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
+    {p}:retention:claim        marker with expiry: the process that set it sweeps retention this period
     {p}:{t}:staffing:{ms}      marker: forecast staffing written into the qi hashes of interval ms
     {p}:alertstate:{t}:open    set of the threshold conditions raised and not cleared ("q|metric|level")
     {p}:alertstate:{t}:c:{q|m|l}  one threshold condition: at = the newest observation that decided it (ms)
@@ -97,6 +98,11 @@ class Keys:
         return f"{self.prefix}:\\{{{tenant}\\}}:*"  # every layout's keys, not only this one's
 
     # -- analytics (forecasts, anomalies, threshold alerts) ---------------
+
+    @property
+    def retention_claim(self) -> str:
+        """Marker with expiry: the process that set it runs this period's retention sweep."""
+        return f"{self.prefix}:retention:claim"
 
     @property
     def active_tenants(self) -> str:
