@@ -147,7 +147,8 @@ BEGIN
             ('performance_trends', 'interval_start', 'history'),
             ('performance_daily', 'day', 'history'),
             ('performance_monthly', 'month', 'history'),
-            ('cost_analysis', 'day', 'history'),
+            ('agent_state_time', 'interval_start', 'history'),
+            ('agent_state_marks', 'at', 'history'),
             ('predictive_analytics', 'interval_start', 'history'),
             ('anomaly_detection', 'interval_start', 'history'),
             ('analytics_audit_log', 'at', 'history')
