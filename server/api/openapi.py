@@ -163,6 +163,8 @@ OPERATIONS: tuple[Op, ...] = (
                query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv")),
        data=LIST),
     Op("GET", "/openapi.json", "this document", None),
+    Op("GET", "/metrics", "Prometheus text format of the process (every worker's, merged, under serve --workers); "
+       "no token unless WALLBOARD_METRICS_TOKEN is set, then that as a bearer token", None),
 )
 
 ERROR: Schema = {
@@ -194,6 +196,8 @@ def operation(op: Op) -> dict[str, Any]:
         success["content"] = json_content({"type": "object", "required": ["openapi", "paths"]})
     elif op.path == "/api/metrics/health":
         success["content"] = json_content(HEALTH)
+    elif op.path == "/metrics":
+        success["content"] = {"text/plain": {"schema": TEXT}}
     else:
         success["content"] = json_content(envelope(op.data))
         if op.path == "/api/reports/{name}":
@@ -206,6 +210,9 @@ def operation(op: Op) -> dict[str, Any]:
         responses["304"] = {"description": "not modified (If-None-Match matched)"}
     if op.path == "/api/metrics/health":
         responses["503"] = {"description": "PostgreSQL is down", "content": json_content(HEALTH)}
+    elif op.path == "/metrics":
+        responses["401"] = {"description": "WALLBOARD_METRICS_TOKEN is set and the bearer token is not it",
+                            "content": json_content(ERROR)}
     elif op.roles is not None:
         responses["4XX"] = {"description": "bad request, bad token (401), role (403), unknown (404), too large "
                                            "(413), media type (415), nothing accepted (422)",

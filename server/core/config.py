@@ -99,6 +99,10 @@ class Settings:
     http_header_timeout_s: float = 10.0
     migrate_database_url: str | None = None  # the owner, for migrations only; DATABASE_URL is then a login role
     history_monthly: bool = True
+    # -- metrics and workers (GET /metrics, serve --workers) --
+    metrics_token: str | None = None  # WALLBOARD_METRICS_TOKEN: when set, /metrics wants it as a bearer token
+    metrics_sample_s: float = 2.0  # WALLBOARD_METRICS_SAMPLE_S: how often gauges (clients, pools) are sampled
+    worker_id: str | None = None  # WALLBOARD_WORKER_ID: set by `serve --workers N` for each worker it runs
 
     @property
     def embedded(self) -> bool:
@@ -224,6 +228,9 @@ class Settings:
             http_header_timeout_s=get.float("WALLBOARD_HTTP_HEADER_TIMEOUT_S", 10, 0.1, 3600),
             migrate_database_url=migrate_url,
             history_monthly=get.int("WALLBOARD_HISTORY_MONTHLY", 1, 0, 1) == 1,
+            metrics_token=get.str("WALLBOARD_METRICS_TOKEN"),
+            metrics_sample_s=get.float("WALLBOARD_METRICS_SAMPLE_S", 2.0, 0.1, 3600),
+            worker_id=get.str("WALLBOARD_WORKER_ID"),
         )
 
 

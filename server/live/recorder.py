@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,6 +21,7 @@ import orjson
 
 from server.core.db import UNAVAILABLE, Database, query
 from server.core.errors import ServiceUnavailable
+from server.core.metrics import Metrics
 from server.core.tenant_settings import SettingsStore
 from server.ingest.events import Event
 from server.live.heal import Healer
@@ -64,9 +66,22 @@ class Ingestor:
         self.on_change = on_change  # told the tenant after new events were committed
         self.healer = healer  # keeps a marker of each batch from its commit to its apply (heal.py)
         self._partitions: set[date] = set()
+        self.metrics: Metrics | None = None  # set by the app: events by outcome, batch latency
 
     async def ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
         """Commit the valid events (deduplicated by event_id), then apply the new ones to live state."""
+        if self.metrics is None:
+            return await self._ingest(tenant, valid, rejected)
+        began = time.perf_counter()
+        outcome = await self._ingest(tenant, valid, rejected)
+        m = self.metrics
+        m.ingest_seconds.observe(time.perf_counter() - began)
+        m.accepted.inc(outcome.accepted)
+        m.duplicates.inc(outcome.duplicates)
+        m.rejected.inc(len(outcome.rejected))
+        return outcome
+
+    async def _ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
         outcome = Outcome(rejected=rejected)
         unique: dict[str, Event] = {}
         for _, event in valid:

@@ -1,0 +1,76 @@
+"""Every HTTP request observed: a request id, its log context, its count and latency by route template.
+
+The id is the client's ``X-Request-Id`` when that is a sane token (1-128 characters of
+``[A-Za-z0-9._-]``), else a new one; the answer always carries it back in ``X-Request-Id``.
+While the request runs, every log line carries ``request_id`` and ``route`` (and ``tenant``
+once its token verified: server/core/logs.py). The metrics' ``route`` label is the route's
+template (``/api/metrics/agents/{agent_id}/status``), ``static`` for files, ``unmatched``
+for anything else: a bounded label set whatever paths clients send.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.core import logs
+from server.core.metrics import Metrics
+
+SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request_id(scope: Scope) -> str:
+    """The client's X-Request-Id when it is a sane token, else a new id."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            offered = value.decode("latin-1")
+            if SANE_ID.fullmatch(offered):
+                return offered
+            break
+    return uuid.uuid4().hex
+
+
+class Observer:
+    """Wraps the app's HTTP handling (see the module docstring); ``process`` tags answers with the serving process."""
+
+    def __init__(self, routes: list[BaseRoute], metrics: Metrics, process: str | None = None) -> None:
+        self.routes = routes
+        self.metrics = metrics
+        self.extra = ((b"x-wallboard-process", process.encode()),) if process else ()
+
+    def route_of(self, scope: Scope) -> str:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                if isinstance(route, Route):
+                    return route.path
+                return "static" if isinstance(route, Mount) else "other"
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        rid = request_id(scope)
+        route = self.route_of(scope)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        token = logs.begin_request(rid, route)
+        header = (b"x-request-id", rid.encode())
+        status = 500
+        began = time.perf_counter()
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header, *self.extra]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_observed)
+        finally:
+            self.metrics.http_requests.labels(route, method, str(status)).inc()
+            self.metrics.http_seconds.labels(route, method).observe(time.perf_counter() - began)
+            logs.end_request(token)
