@@ -270,7 +270,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
                             limits=dict.fromkeys(ingest_paths, settings.max_body_bytes))
     return WallboardApp(
         wires=Wires(direct=settings.ws_direct_writes),
-        observer=Observer(api, metrics, settings.worker_id),
+        observer=Observer(api, metrics, settings),
         routes=api,
         middleware=[Middleware(BudgetMiddleware), body_limit],
         lifespan=lifespan,

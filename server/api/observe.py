@@ -10,6 +10,7 @@ for anything else: a bounded label set whatever paths clients send.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -18,10 +19,22 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.core import logs
+from server.core.config import Settings
 from server.core.metrics import Metrics
 
 SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def process_tag(settings: Settings) -> str | None:
+    """``worker/pid`` of a worker of ``serve --workers N`` (answers carry it in X-Wallboard-Process), else None."""
+    return f"{settings.worker_id}/{os.getpid()}" if settings.worker_id is not None else None
+
+
+def process_headers(settings: Settings) -> list[tuple[bytes, bytes]] | None:
+    """The X-Wallboard-Process header of a worker's WebSocket handshake answer (None: not a worker)."""
+    tag = process_tag(settings)
+    return [(b"x-wallboard-process", tag.encode())] if tag else None
 
 
 def request_id(scope: Scope) -> str:
@@ -38,10 +51,10 @@ def request_id(scope: Scope) -> str:
 class Observer:
     """Wraps the app's HTTP handling (see the module docstring); ``process`` tags answers with the serving process."""
 
-    def __init__(self, routes: list[BaseRoute], metrics: Metrics, process: str | None = None) -> None:
+    def __init__(self, routes: list[BaseRoute], metrics: Metrics, settings: Settings) -> None:
         self.routes = routes
         self.metrics = metrics
-        self.extra = ((b"x-wallboard-process", process.encode()),) if process else ()
+        self.extra = tuple(process_headers(settings) or ())
 
     def route_of(self, scope: Scope) -> str:
         for route in self.routes:

@@ -141,8 +141,8 @@ class Metrics:
         return generate_latest(merged)
 
 
-def process_dead(pid: int) -> None:
+def process_dead(pid: int, path: str | None = None) -> None:
     """A worker ended: its live gauges leave the merged view (multiprocess mode only)."""
-    path = multiprocess_dir()
+    path = path or multiprocess_dir()
     if path is not None:
         prom_multiprocess.mark_process_dead(pid, path)
