@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--events-per-s", type=float, default=200.0, help="events posted per second in all (default 200)")
     b.add_argument("--seconds", type=float, default=30.0, help="length of each phase's load window (default 30)")
     b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
+    b.add_argument("--procs-server", type=_positive_int, default=1,
+                   help="server processes (serve --workers N) for the same clients (default 1)")
     b.set_defaults(func=cmd_bench_fanout)
     b = bench.add_parser("poll", help="GET /api/metrics/live with If-None-Match (304s) at a target rate against a "
                                       "minimal Starlette app reading one Redis key (baseline)")
