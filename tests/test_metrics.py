@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.core import logs
 from server.core.config import Settings
 
-from .conftest import RunningServer
+from .conftest import ROOT, RunningServer
 from .test_ws import board, new_tenant, post, queued
 
 Factory = Callable[[Settings], Awaitable[RunningServer]]
@@ -137,3 +139,14 @@ async def test_log_lines_of_a_request_carry_its_id_tenant_and_route(server: Runn
     for line in mine:
         assert line["tenant"] == tenant and line["route"] in ("/api/reports/{name}", "/api/auth/whoami")
         assert '"request_id":"trace-7' in line["line"] and token not in line["line"]
+
+
+async def test_grafana_dashboard_queries_only_metrics_the_server_exports(server: RunningServer) -> None:
+    """Every metric docs/grafana-dashboard.json queries is a family /metrics exports."""
+    dashboard = orjson.loads((ROOT / "docs" / "grafana-dashboard.json").read_bytes())
+    queried = {re.sub(r"_(total|bucket|count|sum)$", "", name)
+               for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bwallboard_\w+", target["expr"])}
+    async with server.client() as client:
+        exported = {family.name for family in text_string_to_metric_families((await client.get("/metrics")).text)}
+    assert len(queried) >= 15 and queried <= exported, sorted(queried - exported)
