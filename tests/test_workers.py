@@ -17,9 +17,9 @@ import pytest
 from server.core.auth import mint
 from server.core.config import Settings
 
-from .conftest import ROOT, TEST_SECRET, free_socket
+from .conftest import ROOT
 from .test_metrics import samples, value
-from .test_ws import board, new_tenant, offered, queued
+from .test_ws import board, new_tenant, offered, queued, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +27,8 @@ pytestmark = pytest.mark.slow
 @contextlib.asynccontextmanager
 async def workers(settings: Settings, count: int = 2) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     """``python -m server serve --workers count`` on the run's PostgreSQL, Redis and key prefix; its URL and process."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    assert settings.database_url and settings.redis_url
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "WALLBOARD_JWT_SECRET": TEST_SECRET, "WALLBOARD_KEY_PREFIX": settings.key_prefix,
-           "WALLBOARD_LOG_LEVEL": "WARNING", "WALLBOARD_METRICS_SAMPLE_S": "0.2", "WALLBOARD_DB_POOL_MIN": "1",
-           "WALLBOARD_DB_POOL_MAX": "4"}
+    port, env = subprocess_env(settings, WALLBOARD_METRICS_SAMPLE_S="0.2", WALLBOARD_DB_POOL_MIN="1",
+                               WALLBOARD_DB_POOL_MAX="4")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", str(count), "--port", str(port)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
