@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -134,7 +135,9 @@ def instrument(metrics: Metrics, *, db: Database, redis: aioredis.Redis, live: L
                                (healer, "reconcile", "reconcile"), (healer, "sweep", "heal_sweep")):
         metrics.time_job(owner, method, job)
     live.hooks.append(lambda tenant, done: None if done else metrics.rebuilds.inc())
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
+    if pool is not None:
+        time_redis_waits(pool, metrics.redis_wait.observe)
     seen = FanoutCounts()  # the hub's counts already moved into the metrics
 
     def sample(m: Metrics) -> None:
@@ -167,6 +170,20 @@ def instrument(metrics: Metrics, *, db: Database, redis: aioredis.Redis, live: L
         m.redis_pool.labels("max").set(getattr(pool, "max_connections", 0))
 
     metrics.samplers.append(sample)
+
+
+def time_redis_waits(pool: Any, observe: Callable[[float], None]) -> None:
+    """Tell ``observe`` how long each Redis command waited for a pooled connection (the pool blocks when all are busy)."""
+    get_connection = pool.get_connection
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await get_connection(*args, **kwargs)
+        finally:
+            observe(time.perf_counter() - began)
+
+    pool.get_connection = timed
 
 
 async def close_services(svc: Services) -> None:

@@ -74,6 +74,8 @@ async def test_counters_move_as_events_are_ingested_and_boards_connect(server_fa
     assert value(after, "wallboard_db_pool_connections", state="max") == settings.db_pool_max
     assert value(after, "wallboard_redis_pool_connections", state="max") == settings.redis_pool_max
     assert ("wallboard_ws_tick_lag_seconds_count", ()) in after
+    assert value(after, "wallboard_redis_pool_wait_seconds_count") > value(before, "wallboard_redis_pool_wait_seconds_count")
+    assert value(after, "wallboard_db_pool_wait_seconds_count") > value(before, "wallboard_db_pool_wait_seconds_count")
 
 
 async def test_route_label_is_the_template_never_the_path(server: RunningServer) -> None:

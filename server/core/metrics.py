@@ -76,6 +76,8 @@ class Metrics:
                              multiprocess_mode="livesum", registry=r)
         self.db_wait = Histogram("wallboard_db_pool_wait_seconds", "wait for a PostgreSQL connection (tenant work)",
                                  buckets=FAST, registry=r)
+        self.redis_wait = Histogram("wallboard_redis_pool_wait_seconds", "wait for a pooled Redis connection",
+                                    buckets=FAST, registry=r)
         self.redis_pool = Gauge("wallboard_redis_pool_connections", "Redis pool connections", ["state"],
                                 multiprocess_mode="livesum", registry=r)
         self.job_seconds = Histogram("wallboard_job_duration_seconds", "background job runs", ["job"],
