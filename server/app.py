@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +33,7 @@ from server.api import (
     history,
     openapi,
     predictions,
+    prometheus,
     queue_log,
     reports,
     schedules,
@@ -52,6 +54,7 @@ from server.api import (
 from server.api.bodies import BodyLimit
 from server.api.budget import BudgetMiddleware, Budgets
 from server.api.context import Services
+from server.api.observe import Observer
 from server.api.responses import JSON, failure
 from server.api.wire import Wires
 from server.core.auth import TokenVerifier
@@ -59,6 +62,7 @@ from server.core.config import Settings
 from server.core.connections import protocol_class
 from server.core.db import Database
 from server.core.errors import ConfigError, ServiceUnavailable, TooManyRequests, WallboardError
+from server.core.metrics import Metrics
 from server.core.redis_client import redis_client
 from server.core.resources import static_dir
 from server.core.tenant_settings import SettingsStore
@@ -68,6 +72,7 @@ from server.history.scorecards import ScorecardRefresher
 from server.live.heal import Healer
 from server.live.hub import Hub
 from server.live.keys import Keys
+from server.live.outbox import FanoutCounts
 from server.live.recorder import Ingestor
 from server.live.state import LiveState
 
@@ -75,12 +80,13 @@ log = logging.getLogger("wallboard.app")
 
 
 
-async def open_services(settings: Settings, *, background: bool = True) -> Services:
+async def open_services(settings: Settings, *, background: bool = True, metrics: Metrics | None = None) -> Services:
     """Connect to PostgreSQL and Redis and build every service; a ConfigError names the bad setting.
 
-    With ``background`` the owned background tasks (live-state repair) are started;
-    ``close_services`` cancels and awaits them.
+    With ``background`` the owned background tasks (live-state repair, metrics sampling) are
+    started; ``close_services`` cancels and awaits them. ``metrics``: the app's (a new one when None).
     """
+    metrics = metrics or Metrics()
     verifier = TokenVerifier(settings)
     if settings.database_url is None or settings.redis_url is None:
         missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
@@ -119,7 +125,11 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
                           claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
     analytics = Analytics(settings, db, client, keys, store, live, hub)
+    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer)
+    instrument(metrics, db=db, redis=client, live=live, hub=hub, healer=healer, refresher=refresher,
+               analytics=analytics, ingestor=ingestor)
     if background:
+        metrics.start(settings.metrics_sample_s)
         live.start()
         hub.start()
         healer.start()
@@ -130,7 +140,7 @@ async def open_services(settings: Settings, *, background: bool = True) -> Servi
     ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
                         group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
-                    settings_store=store, live=live, ingestor=ingestor,
+                    settings_store=store, live=live, ingestor=ingestor, metrics=metrics,
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
                     budgets=Budgets(settings, client, keys),
                     exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
@@ -141,7 +151,74 @@ async def _claim(client: aioredis.Redis, key: str, every_s: int) -> bool:
     return bool(await client.set(key, "1", nx=True, ex=max(1, every_s)))
 
 
+def instrument(metrics: Metrics, *, db: Database, redis: aioredis.Redis, live: LiveState, hub: Hub, healer: Healer,
+               refresher: ScorecardRefresher, analytics: Analytics, ingestor: Ingestor) -> None:
+    """Connect the services to the process's metrics: hot-path counters, sampled gauges, timed jobs, rebuilds.
+
+    Background jobs are timed by wrapping the method each loop calls (before the loops start), so
+    the job modules stay free of metrics code.
+    """
+    ingestor.metrics = metrics
+    db.on_wait = metrics.db_wait.observe
+    for owner, method, job in ((refresher, "refresh", "scorecards"), (analytics.forecaster, "refresh", "forecast"),
+                               (analytics.alerts, "evaluate", "alerts"), (analytics.detector, "check", "anomalies"),
+                               (healer, "reconcile", "reconcile"), (healer, "sweep", "heal_sweep")):
+        metrics.time_job(owner, method, job)
+    live.hooks.append(lambda tenant, done: None if done else metrics.rebuilds.inc())
+    pool = getattr(redis, "connection_pool", None)
+    if pool is not None:
+        time_redis_waits(pool, metrics.redis_wait.observe)
+    seen = FanoutCounts()  # the hub's counts already moved into the metrics
+
+    def sample(m: Metrics) -> None:
+        counts = hub.counts
+        for counter, field in ((m.deliveries, "deliveries"), (m.delivered_bytes, "bytes"),
+                               (m.coalesced, "coalesced"), (m.dropped, "dropped")):
+            now = getattr(counts, field)
+            counter.inc(now - getattr(seen, field))
+            setattr(seen, field, now)
+        for reason, total in counts.closes.items():
+            m.slow_closes.labels(reason).inc(total - seen.closes.get(reason, 0))
+            seen.closes[reason] = total
+        lags, counts.tick_lags = counts.tick_lags, []
+        for lag in lags:
+            m.tick_lag.observe(max(0.0, lag))
+        views = dict.fromkeys(("overview", "agents", "none"), 0)
+        subscribed = 0
+        for key, stream in hub.streams.items():
+            views[key.view] = views.get(key.view, 0) + len(stream.subscribers)
+            subscribed += len(stream.subscribers)
+        views["none"] = max(0, sum(len(boxes) for boxes in hub.clients.values()) - subscribed)
+        for view, count in views.items():
+            m.ws_clients.labels(view).set(count)
+        m.ws_streams.set(len(hub.streams))
+        size, idle = db.pool.get_size(), db.pool.get_idle_size()
+        m.db_pool.labels("in_use").set(size - idle)
+        m.db_pool.labels("idle").set(idle)
+        m.db_pool.labels("max").set(db.pool.get_max_size())
+        m.redis_pool.labels("in_use").set(len(getattr(pool, "_in_use_connections", ())))
+        m.redis_pool.labels("max").set(getattr(pool, "max_connections", 0))
+
+    metrics.samplers.append(sample)
+
+
+def time_redis_waits(pool: Any, observe: Callable[[float], None]) -> None:
+    """Tell ``observe`` how long each Redis command waited for a pooled connection (the pool blocks when all are busy)."""
+    get_connection = pool.get_connection
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await get_connection(*args, **kwargs)
+        finally:
+            observe(time.perf_counter() - began)
+
+    pool.get_connection = timed
+
+
 async def close_services(svc: Services) -> None:
+    if svc.metrics is not None:
+        await svc.metrics.close()
     if svc.analytics is not None:
         await svc.analytics.close()
     await svc.scorecards.close()
@@ -200,25 +277,29 @@ class WallboardApp(Starlette):
     ``wires`` chooses how its frames reach the socket (server/api/wire.py).
     """
 
-    def __init__(self, *, wires: Wires, **kwargs: Any) -> None:
+    def __init__(self, *, wires: Wires, observer: Observer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.wires = wires
+        self.observer = observer  # request ids, log context, request metrics (server/api/observe.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == ws.PATH:
             await ws.serve(scope, receive, send, self.wires)
             return
         if scope["type"] == "http":
-            send = headers.secured(send)
+            await self.observer(scope, receive, headers.secured(send), super().__call__)
+            return
         await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> Starlette:
     """The ASGI app: API routes, static pages, error handlers; the lifespan owns every service."""
 
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        svc = await open_services(settings)
+        svc = await open_services(settings, metrics=metrics)
         # What start-up allocated lives as long as the process: keep it out of every GC pass.
         gc.freeze()
         log.info("app.started", extra={"embedded": settings.embedded})
@@ -230,7 +311,8 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
 
     api: list[BaseRoute] = []
     for module in (system, events, queue_log, tenant_settings, live_api, staffing, history, agent_states, costs,
-                   reports, audit, scorecards, predictions, anomalies, schedules, alerts, boards, tenant_api, openapi):
+                   reports, audit, scorecards, predictions, anomalies, schedules, alerts, boards, tenant_api, openapi,
+                   prometheus):
         api += module.routes
     api += routes or []
     api.append(Mount("/", app=StaticFiles(directory=static_dir(), html=True), name="static"))
@@ -239,6 +321,7 @@ def create_app(settings: Settings, *, routes: list[BaseRoute] | None = None) -> 
                             limits=dict.fromkeys(ingest_paths, settings.max_body_bytes))
     return WallboardApp(
         wires=Wires(direct=settings.ws_direct_writes),
+        observer=Observer(api, metrics, settings),
         routes=api,
         middleware=[Middleware(BudgetMiddleware), body_limit],
         lifespan=lifespan,

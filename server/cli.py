@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
     p.add_argument("--demo", action="store_true", help="feed tenant 'demo' with a simulated contact center")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="server processes sharing the port, restarted when one dies (default 1)")
+    p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)  # set by --workers for its workers
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("simulate", help="drive a running server with a simulated contact center")
@@ -121,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--events-per-s", type=float, default=200.0, help="events posted per second in all (default 200)")
     b.add_argument("--seconds", type=float, default=30.0, help="length of each phase's load window (default 30)")
     b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
+    b.add_argument("--procs-server", type=_positive_int, default=1,
+                   help="server processes (serve --workers N) for the same clients (default 1)")
     b.set_defaults(func=cmd_bench_fanout)
     b = bench.add_parser("poll", help="GET /api/metrics/live with If-None-Match (304s) at a target rate against a "
                                       "minimal Starlette app reading one Redis key (baseline)")
@@ -155,7 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from server.tools.simulate import feed_demo
 
         feeders.append(feed_demo)
-    return serve(args.host, args.port, feeders, demo=args.demo)
+    return serve(args.host, args.port, feeders, demo=args.demo, workers=args.workers, worker_fd=args.worker_fd)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +26,8 @@ from server.core.db_roles import serving_role_problems
 from server.core.embedded import EmbeddedServices, signing_secret
 from server.core.errors import ConfigError
 from server.core.heap import Heap
+from server.core.metrics import process_dead
+from server.core.workers import Workers, child_env, listening_socket, worker_socket
 
 log = logging.getLogger("wallboard.runtime")
 
@@ -77,50 +81,80 @@ def with_runtime(settings: Settings, *, postgres: bool = True, valkey: bool = Tr
     return settings, embedded
 
 
-def serve(host: str, port: int | None, feeders: Sequence[Feeder] = (), *, demo: bool = False) -> int:
+def serve(host: str, port: int | None, feeders: Sequence[Feeder] = (), *, demo: bool = False, workers: int = 1,
+          worker_fd: int | None = None) -> int:
     """Run the server until SIGINT/SIGTERM: embedded services where needed, migrations, then uvicorn.
 
     ``feeders`` run beside it once it listens (``--demo``'s simulated contact center) and are
     cancelled when it stops. Links with demo tokens are printed only on the embedded default or
     with ``demo``: a production server's output never holds a credential.
+    ``workers`` > 1: this process supervises that many workers on one port (server/core/workers.py);
+    ``worker_fd``: this process is one of them, serving the socket its supervisor handed down.
     0 when the server started and stopped cleanly, 1 when it never started.
     """
-    import uvicorn
-
     settings = Settings.from_env()
     log_config = logs.setup(settings.log_level, settings.log_format)
     port = port if port is not None else settings.port
+    if worker_fd is not None:  # the supervisor completed the settings and migrated
+        logs.setup(settings.log_level, settings.log_format, secrets=(settings.jwt_secret,))
+        return _run_uvicorn(settings, log_config, host, port, feeders, sockets=[worker_socket(worker_fd)])
     show_tokens = demo or settings.embedded
     settings, embedded = with_runtime(settings)
     logs.setup(settings.log_level, settings.log_format, secrets=(settings.jwt_secret,))
     try:
         asyncio.run(preflight(settings))
-        app = create_app(settings)
-        config = uvicorn.Config(app, host=host, port=port, log_config=log_config, proxy_headers=True,
-                                timeout_graceful_shutdown=10, **uvicorn_options(settings))
-        server = uvicorn.Server(config)
-
-        async def run() -> None:
-            tasks = [asyncio.create_task(_announce(server, settings, host, port, show_tokens))]
-            tasks += [asyncio.create_task(feed(Listening(server, settings, host, port))) for feed in feeders]
-            heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
-            if heap is not None:
-                heap.start()
-            try:
-                await server.serve()
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                if heap is not None:
-                    await heap.close()
-
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(run())
-        return 0 if server.started else 1
+        if workers > 1:
+            return _supervise(settings, host, port, workers, show_tokens, demo)
+        return _run_uvicorn(settings, log_config, host, port, feeders, show_tokens=show_tokens)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _run_uvicorn(settings: Settings, log_config: dict[str, Any], host: str, port: int, feeders: Sequence[Feeder],
+                 *, show_tokens: bool = False, sockets: list[socket.socket] | None = None) -> int:
+    """One server process: uvicorn on ``host``:``port`` (or the inherited ``sockets``) until it stops."""
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_config=log_config, proxy_headers=True,
+                            timeout_graceful_shutdown=10, **uvicorn_options(settings))
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        tasks = [] if sockets else [asyncio.create_task(_announce(server, settings, host, port, show_tokens))]
+        tasks += [asyncio.create_task(feed(Listening(server, settings, host, port))) for feed in feeders]
+        heap = Heap(settings.gc_freeze_every_s) if settings.gc_freeze_every_s else None
+        if heap is not None:
+            heap.start()
+        try:
+            await server.serve(sockets=sockets)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if heap is not None:
+                await heap.close()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run())
+    return 0 if server.started else 1
+
+
+def _supervise(settings: Settings, host: str, port: int, count: int, show_tokens: bool, demo: bool) -> int:
+    """``serve --workers N``: bind once, run N workers on the socket, restart any that dies."""
+    sock = listening_socket(host, port)
+    port = sock.getsockname()[1]
+    own_secret = settings.jwt_secret if not os.environ.get("WALLBOARD_JWT_SECRET") else None
+    env = child_env(os.environ, DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
+                    WALLBOARD_MIGRATE_DATABASE_URL=settings.migrate_database_url, WALLBOARD_JWT_SECRET=own_secret,
+                    PORT=str(port))
+    pool = Workers(count, sock, env, argv=["--host", host, "--port", str(port)] + (["--demo"] if demo else []))
+    pool.on_exit = lambda pid: process_dead(pid, pool.env["PROMETHEUS_MULTIPROC_DIR"])
+    base = Listening(None, settings, host, port).base_url
+    print("\n".join([f"{count} workers"] + announcement(settings, base, show_tokens)), file=sys.stderr, flush=True)
+    pool.run()
+    return 0
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -150,11 +184,15 @@ async def preflight(settings: Settings) -> None:
 
 
 async def _announce(server: Any, settings: Settings, host: str, port: int, show_tokens: bool) -> None:
-    """Print the URL a person can open, once the server listens; with demo tokens in the fragment
-    only when ``show_tokens`` (the embedded default or ``--demo``)."""
+    """Print the URL a person can open, once the server listens."""
     listening = Listening(server, settings, host, port)
     await listening.started()
-    base = listening.base_url
+    print("\n".join(announcement(settings, listening.base_url, show_tokens)), file=sys.stderr, flush=True)
+
+
+def announcement(settings: Settings, base: str, show_tokens: bool) -> list[str]:
+    """The lines that tell a person what to open; with demo tokens in the fragment only when ``show_tokens``
+    (the embedded default or ``--demo``)."""
     lines = [f"wallboard server listening on {base}"]
     if show_tokens and (settings.jwt_secret is not None or settings.jwt_private_key is not None):
         token = mint(settings, tenant=DEMO_TENANT, role="supervisor", sub="demo-supervisor", ttl_s=7 * 86400)
@@ -165,7 +203,7 @@ async def _announce(server: Any, settings: Settings, host: str, port: int, show_
         lines.append("(the token is in the URL fragment, which browsers never send to the server)")
     else:
         lines.append(f"open {base}/#token=TOKEN with a token from `wallboard token --tenant T --role supervisor`")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    return lines
 
 
 def rebuild_live(tenant: str) -> int:

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT, Backends
 
 
@@ -27,3 +29,20 @@ async def test_bench_fanout_prints_both_phases(backends: Backends) -> None:
         assert float(row.group(1).replace(",", "")) > 0, row.group(0)
     ratio = re.search(r"^ratio deliveries/s server/baseline: ([\d.]+)", result.stdout, re.MULTILINE)
     assert ratio and float(ratio.group(1)) > 0, result.stdout
+
+
+@pytest.mark.slow
+async def test_bench_fanout_with_two_server_processes(backends: Backends) -> None:
+    """--procs-server 2 runs the server phase on serve --workers 2 and reports both phases for the same clients."""
+    ours = ("WALLBOARD_", "DATABASE_URL", "REDIS_URL", "PORT", "PROMETHEUS_MULTIPROC_DIR")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env = {**base, "DATABASE_URL": backends.admin_dsn, "REDIS_URL": backends.redis_url}
+    args = [sys.executable, "-m", "server", "bench", "fanout", "--clients", "60", "--tenants", "2",
+            "--events-per-s", "20", "--seconds", "3", "--procs", "1", "--procs-server", "2"]
+    result = await asyncio.to_thread(subprocess.run, args, env=env, cwd=ROOT, capture_output=True, text=True,
+                                     timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 server process(es)" in result.stdout, result.stdout
+    row = re.search(r"^server\s+60\s+2\s+[\d,]+\s+([\d,]+)\s", result.stdout, re.MULTILINE)
+    assert row and float(row.group(1).replace(",", "")) > 0, result.stdout
+    assert ", 0 never seen;" in result.stdout.split("server:", 1)[1].split("\n", 1)[0], result.stdout

@@ -168,16 +168,21 @@ async def wait_health(url: str, process: subprocess.Popen[bytes], within_s: floa
             await asyncio.sleep(0.2)
 
 
-@contextlib.asynccontextmanager
-async def second_process(settings: Settings) -> AsyncIterator[str]:
-    """``python -m server serve`` in a subprocess on the same PostgreSQL, Redis and key prefix; its base URL."""
+def subprocess_env(settings: Settings, **extra: str) -> tuple[int, dict[str, str]]:
+    """A free port and the environment of a ``python -m server serve`` on the run's PostgreSQL, Redis and prefix."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
     assert settings.database_url and settings.redis_url
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "WALLBOARD_JWT_SECRET": TEST_SECRET, "WALLBOARD_KEY_PREFIX": settings.key_prefix,
-           "WALLBOARD_LOG_LEVEL": "WARNING"}
+    return port, {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+                  "WALLBOARD_JWT_SECRET": TEST_SECRET, "WALLBOARD_KEY_PREFIX": settings.key_prefix,
+                  "WALLBOARD_LOG_LEVEL": "WARNING", **extra}
+
+
+@contextlib.asynccontextmanager
+async def second_process(settings: Settings) -> AsyncIterator[str]:
+    """``python -m server serve`` in a subprocess on the same PostgreSQL, Redis and key prefix; its base URL."""
+    port, env = subprocess_env(settings)
     process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

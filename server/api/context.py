@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.api.budget import Budgets
     from server.core.auth import TokenVerifier
     from server.core.db import Database
+    from server.core.metrics import Metrics
     from server.core.tenant_settings import SettingsStore
     from server.history.reports import ExportSlots
     from server.history.retention import Retention
@@ -53,6 +54,7 @@ class Services:
     budgets: Budgets | None = None  # request budgets (server/api/budget.py); None: not enforced
     exports: ExportSlots | None = None  # CSV exports running now (server/history/reports.py)
     retention: Retention | None = None  # the retention sweep (server/history/retention.py)
+    metrics: Metrics | None = None  # this process's Prometheus metrics (server/core/metrics.py)
 
 
 async def scope_of(request: Request, allowed: frozenset[Role], *, granularity: str | None = None) -> Scope:

@@ -267,6 +267,8 @@ OPERATIONS: tuple[Op, ...] = (
        body={"application/json": BOARD}, data=BOARD_OUT),
     Op("DELETE", "/api/boards/{name}", "delete one board (audited)", ADMIN, params=(BOARD_NAME,), data=OBJECT),
     Op("GET", "/openapi.json", "this document", None),
+    Op("GET", "/metrics", "Prometheus text format of the process (every worker's, merged, under serve --workers); "
+       "no token unless WALLBOARD_METRICS_TOKEN is set, then that as a bearer token", None),
 )
 
 ERROR: Schema = {
@@ -298,6 +300,8 @@ def operation(op: Op) -> dict[str, Any]:
         success["content"] = json_content({"type": "object", "required": ["openapi", "paths"]})
     elif op.path == "/api/metrics/health":
         success["content"] = json_content(HEALTH)
+    elif op.path == "/metrics":
+        success["content"] = {"text/plain": {"schema": TEXT}}
     else:
         success["content"] = json_content(envelope(op.data))
         if op.path == "/api/reports/{name}":
@@ -310,6 +314,9 @@ def operation(op: Op) -> dict[str, Any]:
         responses["304"] = {"description": "not modified (If-None-Match matched)"}
     if op.path == "/api/metrics/health":
         responses["503"] = {"description": "PostgreSQL is down", "content": json_content(HEALTH)}
+    elif op.path == "/metrics":
+        responses["401"] = {"description": "WALLBOARD_METRICS_TOKEN is set and the bearer token is not it",
+                            "content": json_content(ERROR)}
     elif op.roles is not None:
         responses["4XX"] = {"description": "bad request, bad token (401), role (403), unknown (404), too large "
                                            "(413), media type (415), nothing accepted (422)",

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.api.context import Services, services
+from server.api.observe import process_headers
 from server.api.wire import Wires, close
 from server.core.auth import Principal, Role
 from server.core.errors import Unauthorized
@@ -219,7 +220,7 @@ async def handshake(websocket: WebSocket, svc: Services) -> Principal:
     offered = websocket.scope.get("subprotocols") or []
     chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
     token = next((p[len("bearer."):] for p in offered if p.startswith("bearer.")), None)
-    await websocket.accept(subprotocol=chosen)
+    await websocket.accept(subprotocol=chosen, headers=process_headers(svc.settings))
     if not origin_allowed(websocket, svc):
         raise Closing(1008, "origin not allowed: add it to WALLBOARD_ALLOWED_ORIGINS")
     return await authenticate(websocket, svc, token)

@@ -23,6 +23,7 @@ from typing import Any
 
 import jwt
 
+from server.core import logs
 from server.core.config import Settings
 from server.core.errors import ConfigError, Forbidden, Unauthorized
 from server.core.jwks import KeySet
@@ -107,6 +108,7 @@ class TokenVerifier:
         """
         if token and (known := self._verified.get(token)) is not None:
             if time.time() <= known.exp + self.leeway:
+                logs.bind(tenant=known.tenant)  # the request's log lines carry the verified tenant
                 return known
             del self._verified[token]  # expired: decoded once more, to fail with its own code
         principal = self._decode(token)
@@ -114,6 +116,7 @@ class TokenVerifier:
         if len(self._verified) >= VERIFIED_KEPT:
             del self._verified[next(iter(self._verified))]  # the oldest
         self._verified[token] = principal
+        logs.bind(tenant=principal.tenant)
         return principal
 
     def _decode(self, token: str | None) -> Principal:

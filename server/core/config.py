@@ -117,6 +117,10 @@ class Settings:
     retention_every_s: int = 3600  # seconds between retention sweeps; 0: no sweep in this process
     retention_batch_rows: int = 5000  # rows per delete transaction of retention and erasure
     database_replica_url: str | None = None  # a streaming replica: history reads use a pool on it when set
+    # -- metrics and workers (GET /metrics, serve --workers) --
+    metrics_token: str | None = None  # WALLBOARD_METRICS_TOKEN: when set, /metrics wants it as a bearer token
+    metrics_sample_s: float = 2.0  # WALLBOARD_METRICS_SAMPLE_S: how often gauges (clients, pools) are sampled
+    worker_id: str | None = None  # WALLBOARD_WORKER_ID: set by `serve --workers N` for each worker it runs
 
     @property
     def embedded(self) -> bool:
@@ -257,6 +261,9 @@ class Settings:
             retention_every_s=get.int("WALLBOARD_RETENTION_EVERY_S", 3600, 0, 7 * 86_400),
             retention_batch_rows=get.int("WALLBOARD_RETENTION_BATCH_ROWS", 5000, 1, 1_000_000),
             database_replica_url=get.url("DATABASE_REPLICA_URL", ("postgres", "postgresql")),
+            metrics_token=get.str("WALLBOARD_METRICS_TOKEN"),
+            metrics_sample_s=get.float("WALLBOARD_METRICS_SAMPLE_S", 2.0, 0.1, 3600),
+            worker_id=get.str("WALLBOARD_WORKER_ID"),
         )
 
 

@@ -16,7 +16,8 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -194,6 +195,7 @@ class Database:
         # History reads (reports, figures, exports): the Database of DATABASE_REPLICA_URL when set, else this one.
         # Rows written a moment ago may not be there yet (replication lag); nothing that writes uses it.
         self.reader: Database = self
+        self.on_wait: Callable[[float], None] | None = None  # told each tenant transaction's wait for a connection
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
@@ -232,9 +234,12 @@ class Database:
         Raises ServiceUnavailable (503, Retry-After) when PostgreSQL cannot be reached, or
         ``database_busy`` when the tenant holds its share of the pool (:class:`TenantSlots`) too long.
         """
+        began = time.perf_counter()
         await self.slots.take(tenant)
         try:
             async with self.pool.acquire(timeout=5) as conn:
+                if self.on_wait is not None:
+                    self.on_wait(time.perf_counter() - began)
                 async with conn.transaction():
                     await conn.execute(
                         "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true), "

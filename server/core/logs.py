@@ -8,6 +8,10 @@ fields, traceback) through ``Redactor``, which blanks JWTs (and any truncated st
 ``Bearer …`` / ``bearer.…`` values, ``Authorization`` header values and the signing secret.
 That covers what the libraries log too (uvicorn's access lines, websockets' DEBUG handshake
 headers and frames), since every logger ends at the root handler set up here.
+
+Request context: :func:`begin_request` (the HTTP middleware, server/api/observe.py) puts the
+request id and route in a ``contextvars`` variable, :func:`bind` adds the tenant once its token
+verified; every line logged while the request runs (its own task) carries them.
 """
 
 from __future__ import annotations
@@ -17,12 +21,38 @@ import re
 import sys
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar, Token
 from typing import Any
 
 import orjson
 
 # Attributes every LogRecord has; anything else came from ``extra``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
+
+
+# The fields of the request being served (request_id, route, tenant); None outside a request.
+_CONTEXT: ContextVar[dict[str, str] | None] = ContextVar("wallboard_log_context", default=None)
+
+
+def begin_request(request_id: str, route: str) -> Token[dict[str, str] | None]:
+    """Start a request's log context; :func:`end_request` with the token ends it."""
+    return _CONTEXT.set({"request_id": request_id, "route": route})
+
+
+def end_request(token: Token[dict[str, str] | None]) -> None:
+    _CONTEXT.reset(token)
+
+
+def bind(**fields: str) -> None:
+    """Add fields (the verified tenant) to the current request's log context; nothing outside a request."""
+    current = _CONTEXT.get()
+    if current is not None:
+        current.update(fields)
+
+
+def context() -> dict[str, str]:
+    """The current request's log fields (empty outside a request)."""
+    return _CONTEXT.get() or {}
 
 
 REDACTED = "[redacted]"
@@ -67,6 +97,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        ctx = _CONTEXT.get()
+        if ctx:
+            out.update(ctx)
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value
@@ -83,7 +116,8 @@ class TextFormatter(logging.Formatter):
         self.redact = redact or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_"))
+        own = [(k, v) for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")]
+        fields = " ".join(f"{k}={v}" for k, v in [*context().items(), *own])
         line = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.getMessage()} {fields}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -57,7 +57,7 @@ from server.core.tenant_settings import SettingsStore
 from server.live import alert_feed
 from server.live.admission import Admission
 from server.live.keys import Keys
-from server.live.outbox import Outbox, Stream, StreamKey, encode, render, status_message
+from server.live.outbox import FanoutCounts, Outbox, Stream, StreamKey, encode, render, status_message, sweep_clients
 from server.live.renderings import Rendering, Renderings
 from server.live.state import LiveState
 from server.live.view import Snapshot, etag
@@ -84,6 +84,7 @@ class Hub:
         self.max_streams = settings.ws_max_streams_per_tenant
         self.admission = Admission(settings.ws_max_connections, settings.ws_max_per_address)
         self.streams: dict[StreamKey, Stream] = {}
+        self.counts = FanoutCounts()  # deliveries, bytes, coalesced, dropped, closes, tick lags (for the metrics)
         self.by_tenant: dict[str, set[StreamKey]] = {}
         self.clients: dict[str, set[Outbox]] = {}
         self.dirty: set[str] = set()
@@ -220,8 +221,13 @@ class Hub:
                 data = encode({"type": kind, "view": key.view, "seq": stream.seq, "data": doc})
                 if kind == "snapshot":
                     stream.snapshot = data
+                dropped = 0
                 for box in stream.subscribers:
-                    box.offer(key, data)
+                    dropped += box.offer(key, data)
+                counts, n = self.counts, len(stream.subscribers)
+                counts.deliveries += n
+                counts.bytes += n * len(data)
+                counts.dropped += dropped
 
     def changed(self, tenant: str) -> None:
         """The tenant changed: publish now if its last publish began a tick ago or more, else at that tick's end."""
@@ -229,6 +235,7 @@ class Hub:
             return
         self.dirty.add(tenant)
         if not self.live_ok or tenant in self._inflight or tenant in self._timers:
+            self.counts.coalesced += 1
             return  # the publish in flight or the timer set takes this change too
         wait = self._sent.get(tenant, -self.tick_s) + self.tick_s - time.monotonic()
         if wait > 0:
@@ -249,8 +256,11 @@ class Hub:
         """Every tick: publish the quiet tenants due for a refresh (and any change left waiting); sweep each second."""
         swept = time.monotonic()
         while True:
+            woke = time.monotonic() + self.tick_s
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
+            if len(self.counts.tick_lags) < 1000:  # drained by the metrics sampler; bounded if none runs
+                self.counts.tick_lags.append(now - woke)
             if now - swept >= SWEEP_S:
                 swept = now
                 self.sweep(now)
@@ -276,22 +286,8 @@ class Hub:
         self.renderings.prune(now)
         for tenant in [t for t in self._sent if t not in self.by_tenant]:
             del self._sent[tenant]
-        stuck_before = now - self.send_timeout_s
-        wall = time.time()
-        closing = []
-        for boxes in self.clients.values():
-            for box in boxes:
-                if box.closing:
-                    pass
-                elif box.expires_at <= wall:
-                    box.evict(4401, "token expired: send a fresh token in an auth message before it expires")
-                elif box.blocked_since and box.blocked_since < stuck_before:
-                    box.evict(1013, "client is not reading its messages")
-                else:
-                    continue
-                closing.append(box)
-        for box in closing:  # stop feeding them: a stuck client holds no more than what is in flight
-            self.remove(box)
+        for box in sweep_clients(self.clients, now, self.send_timeout_s, self.counts):
+            self.remove(box)  # stop feeding them: a stuck client holds no more than what is in flight
 
     def _published(self, task: asyncio.Task[None]) -> None:
         """A tenant's publish ended; a slow tenant never holds up the others' ticks."""

@@ -103,17 +103,22 @@ class Outbox:
 
     # -- queueing --------------------------------------------------------
 
-    def offer(self, key: StreamKey, data: Frame) -> None:
-        """Send a stream message, or queue it in place of an unsent older one of the same stream."""
+    def offer(self, key: StreamKey, data: Frame) -> bool:
+        """Send a stream message, or queue it in place of an unsent older one of the same stream.
+
+        True when it replaced such an older one (an update dropped for this client)."""
         if self.joining is not None and key in self.joining:
-            return
+            return False
         if self.task is None and self.wire.write(data):
-            return
+            return False
+        replaced = False
         if self.pending is None:
             self.pending = {key: data}
         else:
+            replaced = key in self.pending
             self.pending[key] = data
         self.wake()
+        return replaced
 
     def say(self, data: Frame) -> None:
         """Send a control message, or queue it; a client that lets CONTROL_QUEUE of them pile up is evicted."""
@@ -186,6 +191,44 @@ class Outbox:
             out.extend(self.pending.values())
         self.pending = self.control = None
         return out
+
+
+@dataclass(slots=True)
+class FanoutCounts:
+    """Plain counters the hub moves on its hot paths; the metrics sampler reads them (server/core/metrics.py)."""
+
+    deliveries: int = 0  # messages offered to clients
+    bytes: int = 0  # their bytes
+    coalesced: int = 0  # tenant changes folded into a publish already due
+    dropped: int = 0  # queued updates replaced by a newer one before they were sent
+    closes: dict[str, int] = field(default_factory=dict)  # clients closed by the sweep, by reason
+    tick_lags: list[float] = field(default_factory=list)  # how late each tick woke up (drained by the sampler)
+
+    def closed(self, reason: str) -> None:
+        self.closes[reason] = self.closes.get(reason, 0) + 1
+
+
+def sweep_clients(clients: dict[str, set[Outbox]], now: float, send_timeout_s: float,
+                  counts: FanoutCounts) -> list[Outbox]:
+    """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401);
+    return them and those evicted before (their control queue filled up), for the hub to drop."""
+    stuck_before = now - send_timeout_s
+    wall = time.time()
+    closing = []
+    for boxes in clients.values():
+        for box in boxes:
+            if box.closing:
+                counts.closed("control_overflow")
+            elif box.expires_at <= wall:
+                box.evict(4401, "token expired: send a fresh token in an auth message before it expires")
+                counts.closed("token_expired")
+            elif box.blocked_since and box.blocked_since < stuck_before:
+                box.evict(1013, "client is not reading its messages")
+                counts.closed("send_timeout")
+            else:
+                continue
+            closing.append(box)
+    return closing
 
 
 def status_message(live_ok: bool) -> Frame:

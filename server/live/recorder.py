@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,6 +21,7 @@ import orjson
 
 from server.core.db import UNAVAILABLE, Database, query
 from server.core.errors import ServiceUnavailable
+from server.core.metrics import Metrics
 from server.core.tenant_settings import SettingsStore
 from server.ingest.events import Event
 from server.live.committer import GroupCommit
@@ -68,6 +70,7 @@ class Ingestor:
         self._partitions: set[date] = set()
         # Concurrent small requests of a tenant share one commit (committer.py).
         self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight)
+        self.metrics: Metrics | None = None  # set by the app: events by outcome, batch latency
 
     async def close(self) -> None:
         """Ends the shared commits in flight."""
@@ -78,6 +81,18 @@ class Ingestor:
 
         The events may share their commit with other requests of the tenant (group commit);
         the reply comes after that commit, counting as accepted the ids this request made new."""
+        if self.metrics is None:
+            return await self._ingest(tenant, valid, rejected)
+        began = time.perf_counter()
+        outcome = await self._ingest(tenant, valid, rejected)
+        m = self.metrics
+        m.ingest_seconds.observe(time.perf_counter() - began)
+        m.accepted.inc(outcome.accepted)
+        m.duplicates.inc(outcome.duplicates)
+        m.rejected.inc(len(outcome.rejected))
+        return outcome
+
+    async def _ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
         outcome = Outcome(rejected=rejected)
         unique: dict[str, Event] = {}
         for _, event in valid:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import sys
 import time
@@ -161,12 +162,18 @@ class Scratch:
 
 
 def cpu_of(pid: int) -> float:
-    """User + system CPU seconds of one process so far (0 when it is gone)."""
+    """User + system CPU seconds so far of one process and its live children (``serve --workers N``'s workers);
+    0 when it is gone."""
+    total = 0.0
     try:
-        times = psutil.Process(pid).cpu_times()
+        proc = psutil.Process(pid)
+        for one in (proc, *proc.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = one.cpu_times()
+                total += float(times.user + times.system)
     except psutil.Error:
         return 0.0
-    return float(times.user + times.system)
+    return total
 
 
 def cpu_by_name(names: Iterable[str]) -> dict[int, float]:

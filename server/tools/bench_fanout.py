@@ -67,13 +67,13 @@ def cmd_bench_fanout(args: argparse.Namespace) -> int:
     """``wallboard bench fanout``: exit 0 with the figures, 1 when the run failed (with the reason)."""
     try:
         return run(clients=args.clients, tenants=args.tenants, events_per_s=args.events_per_s,
-                   seconds=args.seconds, procs=args.procs)
+                   seconds=args.seconds, procs=args.procs, procs_server=args.procs_server)
     except BenchFailed as exc:
         print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
         return 1
 
 
-def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, procs: int) -> int:
+def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, procs: int, procs_server: int = 1) -> int:
     """Set up (embedded servers when DATABASE_URL/REDIS_URL are unset), run both phases, print the table."""
     if min(clients, tenants, procs) < 1 or events_per_s <= 0 or seconds <= 0 or tenants > clients:
         raise ConfigError(f"--clients {clients}, --tenants {tenants}, --events-per-s {events_per_s}, --seconds "
@@ -85,14 +85,14 @@ def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, proc
     settings = as_owner(settings)
     try:
         names = [f"t{i:03d}" for i in range(tenants)]
-        return run_async(bench(settings, clients, names, events_per_s, seconds, procs))
+        return run_async(bench(settings, clients, names, events_per_s, seconds, procs, procs_server))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def bench(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
-                procs: int) -> int:
+                procs: int, procs_server: int = 1) -> int:
     assert settings.database_url is not None and settings.redis_url is not None
     scratch = Scratch.new(settings.database_url, settings.redis_url)
     local = settings.replace(database_url=scratch.dsn, key_prefix=scratch.key_prefix, jwt_secret=os.urandom(36).hex(),
@@ -101,11 +101,11 @@ async def bench(settings: Settings, clients: int, tenants: list[str], rate: floa
     say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
     try:
         await scratch.create(settings.app_role)
-        server = await server_phase(local, clients, tenants, rate, seconds, procs)
+        server = await server_phase(local, clients, tenants, rate, seconds, procs, procs_server)
         baseline = await baseline_phase(local, clients, tenants, rate, seconds, procs, size=server.mean_bytes)
     finally:
         await scratch.drop()
-    print(report(server, baseline, procs, versions))
+    print(report(server, baseline, procs, versions, procs_server))
     return 0
 
 
@@ -146,8 +146,10 @@ class Phase:
 
 
 def rss_of(pid: int) -> int:
+    """RSS of the process and its children (the workers of ``serve --workers N``)."""
     try:
-        return int(psutil.Process(pid).memory_info().rss)
+        proc = psutil.Process(pid)
+        return sum(int(p.memory_info().rss) for p in (proc, *proc.children(recursive=True)))
     except psutil.Error:
         return 0
 
@@ -219,8 +221,9 @@ def join(feed: Feed, held: list[Held], t0: float, t1: float) -> tuple[list[float
 
 
 async def server_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
-                       procs: int) -> Phase:
-    """``wallboard serve`` in a subprocess; clients authenticate with a supervisor token per tenant."""
+                       procs: int, procs_server: int = 1) -> Phase:
+    """``wallboard serve [--workers N]`` in a subprocess (CPU and RSS of all its processes); clients authenticate
+    with a supervisor token per tenant."""
     assert settings.database_url is not None and settings.redis_url is not None and settings.jwt_secret is not None
     port = free_port()
     env = {k: v for k, v in os.environ.items()
@@ -232,7 +235,8 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                WALLBOARD_WS_MAX_PER_ADDRESS=str(max(1000, clients + 100)),
                WALLBOARD_WS_MAX_CONNECTIONS=str(max(20_000, clients + 100)), **NO_BUDGETS)
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", str(procs_server)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         ingest = Ingest(port, [mint(settings, tenant=t, role="ingest", ttl_s=86_400) for t in tenants], log)
         try:
@@ -353,7 +357,7 @@ def warnings(log: IO[bytes], window: tuple[float, float]) -> str:
     return f"{summary(seen)}; in the load window: {summary([r for r in seen if r[2]])}"
 
 
-def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]) -> str:
+def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str], procs_server: int = 1) -> str:
     """One row per phase, the ratio against the targets, and where else the CPU went."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     header = ["phase", "clients", "tenants", "events/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms",
@@ -378,6 +382,7 @@ def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str]
     ratio = server.deliveries / server.wall_s / (baseline.deliveries / baseline.wall_s) if baseline.deliveries else 0.0
     return "\n".join([
         f"wallboard bench fanout: {server.clients:,} clients over {server.tenants} tenants in {procs} processes, "
+        f"{procs_server} server process(es), "
         f"{versions[0]}, {versions[1]}, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end",
         table(header, rows),
         f"ratio deliveries/s server/baseline: {ratio:.2f} ({TARGET})",
