@@ -19,6 +19,7 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:call:{n}:{q}:{c}   one queue leg: qts, ats, bts, cts, agent, aday, aiv, bday, biv
                                ({n}: the queue id's length in UTF-8 bytes)
     {p}:{t}:wait:{q}           zset call_id → queued ts (calls waiting)
+    {p}:{t}:cb                 hash callback_id → pending callback (JSON)
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
     {p}:{t}:td:{day}           tenant-day counters that belong to no queue (CSAT, quality)
@@ -109,6 +110,10 @@ class Keys:
 
     def staffing_written(self, tenant: str, interval_ms: int) -> str:
         return self.tenant_prefix(tenant) + f"staffing:{interval_ms}"
+
+    def callbacks(self, tenant: str) -> str:
+        """hash callback_id → pending callback (JSON)"""
+        return self.tenant_prefix(tenant) + "cb"
 
     def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
         """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""

@@ -41,6 +41,7 @@ log = logging.getLogger("wallboard.live")
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 KEY_TTL_S = 3 * 86400
 REPLAY_PAGE = 5000
+WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (the `calls` view), oldest first
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 CALL_KINDS = {"call.queued": "q", "call.answered": "a", "call.abandoned": "b"}
 
@@ -334,7 +335,7 @@ class LiveState:
         day = settings.local_day(now_ms)
         day_start = settings.day_bounds(day)[0]
         args = [self.keys.tenant_prefix(tenant), day, settings.interval_start(now_ms), day_start,
-                "1" if agent_changes else "0", now_ms - 86_400_000]
+                "1" if agent_changes else "0", now_ms - 86_400_000, WAITING_LISTED]
         for attempt in range(2):
             try:
                 raw = await self._gated_read(tenant, args)

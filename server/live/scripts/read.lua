@@ -5,10 +5,13 @@
 -- ARGV[3]  current interval start (ms)   ARGV[4]  day start (ms)
 -- ARGV[5]  "1" to include agents' state changes since the day start (occupancy)
 -- ARGV[6]  drop waiting calls queued before this ts (ms): lost legs never wait forever
+-- ARGV[7]  the most waiting calls listed per queue (oldest first)
 --
--- Returns {ready, queues, tenant_day, agents} where ready is "1", "rebuilding" or nil, and
---   queues = {{queue_id, day_hash, interval_hash, waiting, oldest_ts}, …}
+-- Returns {ready, queues, tenant_day, agents, callbacks} where ready is "1", "rebuilding" or nil, and
+--   queues = {{queue_id, day_hash, interval_hash, waiting, oldest_ts, calls}, …}
+--   calls = {call_id, queued_ts, …} (the wait zset WITHSCORES, oldest first)
 --   agents = {{agent_id, agent_hash, agent_day_hash, changes}, …}
+--   callbacks = the pending callbacks hash (callback_id, JSON, …)
 -- (hashes as flat field/value lists, as HGETALL gives them).
 local P = ARGV[1]
 local day, iv, day_start = ARGV[2], ARGV[3], ARGV[4]
@@ -24,6 +27,7 @@ for _, q in ipairs(redis.call("SMEMBERS", P .. "queues")) do
     redis.call("HGETALL", P .. "qi:" .. iv .. ":" .. q),
     redis.call("ZCARD", wait),
     oldest[2] or false,
+    redis.call("ZRANGE", wait, 0, tonumber(ARGV[7]) - 1, "WITHSCORES"),
   }
 end
 local agents = {}
@@ -41,4 +45,4 @@ for _, a in ipairs(redis.call("SMEMBERS", P .. "agents")) do
     agents[#agents + 1] = {a, hash, redis.call("HGETALL", P .. "ad:" .. day .. ":" .. a), changes}
   end
 end
-return {ready, queues, redis.call("HGETALL", P .. "td:" .. day), agents}
+return {ready, queues, redis.call("HGETALL", P .. "td:" .. day), agents, redis.call("HGETALL", P .. "cb")}
