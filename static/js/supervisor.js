@@ -13,6 +13,10 @@ import { createAgents } from "./supervisor-agents.js";
 import { createCosts, createQueues, createSatisfaction, createSectors } from "./supervisor-history.js";
 import { createQuality } from "./supervisor-quality.js";
 import { createReports, createSettings } from "./supervisor-admin.js";
+import { createCalls } from "./supervisor-calls.js";
+import { createAnomalies, createForecast } from "./supervisor-forecast.js";
+import { createErlang } from "./supervisor-erlang.js";
+import { translatePanels } from "./i18n-load.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const BADGE = { connecting: "Connecting", live: "Live", reconnecting: "Reconnecting", polling: "Polling", stale: "Stale", unauthorized: "Refused" };
@@ -166,6 +170,7 @@ function tick() {
 const ctx = {
   api: null,
   period: () => ({ from: page.from, to: page.to }),
+  today: () => page.day,
   serverNow,
   timeZone: () => page.timeZone,
   queues: () => [...page.queues],
@@ -230,7 +235,12 @@ async function main() {
     satisfaction: createSatisfaction(ctx),
     costs: createCosts(ctx),
     reports: createReports(ctx),
+    calls: createCalls(ctx),
+    forecast: createForecast(ctx),
+    anomalies: createAnomalies(ctx),
+    erlang: createErlang(ctx),
   });
+  await translatePanels(document, params.get("lang"));
   if (admin) {
     sections.settings = createSettings(ctx);
     const settings = await sections.settings.load();
@@ -274,8 +284,8 @@ async function main() {
     return fresh;
   };
   client = new LiveClient({
-    token: page.token, views: ["overview", "agents"], onState, refreshToken,
-    onData: (view, data) => (view === "overview" ? onOverview(data) : sections.agents.update(data)),
+    token: page.token, views: ["overview", "agents", "calls"], onState, refreshToken,
+    onData: (view, data) => (view === "overview" ? onOverview(data) : sections[view].update(data)),
   });
   window.supervisor = client; // for the console and for tests
   window.addEventListener("hashchange", () => {

@@ -7,6 +7,9 @@
 
 import { LiveClient, ServerClock, fragmentParams, jwtPayload, takeToken } from "./live.js";
 import { duration, percent } from "./format.js";
+import { createCallsPanel } from "./board-calls.js";
+import { translatePanels } from "./i18n-load.js";
+import { renderStaffing } from "./board-staffing.js";
 
 // Alert thresholds: tenant_settings.DEFAULT_ALERTS; a `thresholds` (or `alerts`) block in the
 // overview document, when the server sends one, wins.
@@ -217,6 +220,7 @@ function tick() {
     el.dataset.value = seconds == null ? "" : seconds.toFixed(1);
     el.textContent = duration(seconds);
   }
+  board.calls?.tick((seconds) => level("longest_wait_s", seconds));
   updateBadge();
 }
 
@@ -252,6 +256,9 @@ function onData(view, data) {
     const t = data.thresholds || data.alerts;
     if (t) board.thresholds = { ...DEFAULT_THRESHOLDS, ...t };
     renderOverview();
+    renderStaffing($("staffing-rows"), $("staffing-empty"), data);
+  } else if (view === "calls") {
+    board.calls.render(data);
   } else if (view === "agents") {
     board.agents = data;
     renderAgents();
@@ -285,7 +292,9 @@ function main() {
   if (claims?.client_id) $("tenant").textContent = claims.client_id;
   // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
   const refreshToken = () => takeToken();
-  client = new LiveClient({ token, views: ["overview", "agents"], queues, onData, onState, refreshToken });
+  board.calls = createCallsPanel({ root: $("calls-panel"), now: serverNow, top: Number(params.get("top")) || undefined });
+  translatePanels($("calls-panel"), params.get("lang"));
+  client = new LiveClient({ token, views: ["overview", "agents", "calls"], queues, onData, onState, refreshToken });
   window.wallboard = client; // for the console and for tests
   // A kiosk can be handed a fresh token by changing the fragment: taken without a reload.
   window.addEventListener("hashchange", () => {
