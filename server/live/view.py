@@ -1,4 +1,4 @@
-"""The live documents of API.md (overview, queues, agents) from the raw state read.lua returns."""
+"""The live documents of API.md (overview, queues, agents; the calls view's raw material) from what read.lua returns."""
 
 from __future__ import annotations
 
