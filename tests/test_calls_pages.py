@@ -113,9 +113,9 @@ async def test_console_calls_forecast_and_erlang(server: RunningServer, page: An
     await page.goto(f"{server.url}/wallboard.html#token={server.token(tenant)}")
     overview = (await api_get(server, tenant, "/api/metrics/live"))["data"]
     sales = next(q for q in overview["queues"] if q["queue_id"] == "sales")
-    cell = page.locator('#staffing-rows tr[data-queue-id="sales"] [data-metric="required_agents"]')
+    cell = page.locator('#staffing-rows tr[data-staffing-queue="sales"] [data-metric="required_agents"]')
     await cell.wait_for(timeout=5000)
     assert sales["required_agents"] is not None and await cell.get_attribute("data-value") == str(sales["required_agents"])
-    gap = page.locator('#staffing-rows tr[data-queue-id="sales"] [data-metric="agents_gap"]')
+    gap = page.locator('#staffing-rows tr[data-staffing-queue="sales"] [data-metric="agents_gap"]')
     assert await gap.get_attribute("data-level") == ("ok" if sales["agents_gap"] >= 0 else "amber" if sales["agents_gap"] == -1 else "red")
     await page.screenshot(path=str(ARTIFACTS / "wallboard-calls-staffing-1920x1080.png"))

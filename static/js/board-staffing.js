@@ -15,7 +15,7 @@ export function renderStaffing(tbody, empty, overview) {
   const queues = overview?.queues || [];
   const rows = queues.map((q) => {
     const tr = document.createElement("tr");
-    tr.dataset.queueId = q.queue_id;
+    tr.dataset.staffingQueue = q.queue_id; // not data-queue-id: that names the queues table's rows
     const needed = q.required_agents ?? null;
     const gap = q.agents_gap ?? null;
     const loggedIn = needed != null && gap != null ? needed + gap : null;
