@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -89,10 +90,15 @@ async def test_rest_is_per_tenant_and_refuses_agents(server: RunningServer) -> N
 
 
 async def test_ws_calls_view_snapshot_update_and_roles(server: RunningServer) -> None:
-    """The WebSocket `calls` view sends the list, then an update when a call queues; agents may not follow it."""
+    """The WebSocket `calls` view sends the list, then an update when a call queues; other tenants see none; agents may not follow it."""
     tenant = new_tenant("calls")
     queued = await seed(server, tenant)
-    async with board(server.url, server.token(tenant, "supervisor")) as ws:
+    other = new_tenant("calls")
+    async with (board(server.url, server.token(tenant, "supervisor")) as ws,
+                board(server.url, server.token(other, "supervisor")) as stranger):
+        await stranger.subscribe(["calls"])
+        empty = await stranger.next(lambda b: b["type"] == "snapshot" and b["view"] == "calls")
+        assert empty["data"]["waiting"] == [] and empty["data"]["callbacks"] == []
         await ws.subscribe(["calls"], ["sales"])
         snap = await ws.next(lambda b: b["type"] == "snapshot" and b["view"] == "calls")
         assert [(c["call_id"], c["position"]) for c in snap["data"]["waiting"]] == [("s1", 1), ("s2", 2), ("s3", 3)]
@@ -105,6 +111,8 @@ async def test_ws_calls_view_snapshot_update_and_roles(server: RunningServer) ->
                                and any(c["call_id"] == "s4" for c in b["data"]["waiting"]), after=mark)
         assert time.monotonic() - began < 2
         assert [c["call_id"] for c in update["data"]["waiting"]] == ["s1", "s2", "s3", "s4"]  # filter: sales only
+        await asyncio.sleep(0.5)
+        assert all(not b["data"]["waiting"] for b in stranger.bodies if b.get("view") == "calls")  # another tenant's
     async with board(server.url, server.token(tenant, "agent", sub="a1")) as ws:
         await ws.subscribe(["calls"])
         refused = await ws.next(lambda b: b["type"] == "error")
