@@ -89,7 +89,7 @@ async def calls_waiting(request: Request) -> Response:
                          "128 characters each", code="invalid_queue_id")
     only = tuple(sorted(set(wanted)))
     return await answer(request, who, ("calls", only), lambda r: calls_document(r.snap, set(only) or None),
-                        agents=False)
+                        agents=True)  # the full read lists the waiting calls
 
 
 routes = [

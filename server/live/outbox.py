@@ -21,6 +21,7 @@ from server.live.calls import calls_document
 from server.live.view import Snapshot, iso_ms
 
 VIEWS = ("overview", "agents", "calls")
+FULL_VIEWS = ("agents", "calls")  # views rendered from a full read (LiveState.read's ``agent_changes``)
 CONTROL_QUEUE = 64
 
 Frame = bytes  # one complete, unmasked WebSocket text frame (RFC 6455 §5.2)

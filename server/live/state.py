@@ -331,11 +331,15 @@ class LiveState:
     # -- read ------------------------------------------------------------
 
     async def read(self, tenant: str, settings: TenantSettings, now_ms: int, *, agent_changes: bool) -> list[Any]:
-        """The raw state of the tenant's current day (see read.lua); rebuilds it first when missing."""
+        """The raw state of the tenant's current day (see read.lua); rebuilds it first when missing.
+
+        ``agent_changes`` asks for the full read the ``agents`` and ``calls`` views need: each agent's
+        state changes of the day, each queue's waiting calls and the pending callbacks.
+        """
         day = settings.local_day(now_ms)
         day_start = settings.day_bounds(day)[0]
         args = [self.keys.tenant_prefix(tenant), day, settings.interval_start(now_ms), day_start,
-                "1" if agent_changes else "0", now_ms - 86_400_000, WAITING_LISTED]
+                "1" if agent_changes else "0", now_ms - 86_400_000, WAITING_LISTED if agent_changes else 0]
         for attempt in range(2):
             try:
                 raw = await self._gated_read(tenant, args)

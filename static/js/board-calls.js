@@ -54,5 +54,10 @@ export function createCallsPanel({ root, now, top = DEFAULT_TOP }) {
     }
   }
 
-  return { render, tick, callbacks: () => doc?.callbacks || [] };
+  /** Render the last document again (once the strings have loaded). */
+  function refresh() {
+    if (doc) render(doc);
+  }
+
+  return { render, refresh, tick, callbacks: () => doc?.callbacks || [] };
 }

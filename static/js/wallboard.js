@@ -293,7 +293,7 @@ function main() {
   // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
   const refreshToken = () => takeToken();
   board.calls = createCallsPanel({ root: $("calls-panel"), now: serverNow, top: Number(params.get("top")) || undefined });
-  translatePanels($("calls-panel"), params.get("lang"));
+  translatePanels($("calls-panel"), params.get("lang")).then(() => board.calls.refresh());
   client = new LiveClient({ token, views: ["overview", "agents", "calls"], queues, onData, onState, refreshToken });
   window.wallboard = client; // for the console and for tests
   // A kiosk can be handed a fresh token by changing the fragment: taken without a reload.
