@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from .conftest import RunningServer
 from .pages import ARTIFACTS, api_get, event, new_tenant, now_ms, playwright_or_skip, post_events, wait_for_badge
+from .test_calls_view import CALLBACK, OTHER_CALLBACK, add_callbacks
 from .test_forecast import simulated_history, write_history
 
 playwright_or_skip()
@@ -40,7 +42,8 @@ async def test_wallboard_lists_longest_waits_ticking_and_staffing(server: Runnin
     queued = {f"c{i}": now_ms(-(100 - 10 * i)) for i in range(8)}
     await post_events(server, tenant, [event("call.queued", ts, call_id=c, queue_id="sales" if i % 2 else "support")
                                        for i, (c, ts) in enumerate(queued.items())])
-    await page.goto(f"{server.url}/wallboard.html#token={server.token(tenant)}&top=5")
+    await add_callbacks(server, tenant, CALLBACK, OTHER_CALLBACK)
+    await page.goto(f"{server.url}/wallboard.html#token={server.token(tenant)}&top=5&lang=de")
     await wait_for_badge(page, "live")
     await page.wait_for_function("() => document.querySelectorAll('#wait-list li').length === 5", timeout=5000)
     first = await shown_waits(page)
@@ -49,6 +52,10 @@ async def test_wallboard_lists_longest_waits_ticking_and_staffing(server: Runnin
         assert abs(shown - expected) <= 1.0, (call_id, shown, expected)
         assert abs(expected - (time.time() * 1000 - queued[call_id]) / 1000) <= 1.0
     assert await page.text_content("#calls-more") and not await page.is_hidden("#calls-more")
+    assert await page.get_attribute("#callbacks-pending", "data-value") == "2"
+    await page.wait_for_function("() => document.querySelector('#calls-panel h2').textContent === 'Längste Wartezeiten'",
+                                 timeout=5000)  # the panel's strings in the language of `#lang=`
+    assert await page.text_content("#callbacks-pending") == "Offene Rückrufe: 2"
     await page.wait_for_timeout(2100)
     later = await shown_waits(page)
     assert all(b[1] - a[1] >= 1.0 for a, b in zip(first, later, strict=True))  # ticking
@@ -61,7 +68,7 @@ async def test_wallboard_lists_longest_waits_ticking_and_staffing(server: Runnin
 
 
 async def test_console_calls_forecast_and_erlang(server: RunningServer, page: Any) -> None:
-    """The console lists waiting calls by queue, charts the stored forecast of today, and its calculator equals the API."""
+    """The console lists waiting calls and callbacks, anomalies, charts today's stored forecast; its calculator equals the API."""
     tenant = new_tenant("concalls")
     _, rows = simulated_history(28, calls_per_hour=200)
     assert server.settings.database_url
@@ -70,16 +77,32 @@ async def test_console_calls_forecast_and_erlang(server: RunningServer, page: An
         assert (await client.post("/api/analytics/predictions/refresh")).status_code == 200
     queued_at = now_ms(-42)
     await post_events(server, tenant, [event("call.queued", queued_at, call_id="w1", queue_id="sales")])
+    await add_callbacks(server, tenant, CALLBACK)
     await page.goto(f"{server.url}/supervisor.html#token={server.token(tenant)}&tab=calls")
     await wait_for_badge(page, "live")
     row = page.locator('#calls-rows tr[data-call-id="w1"]')
     await row.wait_for(timeout=5000)
     wait = float(await row.locator('[data-metric="wait"]').get_attribute("data-value") or "nan")
     assert abs(wait - (time.time() * 1000 - queued_at) / 1000) <= 1.0
+    callback = page.locator('#callbacks-rows tr[data-callback-id="cb1"]')
+    assert await callback.locator('[data-metric="queue_id"]').text_content() == "sales"
+    assert await callback.locator('[data-metric="due_ts"]').get_attribute("data-value") == CALLBACK["due_ts"]
+
+    # The call waiting past the longest-wait amber level (30 s) raises a threshold alert: the Anomalies tab lists it.
+    day = (await api_get(server, tenant, "/api/metrics/live"))["data"]["day"]
+    for _ in range(50):
+        anomalies = (await api_get(server, tenant, "/api/analytics/anomalies", **{"from": day}))["data"]
+        if anomalies:
+            break
+        await asyncio.sleep(0.1)
+    await page.click("#tab-anomalies")
+    await page.wait_for_function("() => document.getElementById('panel-anomalies').dataset.loaded", timeout=10_000)
+    assert anomalies and await page.locator("#anomalies-rows tr").count() == len(anomalies)
+    row = page.locator(f'#anomalies-rows tr[data-anomaly-id="{anomalies[0]["anomaly_id"]}"]')
+    assert await row.locator('[data-metric="metric"]').text_content() == anomalies[0]["metric"]
 
     await page.click("#tab-forecast")
     await page.wait_for_function("() => document.getElementById('panel-forecast').dataset.loaded", timeout=10_000)
-    day = (await api_get(server, tenant, "/api/metrics/live"))["data"]["day"]
     stored = await api_get(server, tenant, "/api/analytics/predictions", **{"from": day, "to": day, "granularity": "15m"})
     expected: dict[str, float] = {}
     for item in stored["data"]:

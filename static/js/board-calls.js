@@ -1,6 +1,6 @@
 // The wallboard's "longest waits" panel: the `calls` view's waiting calls, the N oldest, each
 // with a wait that ticks every second from its `queued_at` on the server's clock (ServerClock).
-// `#top=N` sets N (default 6).
+// `#top=N` sets N (default 6). Below them, how many callbacks are pending.
 
 import { duration } from "./format.js";
 import { t } from "./i18n.js";
@@ -12,6 +12,7 @@ export function createCallsPanel({ root, now, top = DEFAULT_TOP }) {
   const list = root.querySelector("#wait-list");
   const empty = root.querySelector("#calls-empty");
   const more = root.querySelector("#calls-more");
+  const callbacks = root.querySelector("#callbacks-pending");
   let doc = null;
   let levelOf = () => "none";
 
@@ -37,6 +38,10 @@ export function createCallsPanel({ root, now, top = DEFAULT_TOP }) {
       return li;
     });
     list.replaceChildren(...rows);
+    const pending = (data?.callbacks || []).length;
+    callbacks.dataset.value = String(pending);
+    callbacks.hidden = pending === 0;
+    callbacks.textContent = t("board.calls.callbacks", { count: pending });
     tick();
   }
 
@@ -59,5 +64,5 @@ export function createCallsPanel({ root, now, top = DEFAULT_TOP }) {
     if (doc) render(doc);
   }
 
-  return { render, refresh, tick, callbacks: () => doc?.callbacks || [] };
+  return { render, refresh, tick };
 }
