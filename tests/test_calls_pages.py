@@ -30,10 +30,14 @@ async def page(browser: Any) -> AsyncIterator[Any]:
 
 
 async def shown_waits(tab: Any) -> list[tuple[str, float, float]]:
-    """Each listed call: id, the wait shown (s) and now − queued_at (s), read at one instant in the page."""
-    return await tab.evaluate("""() => [...document.querySelectorAll('#wait-list li')].map(li => [
-        li.dataset.callId, Number(li.querySelector('.wait-time').dataset.value),
-        (Date.now() - Date.parse(li.dataset.queuedAt)) / 1000])""")
+    """Each listed call: id, the wait shown (s) and now − queued_at (s), read in the page as the next tick lands."""
+    return await tab.evaluate("""() => new Promise(resolve => {
+        const read = () => [...document.querySelectorAll('#wait-list li')].map(li => [
+            li.dataset.callId, Number(li.querySelector('.wait-time').dataset.value),
+            (Date.now() - Date.parse(li.dataset.queuedAt)) / 1000]);
+        const seen = new MutationObserver(() => { seen.disconnect(); queueMicrotask(() => resolve(read())); });
+        seen.observe(document.getElementById('wait-list'), {attributes: true, subtree: true, attributeFilter: ['data-value']});
+    })""")
 
 
 async def test_wallboard_lists_longest_waits_ticking_and_staffing(server: RunningServer, page: Any) -> None:
