@@ -47,7 +47,7 @@ def pending_callbacks(raw: list[str], only: set[str] | None) -> list[dict[str, A
         except orjson.JSONDecodeError:
             item = None
         if not isinstance(item, dict) or not item.get("callback_id"):
-            log.warning("calls.bad_callback", extra={"value": text[:200]})
+            log.debug("calls.bad_callback", extra={"value": text[:200]})  # per render: debug, not a flood
             continue
         if only is not None and item.get("queue_id") not in only:
             continue
