@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from server.api.context import principal, services
 from server.core.auth import READ_ALL, READ_LIVE, Principal, Role
-from server.core.errors import Forbidden, NotFound
+from server.core.errors import BadRequest, Forbidden, NotFound
+from server.live.calls import calls_document
 from server.live.renderings import Rendering
 
 STALE = '110 - "live state is being rebuilt"'
@@ -76,9 +77,25 @@ async def agent_status(request: Request) -> Response:
                         lambda r: next(a for a in r.agents_list() if a["agent_id"] == agent_id), agents=True)
 
 
+MAX_QUEUE_FILTER = 100  # as many queues as a WebSocket subscription may name
+
+
+async def calls_waiting(request: Request) -> Response:
+    """``GET /api/metrics/calls/waiting``: the ``calls`` view (``?queue_id=a,b`` keeps those queues)."""
+    who = principal(request, READ_ALL)
+    wanted = [q.strip() for q in request.query_params.get("queue_id", "").split(",") if q.strip()]
+    if len(wanted) > MAX_QUEUE_FILTER or any(len(q) > 128 for q in wanted):
+        raise BadRequest(f"queue_id: expected at most {MAX_QUEUE_FILTER} comma-separated queue ids of at most "
+                         "128 characters each", code="invalid_queue_id")
+    only = tuple(sorted(set(wanted)))
+    return await answer(request, who, ("calls", only), lambda r: calls_document(r.snap, set(only) or None),
+                        agents=True)  # the full read lists the waiting calls
+
+
 routes = [
     Route("/api/metrics/live", live_overview, methods=["GET"]),
     Route("/api/metrics/queue/status", queue_status, methods=["GET"]),
     Route("/api/metrics/agents/status", agents_status, methods=["GET"]),
     Route("/api/metrics/agents/{agent_id}/status", agent_status, methods=["GET"]),
+    Route("/api/metrics/calls/waiting", calls_waiting, methods=["GET"]),
 ]

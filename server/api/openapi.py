@@ -165,6 +165,19 @@ class Op:
     extra: dict[int, str] = field(default_factory=dict)  # further success statuses → description
 
 
+CALLS: Schema = {
+    "type": "object", "required": ["as_of", "waiting", "callbacks"],
+    "properties": {
+        "as_of": TEXT,
+        "waiting": {"type": "array", "items": {
+            "type": "object", "required": ["call_id", "queue_id", "queued_at", "position"],
+            "properties": {"call_id": TEXT, "queue_id": TEXT, "queued_at": TEXT, "position": {"type": "integer"}}}},
+        "callbacks": {"type": "array", "items": {
+            "type": "object", "required": ["callback_id", "queue_id", "requested_at", "due_ts"],
+            "properties": {"callback_id": TEXT, "queue_id": NULLABLE_TEXT}}},
+    },
+}
+
 READERS, LIVE, ADMIN, INGEST = "supervisor, admin", "agent, supervisor, admin", "admin", "ingest, admin"
 OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/metrics/health", "PostgreSQL and Redis, each ok or down; 503 when PostgreSQL is down", None,
@@ -190,6 +203,8 @@ OPERATIONS: tuple[Op, ...] = (
                query("state", ID, "only agents in this state")), data=LIST, etag=True),
     Op("GET", "/api/metrics/agents/{agent_id}/status", "one agent's live state", LIVE, params=(AGENT_ID,),
        data=OBJECT, etag=True),
+    Op("GET", "/api/metrics/calls/waiting", "the calls view: each waiting call and each pending callback", READERS,
+       params=(query("queue_id", TEXT, "only these queues (comma-separated ids)"),), data=CALLS, etag=True),
     Op("GET", "/api/analytics/staffing/erlang-c", "Erlang C figures for N agents, or the agents required", LIVE,
        params=(query("calls", {"type": "number", "minimum": 0, "maximum": 1_000_000}, "calls per interval", required=True),
                query("aht_s", {"type": "number", "minimum": 1, "maximum": 86_400}, "average handle time", required=True),

@@ -168,7 +168,7 @@ class Connection:
             return
         agent = None
         if self.who.role == Role.AGENT:
-            if "overview" in views:
+            if {"overview", "calls"}.intersection(views):
                 self.say(error("view_forbidden", "an agent token may follow only the agents view of itself"))
                 return
             agent = self.who.sub

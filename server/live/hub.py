@@ -57,7 +57,7 @@ from server.core.tenant_settings import SettingsStore
 from server.live import alert_feed
 from server.live.admission import Admission
 from server.live.keys import Keys
-from server.live.outbox import FanoutCounts, Outbox, Stream, StreamKey, encode, render, status_message, sweep_clients
+from server.live.outbox import FULL_VIEWS, FanoutCounts, Outbox, Stream, StreamKey, encode, render, status_message, sweep_clients
 from server.live.renderings import Rendering, Renderings
 from server.live.state import LiveState
 from server.live.view import Snapshot, etag
@@ -200,7 +200,7 @@ class Hub:
             began = time.monotonic()
             settings = await self.store.get(tenant)
             now_ms = int(time.time() * 1000)
-            need_agents = any(k.view == "agents" for k in keys)
+            need_agents = any(k.view in FULL_VIEWS for k in keys)
             async with self._reading:
                 raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
             snap = Snapshot(raw, settings, now_ms)

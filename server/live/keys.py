@@ -19,6 +19,7 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:call:{n}:{q}:{c}   one queue leg: qts, ats, bts, cts, agent, aday, aiv, bday, biv
                                ({n}: the queue id's length in UTF-8 bytes)
     {p}:{t}:wait:{q}           zset call_id → queued ts (calls waiting)
+    {p}:{t}:cb                 hash callback_id → pending callback (JSON)
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
     {p}:{t}:td:{day}           tenant-day counters that belong to no queue (CSAT, quality)
@@ -28,7 +29,6 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:{t}:ad:{day}:{a}       an agent's counters for a tenant day
     {p}:{t}:seen:{day}         event ids of CSAT/quality/activity events applied (they have no natural key)
     {p}:{t}:hold:{c}           a call's hold state "ts|flag|event id" (1 on hold, 0 off; the newest ts wins)
-    {p}:{t}:cb                 hash callback_id → pending callback (JSON)
     {p}:{t}:cbl:{id}           one callback: req / done, once known (a completion that came first wins)
     {p}:{t}:rebuild            lock held while the state is rebuilt
     {p}:{t}:heal:{job}         lock of one repair job for the tenant (sweep, reconcile), with expiry
@@ -120,13 +120,13 @@ class Keys:
     def staffing_written(self, tenant: str, interval_ms: int) -> str:
         return self.tenant_prefix(tenant) + f"staffing:{interval_ms}"
 
-    def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
-        """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""
-        return self.tenant_prefix(tenant) + f"call:{len(queue_id.encode())}:{queue_id}:{call_id}"
-
     def callbacks(self, tenant: str) -> str:
         """hash callback_id → pending callback (JSON)"""
         return self.tenant_prefix(tenant) + "cb"
+
+    def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
+        """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""
+        return self.tenant_prefix(tenant) + f"call:{len(queue_id.encode())}:{queue_id}:{call_id}"
 
     def queue_interval(self, tenant: str, interval_ms: int, queue_id: str) -> str:
         """The counters of a queue's 15-minute interval (apply.lua writes them; the forecast adds its staffing)."""

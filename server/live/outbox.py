@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 import orjson
 
+from server.live.calls import calls_document
 from server.live.view import Snapshot, iso_ms
 
-VIEWS = ("overview", "agents")
+VIEWS = ("overview", "agents", "calls")
+FULL_VIEWS = ("agents", "calls")  # views rendered from a full read (LiveState.read's ``agent_changes``)
 CONTROL_QUEUE = 64
 
 Frame = bytes  # one complete, unmasked WebSocket text frame (RFC 6455 §5.2)
@@ -240,6 +242,8 @@ def render(key: StreamKey, snap: Snapshot, agents: list[dict[str, Any]]) -> Any:
     wanted = set(key.queues)
     if key.view == "overview":
         return snap.overview(set(key.queues) if key.queues else None)
+    if key.view == "calls":
+        return calls_document(snap, wanted or None)
     rows = agents
     if key.agent is not None:
         rows = [a for a in rows if a["agent_id"] == key.agent]

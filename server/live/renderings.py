@@ -13,9 +13,9 @@ for its WebSocket subscribers (:meth:`Renderings.put`); when it has none for the
 rendering is older than a tick, the first poller starts one read and every concurrent poller
 of the tenant awaits that same read (single flight).
 
-Bounds: at most ``max_tenants`` renderings of each kind (with and without the agents' state
-changes, which only the agents views need) are kept, the oldest evicted first; an expired one
-is never served, and :meth:`Renderings.prune` (from the hub's sweep) drops idle tenants'.
+Bounds: at most ``max_tenants`` renderings of each kind (the full read, with the agents' state
+changes and the waiting calls that only the agents and calls views need, and the lighter one)
+are kept, the oldest evicted first; an expired one is never served, and :meth:`Renderings.prune` (from the hub's sweep) drops idle tenants'.
 Each rendering keeps at most ``DOCS_KEPT`` documents (views × filters); past that a document is
 rendered per request and not kept.
 """

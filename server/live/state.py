@@ -42,6 +42,7 @@ log = logging.getLogger("wallboard.live")
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 KEY_TTL_S = 3 * 86400
 REPLAY_PAGE = 5000
+WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (the `calls` view), oldest first
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
@@ -253,11 +254,15 @@ class LiveState:
     # -- read ------------------------------------------------------------
 
     async def read(self, tenant: str, settings: TenantSettings, now_ms: int, *, agent_changes: bool) -> list[Any]:
-        """The raw state of the tenant's current day (see read.lua); rebuilds it first when missing."""
+        """The raw state of the tenant's current day (see read.lua); rebuilds it first when missing.
+
+        ``agent_changes`` asks for the full read the ``agents`` and ``calls`` views need: each agent's
+        state changes of the day, each queue's waiting calls and the pending callbacks.
+        """
         day = settings.local_day(now_ms)
         day_start = settings.day_bounds(day)[0]
         args = [self.keys.tenant_prefix(tenant), day, settings.interval_start(now_ms), day_start,
-                "1" if agent_changes else "0", now_ms - 86_400_000]
+                "1" if agent_changes else "0", now_ms - 86_400_000, WAITING_LISTED if agent_changes else 0]
         for attempt in range(2):
             try:
                 raw = await self._gated_read(tenant, args)

@@ -1,4 +1,4 @@
-"""The live documents of API.md (overview, queues, agents) from the raw state read.lua returns."""
+"""The live documents of API.md (overview, queues, agents; the calls view's raw material) from what read.lua returns."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def _strings(flat: list[Any] | None) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in zip(it, it, strict=True)}
 
 
+def _pairs(flat: list[Any] | None) -> list[tuple[str, float]]:
+    if not flat:
+        return []
+    it = iter(flat)
+    return [(_text(k), float(v)) for k, v in zip(it, it, strict=True)]
+
+
 def _counters(flat: list[Any] | None) -> dict[str, int]:
     if not flat:
         return {}
@@ -44,7 +51,7 @@ class Snapshot:
     """One read of a tenant's live state, turned into API documents."""
 
     def __init__(self, raw: list[Any], settings: TenantSettings, now_ms: int) -> None:
-        _, queues, tenant_day, agents = raw
+        _, queues, tenant_day, agents, *rest = raw
         self.settings = settings
         self.now_ms = now_ms
         self.day = settings.local_day(now_ms)
@@ -55,7 +62,11 @@ class Snapshot:
              for q, day, iv, waiting, oldest, *_ in queues),
             key=lambda row: row[0],
         )
-        self.callbacks_pending = {_text(q): int(rest[0]) for q, _, _, _, _, *rest in queues if rest}
+        self.callbacks_pending = {_text(row[0]): int(row[5]) for row in queues if len(row) > 5}
+        # The `calls` view's raw material (server/live/calls.py): each queue's waiting calls, oldest first,
+        # as (call_id, queued ms), and the pending callbacks' JSON.
+        self.waiting_calls = {_text(row[0]): _pairs(row[6]) for row in queues if len(row) > 6}
+        self.callbacks = [_text(v) for v in _strings(rest[0]).values()] if rest else []
         self.agents = sorted(
             ((_text(a), _strings(hash_), _counters(day), [_text(m) for m in changes] if changes else [])
              for a, hash_, day, changes in agents),

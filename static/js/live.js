@@ -19,7 +19,7 @@
 //
 // States (onState): connecting, live, reconnecting, polling, stale, unauthorized.
 
-const REST = { overview: "api/metrics/live", agents: "api/metrics/agents/status" };
+const REST = { overview: "api/metrics/live", agents: "api/metrics/agents/status", calls: "api/metrics/calls/waiting" };
 const AUTH_CLOSE = new Set([4401, 4403]);
 
 /** The JSON payload of a JWT, or null when it is not one. */
@@ -103,7 +103,7 @@ export class LiveClient {
   /**
    * @param {object} o
    * @param {string} o.token the JWT
-   * @param {string[]} [o.views] "overview" and/or "agents"
+   * @param {string[]} [o.views] "overview", "agents" and/or "calls"
    * @param {string[]} [o.queues] optional queue filter
    * @param {(view: string, data: any) => void} [o.onData]
    * @param {(state: string, detail: object) => void} [o.onState]
@@ -440,6 +440,9 @@ export class LiveClient {
     if (!this.queues.length || doc == null) return doc;
     const only = new Set(this.queues);
     if (view === "agents") return doc.filter((a) => (a.queues || []).some((q) => only.has(q)));
+    if (view === "calls") {
+      return { ...doc, waiting: doc.waiting.filter((c) => only.has(c.queue_id)), callbacks: doc.callbacks.filter((c) => only.has(c.queue_id)) };
+    }
     return filterOverview(doc, only, this.docs.agents);
   }
 }

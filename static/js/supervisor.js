@@ -18,6 +18,9 @@ import { createAlerts } from "./supervisor-alerts.js";
 import { createBoards } from "./supervisor-boards.js";
 import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
 import { createStates } from "./supervisor-states.js";
+import { createCalls } from "./supervisor-calls.js";
+import { createAnomalies, createForecast } from "./supervisor-forecast.js";
+import { createErlang } from "./supervisor-erlang.js";
 
 const READERS = new Set(["supervisor", "admin"]);
 const STALE_AFTER_S = 20;
@@ -171,6 +174,7 @@ function tick() {
 const ctx = {
   api: null,
   period: () => ({ from: page.from, to: page.to }),
+  today: () => page.day,
   serverNow,
   timeZone: () => page.timeZone,
   queues: () => [...page.queues],
@@ -241,6 +245,10 @@ async function main() {
     states: createStates(ctx),
     reports: createReports(ctx),
     alerts: createAlerts(ctx),
+    calls: createCalls(ctx),
+    forecast: createForecast(ctx),
+    anomalies: createAnomalies(ctx),
+    erlang: createErlang(ctx),
   });
   if (admin) sections.boards = createBoards(ctx);
   sections.alerts.load(); // the tab's count of unacknowledged alerts, whatever tab is shown
@@ -288,9 +296,9 @@ async function main() {
     return fresh;
   };
   client = new LiveClient({
-    token: page.token, views: ["overview", "agents"], onState, refreshToken,
+    token: page.token, views: ["overview", "agents", "calls"], onState, refreshToken,
     onAlert: () => sections.alerts.onAlert(),
-    onData: (view, data) => (view === "overview" ? onOverview(data) : sections.agents.update(data)),
+    onData: (view, data) => (view === "overview" ? onOverview(data) : sections[view].update(data)),
   });
   window.supervisor = client; // for the console and for tests
   window.addEventListener("hashchange", () => {

@@ -10,6 +10,8 @@ import { duration } from "./format.js";
 import { clockTime, number, percent, t, translatePage, useLanguage } from "./i18n.js";
 import { boardsFromFragment, fetchBoard, level, longestWait, makeTile, tileFigure } from "./board-layout.js";
 import { createAlertBanner } from "./board-alerts.js";
+import { createCallsPanel } from "./board-calls.js";
+import { renderStaffing } from "./board-staffing.js";
 
 // Tiles and cells are coloured from the `thresholds` each overview queue carries (the tenant's
 // settings `alerts`), so a change an admin makes in Settings reaches the wall with the next update.
@@ -216,6 +218,8 @@ function tick() {
     el.dataset.value = seconds == null ? "" : seconds.toFixed(1);
     el.textContent = duration(seconds);
   }
+  const thresholds = new Map((board.overview?.queues || []).map((q) => [q.queue_id, q.thresholds]));
+  board.calls?.tick((seconds, queueId) => level("longest_wait_s", seconds, thresholds.get(queueId)));
   updateBadge();
 }
 
@@ -248,6 +252,9 @@ function onData(view, data) {
     board.overview = data;
     board.clock.learn(data.as_of);
     renderOverview();
+    renderStaffing($("staffing-rows"), $("staffing-empty"), data);
+  } else if (view === "calls") {
+    board.calls.render(data);
   } else if (view === "agents") {
     board.agents = data;
     renderAgents();
@@ -283,6 +290,7 @@ async function showBoard(layout, token, fragmentQueues) {
   await useLanguage(fragmentParams().get("lang") || layout?.locale || undefined);
   translatePage();
   applyLayout(layout);
+  board.calls?.refresh(); // its strings in the board's language
   document.body.classList.remove("board-loading");
   fitLabels();
   const queues = layout?.queues?.length ? layout.queues : fragmentQueues;
@@ -300,7 +308,7 @@ async function showBoard(layout, token, fragmentQueues) {
   $("agent-grid").replaceChildren();
   // Before expiry the client looks for a fresher token in the fragment (a kiosk manager may have replaced it).
   const refreshToken = () => takeToken();
-  client = new LiveClient({ token: client?.token || token, views: ["overview", "agents"], queues, onData, onState,
+  client = new LiveClient({ token: client?.token || token, views: ["overview", "agents", "calls"], queues, onData, onState,
     refreshToken, onAlert: (msg) => board.alerts.onAlert(msg) });
   window.wallboard = client; // for the console and for tests
   client.start();
@@ -343,6 +351,7 @@ async function main() {
     showOverlay(t("board.board_missing"), String(err.message || err));
     return;
   }
+  board.calls = createCallsPanel({ root: $("calls-panel"), now: serverNow, top: Number(params.get("top")) || undefined });
   let index = 0;
   await showBoard(layouts.boards[0] || null, token, queues);
   if (layouts.rotateS) {
