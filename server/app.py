@@ -125,7 +125,8 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
     retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
                           claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
     analytics = Analytics(settings, db, client, keys, store, live, hub)
-    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer)
+    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
+                        group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     instrument(metrics, db=db, redis=client, live=live, hub=hub, healer=healer, refresher=refresher,
                analytics=analytics, ingestor=ingestor)
     if background:
@@ -137,8 +138,6 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
         analytics.start()
         if settings.retention_every_s:
             retention.start()
-    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
-                        group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     return Services(settings=settings, db=db, redis=client, verifier=verifier, keys=keys,
                     settings_store=store, live=live, ingestor=ingestor, metrics=metrics,
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
