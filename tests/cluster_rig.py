@@ -52,7 +52,10 @@ class Node:
             self.proc = subprocess.Popen(
                 [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "", "--appendonly", "no"],
+                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "", "--appendonly", "no",
+                 # A replica of an idle primary may have heard from it 10 s ago (the replication ping
+                 # period): without these it may refuse to take over ("disconnected for too long").
+                 "--cluster-replica-validity-factor", "0", "--repl-ping-replica-period", "1"],
                 stdout=out, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -192,6 +192,12 @@ async def test_primary_failover_shows_stale_then_correct_figures(
         await wall.next(lambda m: m["type"] in ("update", "snapshot") and m["data"]["today"]["offered"] == 5,
                         after=mark, timeout=20)
         await wall.next(lambda m: m["type"] == "status" and m["live"] == "ok", after=mark, timeout=15)
-    assert await offered(server, tenant) == 5
+        # Subscribed again, on the promoted replica: a new batch reaches the board at once, not at a refresh.
+        posted = time.monotonic()
+        await ingest(server, tenant, calls(1))
+        await wall.next(lambda m: m["type"] in ("update", "snapshot") and m["data"]["today"]["offered"] == 6,
+                        after=mark, timeout=5)
+        assert time.monotonic() - posted < 3
+    assert await offered(server, tenant) == 6
     async with cluster.replica.client() as replica:
         assert (await replica.info("replication"))["role"] == "master"

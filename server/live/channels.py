@@ -20,10 +20,13 @@ and subscribes afresh after re-reading the cluster's slot map.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from server.core import background
 from server.core.redis_client import is_cluster
@@ -76,7 +79,13 @@ class Channels:
                 else:
                     on_alert(message["data"])
         finally:
-            await pubsub.aclose()
+            await close(pubsub)
+
+    async def refresh(self) -> None:
+        """After a lost subscription on a cluster: read the slot map again (a failover moved a shard)."""
+        if self.sharded:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.nodes_manager.initialize()  # type: ignore[attr-defined]
 
     async def _listen_sharded(self, on_change: Callable[[str], None], on_alert: Callable[[bytes], None],
                               subscribed: Callable[[], None]) -> None:
@@ -107,4 +116,10 @@ class Channels:
                 task.result()  # raises what ended it
         finally:
             await background.stop(readers)
-            await pubsub.aclose()
+            await close(pubsub)
+
+
+async def close(pubsub: Any) -> None:
+    """Close a subscription whose connection may be gone already."""
+    with contextlib.suppress(RedisError, OSError):
+        await pubsub.aclose()
