@@ -24,6 +24,7 @@ from server.core.redis_client import redis_client
 from server.live.keys import Keys
 from server.tools.simulate import SimulationConfig, generate
 
+from . import test_heal as heal
 from . import test_live_exact as exact
 from .cluster_rig import REDIS_CLI, REDIS_SERVER, Cluster
 from .conftest import RunningServer
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None or REDIS_CLI is None,
                                 reason="needs redis-server and redis-cli (Debian package redis-server) for a real cluster")
 
 Factory = Callable[[Settings], Awaitable[RunningServer]]
-FAST = {"live_sweep_s": 1, "live_pending_age_s": 2, "live_check_s": 1, "live_reconcile_s": 0}
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +53,8 @@ async def cluster() -> AsyncIterator[Cluster]:
 async def serve(factory: Factory, settings: Settings, cluster: Cluster, prefix: str | None = None,
                 **changes: Any) -> RunningServer:
     """A server on the cluster, of its own key prefix (or the one given), whose first generation check is done."""
-    prefix = prefix or f"wbc{secrets.token_hex(3)}"
-    server = await factory(settings.replace(redis_url=cluster.url, key_prefix=prefix, **{**FAST, **changes}))
-    client = redis_client(cluster.url, 4)
-    try:
-        async def verified() -> bool:
-            return bool(await client.exists(f"{prefix}:generation"))
-        await until(verified, 10)
-    finally:
-        await client.aclose()
-    return server
+    return await heal.serve(factory, settings.replace(redis_url=cluster.url),
+                            key_prefix=prefix or f"wbc{secrets.token_hex(3)}", **changes)
 
 
 async def node_keys(cluster: Cluster, prefix: str) -> dict[int, list[str]]:
