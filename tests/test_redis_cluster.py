@@ -31,6 +31,7 @@ from .conftest import RunningServer
 from .live_reference import recompute
 from .test_heal import calls, ingest, offered, until
 from .test_ws import board
+from .test_ws_load import hub_of
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None or REDIS_CLI is None,
                                 reason="needs redis-server and redis-cli (Debian package redis-server) for a real cluster")
@@ -117,7 +118,7 @@ async def test_tenant_keys_share_one_slot_and_each_shard_has_one_subscription(
 
 async def test_board_on_one_server_sees_events_posted_to_another(
         server_factory: Factory, settings: Settings, cluster: Cluster) -> None:
-    """Two servers on the cluster: a board on one gets the update of events posted to the other, within a second or so."""
+    """Two servers on the cluster: a board on one gets the update of events posted to, and the alerts raised at, the other."""
     prefix = f"wbc{secrets.token_hex(3)}"
     a, b = await serve(server_factory, settings, cluster, prefix), await serve(server_factory, settings, cluster, prefix)
     for node in cluster.primaries:
@@ -129,6 +130,10 @@ async def test_board_on_one_server_sees_events_posted_to_another(
             await ingest(b, tenant, calls(3))
             await wall.next(lambda m: m["type"] in ("update", "snapshot") and m["data"]["today"]["offered"] == 3, timeout=5)
             assert time.monotonic() - posted < 3
+            posted = time.monotonic()
+            await hub_of(b).publish_alert(tenant, {"kind": "sl_breach", "message": f"alert via {node.port}", "level": "warn"})
+            alert = await wall.next(lambda m: m["type"] == "alert", timeout=5)
+            assert alert["message"] == f"alert via {node.port}" and time.monotonic() - posted < 1
 
 
 async def test_heal_rebuilds_and_reconciles_on_a_cluster(server_factory: Factory, settings: Settings, cluster: Cluster) -> None:
