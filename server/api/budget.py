@@ -6,8 +6,8 @@ request is charged to nobody and gets its 401 from the route), counts it with th
 ``limits`` library's sliding-window counter in Redis (so the budget holds across every
 process), and answers ``429 rate_limited`` with ``Retry-After`` and the ``RateLimit-*``
 headers past it. ``/api/metrics/health`` is never charged. On a Redis Cluster the library's
-cluster storage holds the counters (it wraps each counter's name in a hash tag, so the two
-windows of one budget share a slot; budgets spread over the shards).
+cluster storage holds the counters (each budget's name is its hash tag, ``{p}:rate:{LIMITER/…}``,
+so its two windows share a slot; budgets spread over the shards).
 
 A budget found spent is remembered in the process until the reset Redis gave: a client
 flooding at ten times its budget costs one Redis round trip per reset, not one per request.

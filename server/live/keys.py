@@ -36,8 +36,8 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:changes:{tag} / {p}:alerts:{tag}   on a Redis Cluster, the same as sharded channels (SPUBLISH):
                                one pair per range of 256 hash slots, its {tag} a string whose slot is in
                                the range, so a tenant's channels sit on the shard that holds its keys
-    {{p}:rate/…}               request budgets: the ``limits`` library names them from rate_prefix and
-                               wraps each name in a hash tag (a budget's two windows share one slot)
+    {p}:rate:{LIMITER/…}       request budgets, named by the ``limits`` library after rate_prefix: the
+                               hash tag is the budget's own name (its two windows share one slot)
     {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
     {p}:{t}:staffing:{ms}      marker: forecast staffing written into the qi hashes of interval ms
     {p}:alertstate:{t}:open    set of the threshold conditions raised and not cleared ("q|metric|level")
