@@ -100,6 +100,7 @@ async def test_tenant_keys_share_one_slot_and_each_shard_has_one_subscription(
         await ingest(servers[0], tenant, calls(2))
         assert await offered(servers[1], tenant) == 2
     found = await node_keys(cluster, prefix)
+    assert any(k.startswith(f"{prefix}:rate:{{LIMITER/") for keys in found.values() for k in keys)  # budgets counted
     for tenant in tenants:
         slot = key_slot(tenant.encode())
         homes = {port for port, keys in found.items() for k in keys if f"{{{tenant}}}" in k}
