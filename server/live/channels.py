@@ -89,7 +89,7 @@ class Channels:
 
     async def _listen_sharded(self, on_change: Callable[[str], None], on_alert: Callable[[bytes], None],
                               subscribed: Callable[[], None]) -> None:
-        pubsub = self.redis.pubsub()  # type: ignore[attr-defined]
+        pubsub: Any = self.redis.pubsub()  # a redis-py ClusterPubSub (sharded)
         readers: list[asyncio.Task[None]] = []
         try:
             await pubsub.ssubscribe(*self.keys.shard_channels())

@@ -302,7 +302,8 @@ class LiveState:
         await self.redis.delete(self.keys.ready(tenant))
         batch = []
         # On a cluster only the node serving the tenant's slot is scanned (all its keys share it).
-        where = {"target_nodes": self.redis.get_node_from_key(self.keys.ready(tenant))} if self.channels.sharded else {}
+        node = self.redis.get_node_from_key(self.keys.ready(tenant)) if self.channels.sharded else None  # type: ignore[attr-defined]
+        where = {"target_nodes": node} if node is not None else {}
         async for key in self.redis.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000, **where):
             if key.decode() != self.keys.rebuild_lock(tenant):
                 batch.append(key)
