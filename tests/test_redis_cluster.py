@@ -20,7 +20,8 @@ import pytest
 from redis.crc import key_slot
 
 from server.core.config import Settings
-from server.core.redis_client import redis_client
+from server.core.errors import ConfigError
+from server.core.redis_client import cluster_nodes, redis_client
 from server.live.keys import Keys
 from server.tools.simulate import SimulationConfig, generate
 
@@ -199,3 +200,13 @@ async def test_primary_failover_shows_stale_then_correct_figures(
     assert await offered(server, tenant) == 6
     async with cluster.replica.client() as replica:
         assert (await replica.info("replication"))["role"] == "master"
+
+
+def test_cluster_url_lists_nodes_and_a_bad_one_is_named() -> None:
+    """redis+cluster:// takes a comma list of host:port (credentials, TLS); a bad entry is a ConfigError naming it."""
+    assert cluster_nodes("redis+cluster://a:7000,b:7001") == ([("a", 7000), ("b", 7001)], {"ssl": False})
+    assert cluster_nodes("rediss+cluster://u:p%40ss@a:7000") == ([("a", 7000)], {"ssl": True, "username": "u", "password": "p@ss"})
+    env = {"DATABASE_URL": "postgresql://h/db", "REDIS_URL": "valkey+cluster://a:7000,b:7001", "WALLBOARD_JWT_SECRET": "s" * 32}
+    assert Settings.from_env(env).redis_url == "valkey+cluster://a:7000,b:7001"
+    with pytest.raises(ConfigError, match="'a:x' is not a host:port"):
+        cluster_nodes("redis+cluster://a:x,b:7001")
