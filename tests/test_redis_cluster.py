@@ -166,7 +166,6 @@ async def test_heal_rebuilds_and_reconciles_on_a_cluster(server_factory: Factory
     await until(healed, 10)
 
 
-@pytest.mark.slow
 async def test_primary_failover_shows_stale_then_correct_figures(
         server_factory: Factory, settings: Settings, cluster: Cluster) -> None:
     """A primary killed and replaced by its replica: boards of its tenants see `stale`, then exact figures and `ok` again."""
