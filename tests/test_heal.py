@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from server.app import close_services, open_services
 from server.core.config import Settings
+from server.core.redis_client import redis_client
 from server.ingest.events import parse_event
 from server.live.keys import Keys
 from server.live.state import Calendar
@@ -41,9 +42,9 @@ def calls(count: int) -> list[dict[str, Any]]:
 
 async def serve(factory: Factory, settings: Settings, **changes: Any) -> RunningServer:
     """A server of its own key prefix whose first generation check (a new prefix: nothing to rebuild) is done."""
-    server = await factory(settings.replace(key_prefix=f"wbh{secrets.token_hex(3)}", **{**FAST, **changes}))
+    server = await factory(settings.replace(**{"key_prefix": f"wbh{secrets.token_hex(3)}", **FAST, **changes}))
     if server.settings.live_check_s < 10:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_client(server.settings.redis_url, 4)  # a Redis Cluster's URL too (test_redis_cluster.py)
         try:
             async def verified() -> bool:
                 return bool(await client.exists(f"{server.settings.key_prefix}:generation"))

@@ -5,7 +5,9 @@ verifies (the tenant comes from the token, never from the request; an unauthenti
 request is charged to nobody and gets its 401 from the route), counts it with the
 ``limits`` library's sliding-window counter in Redis (so the budget holds across every
 process), and answers ``429 rate_limited`` with ``Retry-After`` and the ``RateLimit-*``
-headers past it. ``/api/metrics/health`` is never charged.
+headers past it. ``/api/metrics/health`` is never charged. On a Redis Cluster the library's
+cluster storage holds the counters (each budget's name is its hash tag, ``{p}:rate:{LIMITER/…}``,
+so its two windows share a slot; budgets spread over the shards).
 
 A budget found spent is remembered in the process until the reset Redis gave: a client
 flooding at ten times its budget costs one Redis round trip per reset, not one per request.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +43,7 @@ from server.api.responses import failure
 from server.core.auth import Principal, bearer
 from server.core.config import Settings
 from server.core.errors import Unauthorized
+from server.core.redis_client import cluster_nodes, is_cluster
 from server.live.keys import Keys
 
 log = logging.getLogger("wallboard.budget")
@@ -66,8 +69,14 @@ class Budgets:
     """The four budgets (ingest/read × tenant/token) and their Redis counters."""
 
     def __init__(self, settings: Settings, redis: aioredis.Redis, keys: Keys) -> None:
-        storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=keys.rate_prefix,
-                               connection_pool=redis.connection_pool)
+        storage: RedisStorage
+        if is_cluster(redis) and settings.redis_url:  # the library's cluster storage, on the same nodes
+            nodes, options = cluster_nodes(settings.redis_url)
+            storage = RedisClusterStorage("async+redis+cluster://" + ",".join(f"{h}:{p}" for h, p in nodes),
+                                          implementation="redispy", key_prefix=keys.rate_prefix, **options)
+        else:
+            storage = RedisStorage("async+redis://", implementation="redispy", key_prefix=keys.rate_prefix,
+                                   connection_pool=redis.connection_pool)
         self.limiter = SlidingWindowCounterRateLimiter(storage)
         window = settings.rate_window_s
 

@@ -1,12 +1,23 @@
-"""The Redis client every service shares: redis-py asyncio on a bounded, blocking pool."""
+"""The Redis client every service shares: redis-py asyncio on a bounded, blocking pool, or a Redis Cluster client."""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from server.core.config import Settings
+from server.core.errors import ConfigError
 
 REDIS_WAIT_S = 5.0  # how long a command waits for a free pooled connection before Redis counts as down
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster", "valkey+cluster", "valkeys+cluster")
+
+
+def is_cluster(client: Any) -> bool:
+    """True for a Redis Cluster client (sharded pub/sub, per-node SCAN, per-primary run_ids)."""
+    return isinstance(client, RedisCluster)
 
 
 def redis_client(url: str, max_connections: int = Settings.redis_pool_max) -> aioredis.Redis:
@@ -15,10 +26,55 @@ def redis_client(url: str, max_connections: int = Settings.redis_pool_max) -> ai
     The pool blocks: past ``max_connections`` commands in flight, the next one waits (up to
     ``REDIS_WAIT_S``) for a connection to come back. redis-py's default pool raises at once
     instead, which a burst of publishes and ingests turned into a false "Redis is down".
+
+    ``redis+cluster://host:port[,host:port]`` (or ``valkey+cluster://``, ``rediss+cluster://``)
+    gives a :class:`RedisCluster` that learns the slot map from any of the listed nodes; it has
+    the same commands, so the services take either (``max_connections`` is then per node).
     """
+    if url.split("://", 1)[0] in CLUSTER_SCHEMES:
+        return cluster_client(url, max_connections)  # type: ignore[return-value]
     if url.startswith("valkey"):
         url = "redis" + url[len("valkey"):]
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=REDIS_WAIT_S,
                                                     socket_timeout=5, socket_connect_timeout=5,
                                                     health_check_interval=30)
     return aioredis.Redis.from_pool(pool)
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The ``host:port`` list of a ``redis+cluster://`` URL and its credentials / TLS options."""
+    scheme, rest = url.split("://", 1)
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    auth, _, hosts = netloc.rpartition("@")
+    options: dict[str, Any] = {"ssl": scheme.split("+")[0] in ("rediss", "valkeys")}
+    if auth:
+        user, _, password = auth.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(password) or None)
+    nodes = []
+    for item in hosts.split(","):
+        parts = urlsplit(f"//{item.strip()}")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            port = -1
+        if not parts.hostname or port <= 0:
+            raise ConfigError(f"REDIS_URL: {item!r} is not a host:port: expected redis+cluster://host:port[,host:port]")
+        nodes.append((parts.hostname, port))
+    return nodes, options
+
+
+def cluster_client(url: str, max_connections: int) -> RedisCluster:
+    """A redis-py :class:`RedisCluster` on the URL's startup nodes (any of them may be down)."""
+    nodes, options = cluster_nodes(url)
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+                        max_connections=max_connections, socket_timeout=5, socket_connect_timeout=5,
+                        health_check_interval=30, **options)
+
+
+async def run_id(client: Any) -> str:
+    """The Redis ``run_id`` (new on every start); on a cluster every primary's, sorted and joined,
+    so a restarted node or a replica promoted by a failover changes it too."""
+    if is_cluster(client):
+        infos = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return ",".join(sorted(str(info["run_id"]) for info in infos.values()))
+    return str((await client.info("server"))["run_id"])

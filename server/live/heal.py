@@ -12,7 +12,8 @@ say ``stale`` and then get a fresh snapshot (the hub listens to the rebuild):
   for batches that never committed. In PostgreSQL it commits if and only if the events do.
   A marker older than ``live_pending_age_s`` is a batch whose process died, or lost Redis,
   between the commit and the apply: any process sweeps it and rebuilds that tenant.
-- **Redis generations.** Redis's ``run_id`` changes on every start. The live state was last
+- **Redis generations.** Redis's ``run_id`` changes on every start (on a cluster: any primary's,
+  a failover's promoted replica included, which may have missed the last writes). The live state was last
   verified for the run_id kept in ``{p}:generation``; when the key holds another run_id this
   Redis restarted from a snapshot of some minutes ago whose ``ready`` keys say "complete"
   over old counters. One process (a lock) then rebuilds every recently active tenant that
@@ -49,6 +50,7 @@ from server.core import background
 from server.core.config import Settings
 from server.core.db import UNAVAILABLE, query
 from server.core.errors import ServiceUnavailable
+from server.core.redis_client import run_id as redis_run_id
 from server.live.state import REDIS_DOWN, SCRIPTS, LiveState
 
 log = logging.getLogger("wallboard.heal")
@@ -210,7 +212,7 @@ class Healer:
 
     async def check_generation(self) -> bool:
         """True when this Redis is the one the live state was verified for; else rebuild (one process)."""
-        run_id = str((await self.redis.info("server"))["run_id"])
+        run_id = await redis_run_id(self.redis)
         # Read every time (not remembered): a FLUSHALL or a lost key keeps the run_id but not the key.
         known = await self.redis.get(self.keys.generation)
         if known == run_id.encode():

@@ -76,7 +76,7 @@ class Hub:
         self.live = live
         self.store = store
         self.keys = keys
-        self.alerts = keys.alerts
+        self.channels = live.channels
         self.tick_s = settings.ws_tick_ms / 1000
         self.refresh_s = settings.ws_refresh_s
         self.send_timeout_s = settings.ws_send_timeout_s
@@ -311,33 +311,22 @@ class Hub:
 
     async def _listen(self) -> None:
         """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off."""
-        attempt = 0
+        self._attempt = 0
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.changes, self.alerts)
-                attempt = 0
-                changes = self.keys.changes.encode()
-                async for message in pubsub.listen():
-                    if message["type"] != "message":
-                        continue
-                    if message["channel"] == changes:
-                        self.changed(message["data"].decode())
-                    else:
-                        self.deliver_alert(message["data"])
+                await self.channels.listen(self.changed, self.deliver_alert, self._subscribed)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, ServiceUnavailable) as exc:
                 if self.live_ok:
                     log.warning("hub.redis_lost", extra={"error": f"{type(exc).__name__}: {exc}"})
                 self._set_live(False)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (RedisError, OSError):
-                    pass
-            attempt += 1
-            await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** attempt)))
+                await self.channels.refresh()
+            self._attempt += 1
+            await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** self._attempt)))
+
+    def _subscribed(self) -> None:
+        self._attempt = 0
 
     async def _recover(self) -> None:
         """Redis is back: a fresh snapshot of every stream, then `status: ok`."""
@@ -384,7 +373,7 @@ class Hub:
 
     async def publish_alert(self, tenant: str, alert: dict[str, Any]) -> None:
         """Send ``{"type": "alert", **alert}`` to every client of ``tenant``, at every process (see alert_feed)."""
-        await self.redis.publish(self.alerts, alert_feed.encode(tenant, alert))
+        await self.channels.alert(tenant, alert_feed.encode(tenant, alert))
 
     def deliver_alert(self, payload: bytes) -> None:
         """Queue one alert from the alerts channel for this process's clients of its tenant."""

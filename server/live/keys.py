@@ -37,6 +37,11 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
     {p}:generation:lock        held by the one process verifying a new generation
     {p}:changes                pub/sub channel: the tenant id, after each applied batch
     {p}:alerts                 pub/sub channel: "<tenant>\n<alert message>", delivered by every hub
+    {p}:changes:{tag} / {p}:alerts:{tag}   on a Redis Cluster, the same as sharded channels (SPUBLISH):
+                               one pair per range of 256 hash slots, its {tag} a string whose slot is in
+                               the range, so a tenant's channels sit on the shard that holds its keys
+    {p}:rate:{LIMITER/…}       request budgets, named by the ``limits`` library after rate_prefix: the
+                               hash tag is the budget's own name (its two windows share one slot)
     {p}:analytics:tenants      zset tenant → last change seen (ms): whom forecasts and anomaly checks cover
     {p}:retention:claim        marker with expiry: the process that set it sweeps retention this period
     {p}:{t}:staffing:{ms}      marker: forecast staffing written into the qi hashes of interval ms
@@ -50,8 +55,29 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 LAYOUT = 2  # version of the key names below; a change makes every tenant rebuild its live state
+CHANNEL_SHARDS = 64  # sharded channels per kind on a Redis Cluster (each covers 256 hash slots)
+SLOTS_PER_CHANNEL = REDIS_CLUSTER_HASH_SLOTS // CHANNEL_SHARDS
+
+
+@cache
+def channel_tags() -> tuple[str, ...]:
+    """For each range of SLOTS_PER_CHANNEL hash slots, the smallest decimal string whose slot is in it."""
+    tags: dict[int, str] = {}
+    n = 0
+    while len(tags) < CHANNEL_SHARDS:
+        tags.setdefault(key_slot(str(n).encode()) // SLOTS_PER_CHANNEL, str(n))
+        n += 1
+    return tuple(tags[i] for i in range(CHANNEL_SHARDS))
+
+
+def tenant_tag(tenant: str) -> str:
+    """The hash tag of the sharded channels of the tenant: one in the slot range of its keys."""
+    return channel_tags()[key_slot(tenant.encode()) // SLOTS_PER_CHANNEL]
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,19 @@ class Keys:
     def alerts(self) -> str:
         """The pub/sub channel of alerts: ``<tenant>\n<the encoded alert message>``."""
         return f"{self.prefix}:alerts"
+
+    def changes_shard(self, tenant: str) -> str:
+        """On a Redis Cluster: the sharded channel on which the tenant's applied batches are announced."""
+        return f"{self.prefix}:changes:{{{tenant_tag(tenant)}}}"
+
+    def alerts_shard(self, tenant: str) -> str:
+        """On a Redis Cluster: the sharded channel of the tenant's alerts."""
+        return f"{self.prefix}:alerts:{{{tenant_tag(tenant)}}}"
+
+    def shard_channels(self) -> list[str]:
+        """Every sharded channel (changes, then alerts): what each process subscribes to on a cluster."""
+        tags = channel_tags()
+        return [f"{self.prefix}:changes:{{{t}}}" for t in tags] + [f"{self.prefix}:alerts:{{{t}}}" for t in tags]
 
     @property
     def rate_prefix(self) -> str:

@@ -34,6 +34,7 @@ from server.core.db import Database, TenantSlots, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore, TenantSettings
 from server.ingest.events import Event
+from server.live.channels import Channels
 from server.live.keys import Keys
 from server.live.shortform import Calendar, compact
 
@@ -58,6 +59,7 @@ class LiveState:
         self.store = store
         self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
         self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
+        self.channels = Channels(redis, keys)
         self.needs_rebuild: set[str] = set()
         self._failed_at: dict[str, float] = {}  # tenant → when an apply of it last failed (monotonic)
         self.redis_ok = True
@@ -107,11 +109,14 @@ class LiveState:
         return True
 
     async def _run_apply(self, tenant: str, payload: bytes, *, force: bool) -> list[int]:
-        return await self._apply(  # type: ignore[no-any-return]
+        result: list[int] = await self._apply(
             keys=[self.keys.ready(tenant)],
-            args=[self.keys.tenant_prefix(tenant), payload, KEY_TTL_S, self.keys.changes, tenant,
+            args=[self.keys.tenant_prefix(tenant), payload, KEY_TTL_S, self.channels.in_script, tenant,
                   "force" if force else ""],
         )
+        if self.channels.sharded and result[0] > 0:
+            await self.channels.changed(tenant)  # a cluster's sharded channel: after the script, not in it
+        return result
 
     def _redis_failed(self, tenant: str | None, exc: BaseException) -> None:
         if self.redis_ok:
@@ -178,7 +183,7 @@ class LiveState:
             if await self.redis.get(lock) == token.encode():
                 await self.redis.delete(lock)
         self._tell(tenant, True, told)
-        await self.redis.publish(self.keys.changes, tenant)
+        await self.channels.changed(tenant)
         log.info("live.rebuilt", extra={"tenant": tenant, "events": count, "reason": reason, "reset": reset,
                                         "seconds": round(time.monotonic() - started, 3)})
         return count
@@ -220,7 +225,10 @@ class LiveState:
     async def _delete_tenant_keys(self, tenant: str) -> None:
         await self.redis.delete(self.keys.ready(tenant))
         batch = []
-        async for key in self.redis.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000):
+        # On a cluster only the node serving the tenant's slot is scanned (all its keys share it).
+        node = self.redis.get_node_from_key(self.keys.ready(tenant)) if self.channels.sharded else None  # type: ignore[attr-defined]
+        where = {"target_nodes": node} if node is not None else {}
+        async for key in self.redis.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000, **where):
             if key.decode() != self.keys.rebuild_lock(tenant):
                 batch.append(key)
             if len(batch) >= 500:

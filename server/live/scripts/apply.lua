@@ -4,7 +4,7 @@
 -- ARGV[1]  the tenant key prefix, e.g. "wb:{acme}:"
 -- ARGV[2]  JSON array of events, in the compact form built by server/live/state.py
 -- ARGV[3]  TTL of day/interval/call keys, seconds
--- ARGV[4]  pub/sub channel announcing changes
+-- ARGV[4]  pub/sub channel announcing changes ("" on a Redis Cluster: the caller SPUBLISHes)
 -- ARGV[5]  tenant id (the message published)
 -- ARGV[6]  "force": apply even when the state is not ready (used by the rebuild)
 --
@@ -339,7 +339,7 @@ for set, ids in pairs(members) do
   for id in pairs(ids) do list[#list + 1] = id end
   if #list > 0 then redis.call("SADD", P .. set, unpack(list)) end
 end
-if applied > 0 then
+if applied > 0 and ARGV[4] ~= "" then
   redis.call("PUBLISH", ARGV[4], ARGV[5])
 end
 return {applied, skipped}
