@@ -99,7 +99,9 @@ async def test_erasure_leaves_no_row_and_no_key_of_the_tenant(server: RunningSer
     assert await tenant_keys(server, gone) == []
     assert {t: n for t, n in (await tenant_rows(database_url(server), kept)).items() if t not in transient} \
         == {t: n for t, n in kept_rows.items() if t not in transient}
-    assert sorted(await tenant_keys(server, kept)) == sorted(kept_keys)
+    # The other tenant keeps every key; only its short-lived locks and markers may have come and gone meanwhile.
+    lost = set(kept_keys) - set(await tenant_keys(server, kept))
+    assert all(any(part in key for part in (b":heal:", b":rebuild", b":rate", b":checked:")) for key in lost), lost
 
 
 async def test_erasure_needs_the_matching_confirm_and_an_admin(server: RunningServer) -> None:
