@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -102,3 +103,26 @@ async def test_alerts_listed_and_acknowledged_once(server: RunningServer, settin
     assert (await call(server, tenant, "POST", f"/api/alerts/{ids[0]}/ack", role="agent"))[0] == 403
     status, audit = await call(server, tenant, "GET", "/api/analytics/audit")
     assert [e["action"] for e in audit["data"]].count("alerts.ack") == 2
+
+
+async def test_a_settings_change_reaches_a_board_served_by_another_process(
+        server: RunningServer, server_factory: Any) -> None:
+    """Thresholds changed through one process are in the overview another process serves within a second
+    (every process drops its cached settings of the tenant when told), not after its 5 s cache."""
+    other = await server_factory(server.settings)
+    tenant = new_tenant("thresholds")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    async with server.client(server.token(tenant, "ingest")) as client:
+        await client.post("/api/events", json=[{"event_id": "q1", "type": "call.queued", "ts": now, "call_id": "c1",
+                                                 "queue_id": "sales"}])
+    async with other.client(other.token(tenant)) as board:
+        async def waiting_levels() -> Any:
+            return (await board.get("/api/metrics/live")).json()["data"]["queues"][0]["thresholds"]["waiting"]
+
+        before = await waiting_levels()  # the other process has the tenant's settings cached now
+        status, body = await call(server, tenant, "PUT", "/api/settings", body={"alerts": {"waiting": {"amber": 2, "red": 7}}})
+        assert status == 200, body
+        changed = time.monotonic()
+        while (levels := await waiting_levels()) == before and time.monotonic() - changed < 5:
+            await asyncio.sleep(0.05)
+    assert levels == {"amber": 2, "red": 7} and time.monotonic() - changed < 1.0

@@ -58,9 +58,8 @@ async def put_settings(request: Request) -> Response:
         # Today's counters were counted with the old day boundaries or thresholds: count them again.
         services(request).live.schedule_rebuild(tenant, reset=True, reason="settings")
     services(request).hub.renderings.changed(tenant)  # live reads here follow the new settings at once
-    # Every process re-renders the tenant's boards now (this one with the new thresholds; another with them once its
-    # settings cache, ttl 5 s, lets go: at the latest at its next refresh), as after a rebuild.
-    await services(request).redis.publish(services(request).keys.changes, tenant)
+    # Every process drops its cached settings of the tenant and re-renders the tenant's boards with the new ones now.
+    await services(request).hub.channels.changed(tenant, settings=True)
     return success(after.to_json())
 
 

@@ -32,6 +32,9 @@ from server.core import background
 from server.core.redis_client import is_cluster
 from server.live.keys import Keys
 
+# Before a tenant id on the changes channel: its settings changed (a tenant id never holds "~").
+SETTINGS_MARK = "~"
+
 
 class Channels:
     """Publishes a tenant's changes and alerts and listens to every tenant's, on one Redis or a cluster."""
@@ -46,12 +49,13 @@ class Channels:
         """The channel apply.lua publishes a change on ("" on a cluster: :meth:`changed` does it)."""
         return "" if self.sharded else self.keys.changes
 
-    async def changed(self, tenant: str) -> None:
-        """Announce that the tenant's live state changed."""
+    async def changed(self, tenant: str, *, settings: bool = False) -> None:
+        """Announce that the tenant's live state changed (``settings``: its settings did: every process reads them again)."""
+        message = SETTINGS_MARK + tenant if settings else tenant
         if self.sharded:
-            await self.redis.spublish(self.keys.changes_shard(tenant), tenant)
+            await self.redis.spublish(self.keys.changes_shard(tenant), message)
         else:
-            await self.redis.publish(self.keys.changes, tenant)
+            await self.redis.publish(self.keys.changes, message)
 
     async def alert(self, tenant: str, payload: bytes) -> None:
         """Send an encoded alert of the tenant (alert_feed.encode) to every process."""

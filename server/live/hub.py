@@ -56,6 +56,7 @@ from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
 from server.live import alert_feed
 from server.live.admission import Admission
+from server.live.channels import SETTINGS_MARK
 from server.live.keys import Keys
 from server.live.outbox import FULL_VIEWS, FanoutCounts, Outbox, Stream, StreamKey, encode, render, status_message, sweep_clients
 from server.live.renderings import Rendering, Renderings
@@ -231,6 +232,9 @@ class Hub:
 
     def changed(self, tenant: str) -> None:
         """The tenant changed: publish now if its last publish began a tick ago or more, else at that tick's end."""
+        if tenant.startswith(SETTINGS_MARK):  # its settings changed in some process: read them again here
+            tenant = tenant[len(SETTINGS_MARK):]
+            self.store.invalidate(tenant)
         if tenant not in self.by_tenant:
             return
         self.dirty.add(tenant)
