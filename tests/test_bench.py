@@ -1,4 +1,4 @@
-"""`wallboard bench ingest` on the test run's PostgreSQL and Redis."""
+"""`wallboard bench ingest` and `bench poll` on the test run's PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -14,11 +14,25 @@ import redis.asyncio as aioredis
 from .conftest import ROOT, Backends
 
 
-async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> None:
-    """A small run prints both phases and the ratio with positive figures, then drops its database and keys."""
+def bench_env(backends: Backends) -> dict[str, str]:
     ours = ("WALLBOARD_", "DATABASE_URL", "REDIS_URL", "PORT")
     base = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    env = {**base, "DATABASE_URL": backends.admin_dsn, "REDIS_URL": backends.redis_url}
+    return {**base, "DATABASE_URL": backends.admin_dsn, "REDIS_URL": backends.redis_url}
+
+
+async def test_bench_poll_prints_both_phases(backends: Backends) -> None:
+    """A short `bench poll` measures the server and the minimal Starlette baseline (a spawned process) and their ratio."""
+    args = [sys.executable, "-m", "server", "bench", "poll", "--pollers", "4", "--rate", "200", "--seconds", "1"]
+    result = await asyncio.to_thread(subprocess.run, args, env=bench_env(backends), cwd=ROOT, capture_output=True,
+                                     text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"^server\s", result.stdout, re.MULTILINE) and re.search(r"^baseline\s", result.stdout, re.MULTILINE), \
+        result.stdout
+
+
+async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> None:
+    """A small run prints both phases and the ratio with positive figures, then drops its database and keys."""
+    env = bench_env(backends)
     args = [sys.executable, "-m", "server", "bench", "ingest", "--events", "3000", "--batch", "500",
             "--concurrency", "2"]
     result = await asyncio.to_thread(subprocess.run, args, env=env, cwd=ROOT, capture_output=True, text=True,

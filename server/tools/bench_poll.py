@@ -199,8 +199,11 @@ async def server_phase(settings: Settings, pollers: int, rate: float, seconds: f
             stop(proc)
 
 
-def baseline_process(port: int, redis_url: str, key: str, options: dict[str, Any], ready: Any) -> None:
-    """Entry of the baseline process: a minimal Starlette app that reads one Redis key and answers 304."""
+def baseline_process(port: int, redis_url: str, key: str, settings: Settings, ready: Any) -> None:
+    """Entry of the baseline process: a minimal Starlette app that reads one Redis key and answers 304.
+
+    It gets the settings, not the uvicorn options: those hold a protocol class made at run time,
+    which a spawned process cannot unpickle."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -216,7 +219,7 @@ def baseline_process(port: int, redis_url: str, key: str, options: dict[str, Any
 
     async def main() -> None:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=True,
-                                               **options))
+                                               **uvicorn_options(settings)))
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
@@ -239,7 +242,7 @@ async def baseline_phase(settings: Settings, pollers: int, rate: float, seconds:
         await publisher.aclose()
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    server = ctx.Process(target=baseline_process, args=(port, settings.redis_url, key, uvicorn_options(settings), ready), daemon=True,
+    server = ctx.Process(target=baseline_process, args=(port, settings.redis_url, key, settings, ready), daemon=True,
                          name="bench-poll-baseline")
     server.start()
     try:
