@@ -54,7 +54,9 @@ async def test_sweep_drops_old_partitions_and_trims_each_tenant(
         ancient_events, ancient_month = f"events_{ancient:%Y%m%d}", f"agent_metrics_{ancient:%Y%m}"
         assert {ancient_events, ancient_month, f"events_{old:%Y%m%d}"} <= before
 
-        await server_factory(settings.replace(database_url=dsn, retention_every_s=1))
+        # A key prefix of its own: the run's other servers (hourly sweeps) hold the shared retention claim for an hour.
+        await server_factory(settings.replace(database_url=dsn, retention_every_s=1,
+                                              key_prefix=settings.key_prefix + "ret"))
         for _ in range(100):
             if ancient_events not in await partitions(conn):
                 break
