@@ -12,11 +12,11 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -35,6 +35,7 @@ LAUNCH = {
              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
 }
 ARTIFACTS = ROOT / "test-artifacts"
+P = TypeVar("P")  # a test's page wrapper: it holds ``errors``, the page's script errors
 
 
 def playwright_or_skip() -> Any:
@@ -238,3 +239,26 @@ def busy_center(hours: int = 4) -> list[dict[str, Any]]:
                             reviewer="coach"))
     events += call("sales", wait_s=0, outcome=None, ago_s=25) + call("support", wait_s=0, outcome=None, ago_s=48)
     return events
+
+
+@asynccontextmanager
+async def opener(browser: Any, wrap: Callable[[Any], P], **options: Any) -> AsyncIterator[Callable[..., Awaitable[P]]]:
+    """Open pages in fresh browser contexts (1920×1080 unless told, ``options`` for every context), each page
+    wrapped by ``wrap``; all contexts closed at the end, and then no page may have raised a script error."""
+    contexts: list[Any] = []
+    opened: list[Any] = []
+
+    async def make(width: int = 1920, height: int = 1080, init_script: str | None = None) -> P:
+        context = await browser.new_context(viewport={"width": width, "height": height}, **options)
+        contexts.append(context)
+        if init_script:
+            await context.add_init_script(init_script)
+        page = wrap(await context.new_page())
+        opened.append(page)
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
+    for page in opened:
+        assert not page.errors, page.errors  # type: ignore[attr-defined]

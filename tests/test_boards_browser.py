@@ -23,6 +23,7 @@ from .pages import (
     event,
     new_tenant,
     now_ms,
+    opener,
     playwright_or_skip,
     post_events,
     wait_for_badge,
@@ -51,21 +52,8 @@ class Tab:
 @pytest.fixture
 async def open_tab(browser: Any) -> AsyncIterator[Callable[..., Awaitable[Tab]]]:
     """Fresh contexts (1920x1080 unless told), closed after the test; no page may raise."""
-    contexts, tabs = [], []
-
-    async def make(width: int = 1920, height: int = 1080) -> Tab:
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        tab = Tab(await context.new_page())
-        tabs.append(tab)
-        return tab
-
-    yield make
-    for context in contexts:
-        await context.close()
-    for tab in tabs:
-        assert not tab.errors, tab.errors
-
+    async with opener(browser, Tab) as make:
+        yield make
 
 async def put(server: RunningServer, tenant: str, path: str, body: Any) -> Any:
     async with server.client(server.token(tenant, "admin", sub="boss")) as client:

@@ -20,6 +20,7 @@ from .pages import (
     call,
     day_started_hours_ago,
     new_tenant,
+    opener,
     playwright_or_skip,
     post_events,
     wait_for_badge,
@@ -59,23 +60,8 @@ class Tab:
 @pytest.fixture
 async def open_tab(browser: Any) -> AsyncIterator[Callable[[], Awaitable[Tab]]]:
     """A fresh context per tab, watching CSP violations; closed after the test; no page may raise."""
-    contexts = []
-    tabs: list[Tab] = []
-
-    async def make() -> Tab:
-        context = await browser.new_context(viewport={"width": 1920, "height": 1080})
-        await context.add_init_script(WATCH_CSP)
-        contexts.append(context)
-        tab = Tab(await context.new_page())
-        tabs.append(tab)
-        return tab
-
-    yield make
-    for context in contexts:
-        await context.close()
-    for tab in tabs:
-        assert not tab.errors, tab.errors
-
+    async with opener(browser, Tab) as make:
+        yield lambda: make(init_script=WATCH_CSP)
 
 async def test_every_answer_carries_the_security_headers(server: RunningServer) -> None:
     """Pages, scripts, API answers (200, 401, 404) carry CSP, nosniff, no-referrer and frame-ancestors 'none'."""

@@ -28,6 +28,7 @@ from .pages import (
     new_tenant,
     now_ms,
     number,
+    opener,
     playwright_or_skip,
     port_of,
     post_events,
@@ -63,24 +64,8 @@ class Page:
 @pytest.fixture
 async def open_page(browser: Any) -> AsyncIterator[Callable[..., Awaitable[Page]]]:
     """Fresh browser contexts (1920x1080 unless told), closed after the test; no page may raise."""
-    contexts = []
-    pages: list[Page] = []
-
-    async def make(width: int = 1920, height: int = 1080, init_script: str | None = None) -> Page:
-        context = await browser.new_context(viewport={"width": width, "height": height})
-        contexts.append(context)
-        if init_script:
-            await context.add_init_script(init_script)
-        page = Page(await context.new_page())
-        pages.append(page)
-        return page
-
-    yield make
-    for context in contexts:
-        await context.close()
-    for page in pages:
-        assert not page.errors, page.errors
-
+    async with opener(browser, Page) as make:
+        yield make
 
 def mmss(seconds: float | None) -> str:
     if seconds is None:

@@ -35,6 +35,7 @@ from .pages import (
     handled,
     new_tenant,
     now_ms,
+    opener,
     playwright_or_skip,
     port_of,
     post_events,
@@ -95,25 +96,9 @@ class Console:
 
 @pytest.fixture
 async def open_console(browser: Any) -> AsyncIterator[Callable[..., Awaitable[Console]]]:
-    """Fresh browser contexts (1920x1080 unless told), closed after the test; no page may raise."""
-    contexts = []
-    consoles: list[Console] = []
-
-    async def make(width: int = 1920, height: int = 1080, init_script: str | None = None) -> Console:
-        context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
-        contexts.append(context)
-        if init_script:
-            await context.add_init_script(init_script)
-        console = Console(await context.new_page())
-        consoles.append(console)
-        return console
-
-    yield make
-    for context in contexts:
-        await context.close()
-    for console in consoles:
-        assert not console.errors, console.errors
-
+    """Fresh browser contexts (1920x1080 unless told, downloads allowed), closed after the test; no page may raise."""
+    async with opener(browser, Console, accept_downloads=True) as make:
+        yield make
 
 # -- agents now ------------------------------------------------------------------------------------
 
