@@ -55,7 +55,6 @@ class _Lane:
     """A tenant's requests waiting for the next commit, and how many commits run for it."""
 
     waiting: list[_Request] = field(default_factory=list)
-    size: int = 0  # events waiting
     running: int = 0  # commits in flight
 
 
@@ -82,7 +81,6 @@ class GroupCommit:
             lane = self._lanes[tenant] = _Lane()
         request = _Request(events, asyncio.get_running_loop().create_future())
         lane.waiting.append(request)
-        lane.size += len(events)
         if lane.running < self.inflight:
             lane.running += 1
             task = asyncio.get_running_loop().create_task(self._drive(tenant, lane), name=f"group-commit:{tenant}")
@@ -115,7 +113,6 @@ class GroupCommit:
             request = lane.waiting.pop(0)
             group.append(request)
             count += len(request.events)
-        lane.size -= count
         return group
 
     async def _run(self, tenant: str, group: list[_Request]) -> None:
