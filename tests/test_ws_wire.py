@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import tomllib
 from importlib.metadata import version
 
 import pytest
+from websockets.datastructures import Headers
 
-from server.api.wire import AsgiWire, DirectWire
+from server.api.wire import AsgiWire, DirectWire, Flag, Inbox
 from server.core.config import Settings
 from server.core.errors import ConfigError
 
@@ -59,6 +61,29 @@ async def test_direct_writes_are_used_on_the_pinned_versions(server_factory: Fac
     checks = [r for r in caplog.records if r.getMessage().startswith("ws.direct_writes")]
     assert [r.getMessage() for r in checks] == ["ws.direct_writes_on"]
     assert checks[0].uvicorn == version("uvicorn")  # type: ignore[attr-defined]
+
+
+async def test_an_accepted_connection_keeps_no_handshake_and_still_talks(server_factory: Factory,
+                                                                       settings: Settings) -> None:
+    """Once accepted, no handshake headers (they carry the bearer token) stay in memory and the connection holds
+    no asyncio queue or event; messages still flow both ways, updates included."""
+    server = await server_factory(settings)
+    tenant = new_tenant("trim")
+    token = server.token(tenant)
+    async with board(server.url, token) as client:
+        await client.subscribe(["overview"])
+        await client.next(lambda m: m["type"] == "snapshot")
+        [box] = boxes(server, tenant)
+        proto = box.wire.proto  # type: ignore[attr-defined]
+        assert isinstance(proto.queue, Inbox) and isinstance(proto.writable, Flag) and proto.writable.is_set()
+        gc.collect()
+        ours = client.ws.request.headers if client.ws.request is not None else None  # the test client's own
+        kept = [h for h in gc.get_objects() if isinstance(h, Headers) and h is not ours and token in str(h)]
+        assert kept == []
+        await client.send({"type": "ping", "ts": 7})
+        assert (await client.next(lambda m: m["type"] == "pong"))["ts"] == 7
+        await post(server, tenant, queued("sales"))
+        await client.next(update_offered(1))
 
 
 async def test_direct_writes_off_delivers_everything_through_the_asgi_send(server_factory: Factory,

@@ -16,8 +16,13 @@ of the ASGI ``send`` uvicorn passes to the app, and of
 ``uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol`` it uses
 ``transport`` (written to), ``writable`` (the Event its ``pause_writing`` clears),
 ``close_sent`` and ``disconnected`` (no frame after a close), ``handshake_complete``,
-``request`` and ``response`` (the handshake's, dropped once accepted: about 2 KiB a
-connection). Of Starlette only public API is used (``WebSocket.send``, ``close``,
+``request`` and ``response`` (the handshake's, dropped once accepted), and ``queue``
+(the ASGI ``receive`` messages). What a connection holds for months is trimmed once it
+is accepted (:func:`trim`): the handshake request's headers are emptied (the
+``websockets`` parser's generator frame keeps the request alive for the connection's
+life: about 2.5 KiB), and uvicorn's ``asyncio.Queue`` and ``writable`` Event, four and
+one deques of 760 bytes each that an idle connection never fills, are replaced by an
+:class:`Inbox` and a :class:`Flag` with the same methods (about 3.5 KiB). Of Starlette only public API is used (``WebSocket.send``, ``close``,
 ``application_state``): ``app.WallboardApp`` hands ``ws.serve`` the ASGI ``receive`` and
 ``send`` themselves, so nothing reads ``WebSocket._receive`` or ``_send``. Checked against
 uvicorn 0.54 and Starlette 1.10, both pinned to that minor version in pyproject.toml.
@@ -39,6 +44,7 @@ from typing import Any
 
 from starlette.types import Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.datastructures import Headers
 
 from server.live.outbox import Frame, Writer
 
@@ -46,6 +52,7 @@ log = logging.getLogger("wallboard.ws")
 
 PROTOCOL = ("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol")
 CLOSE_WAIT_S = 30  # a client that stopped reading may never take the close frame
+NO_HEADERS = Headers()  # what an accepted connection's handshake request keeps instead of its headers
 
 
 def text_of(data: Frame) -> str:
@@ -81,6 +88,102 @@ class AsgiWire:
 
     async def close(self, code: int, reason: str) -> None:
         await close(self.ws, code, reason)
+
+
+class Inbox:
+    """uvicorn's queue of ASGI ``receive`` messages for one connection, without ``asyncio.Queue``'s four deques.
+
+    The methods uvicorn calls (``put_nowait``, ``get``, ``empty``) and nothing else; unbounded like
+    uvicorn's (it pauses reading while messages wait). A cancelled ``get`` loses no message: the
+    message stays until a ``get`` returns it.
+    """
+
+    __slots__ = ("items", "waiters")
+
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items = items or None
+        self.waiters: list[asyncio.Future[None]] | None = None
+
+    @classmethod
+    def taking(cls, queue: asyncio.Queue[Any]) -> Inbox:
+        """An inbox holding what ``queue`` held (nobody awaits ``queue``: the caller is its only reader)."""
+        items = []
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        return cls(items)
+
+    def put_nowait(self, item: Any) -> None:
+        if self.items is None:
+            self.items = [item]
+        else:
+            self.items.append(item)
+        if self.waiters:
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    async def get(self) -> Any:
+        while not self.items:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters = [*(self.waiters or ()), waiter]
+            try:
+                await waiter
+            finally:
+                self.waiters.remove(waiter)
+                if not self.waiters:
+                    self.waiters = None
+        item = self.items.pop(0)
+        if not self.items:
+            self.items = None
+        return item
+
+
+class Flag:
+    """uvicorn's ``writable`` Event (cleared by ``pause_writing``) without the deque each ``asyncio.Event`` holds."""
+
+    __slots__ = ("value", "waiters")
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+        self.waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self.value
+
+    def set(self) -> None:
+        self.value = True
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.value = False
+
+    async def wait(self) -> bool:
+        if not self.value:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters = [*(self.waiters or ()), waiter]
+            try:
+                await waiter
+            finally:
+                if self.waiters is not None and waiter in self.waiters:
+                    self.waiters.remove(waiter)
+        return True
+
+
+def trim(proto: Any) -> None:
+    """Drop what an accepted connection's protocol keeps but never uses again (see the module docstring)."""
+    if proto.request is not None:
+        proto.request.headers = NO_HEADERS
+    proto.request = proto.response = None
+    if type(proto.queue) is asyncio.Queue:
+        proto.queue = Inbox.taking(proto.queue)
+    if type(proto.writable) is asyncio.Event:
+        proto.writable = Flag(proto.writable.is_set())
 
 
 class DirectWire:
@@ -128,7 +231,8 @@ def problem(proto: Any) -> str | None:
     if (kind.__module__, kind.__qualname__) != PROTOCOL:
         return f"the ASGI send belongs to {kind.__module__}.{kind.__qualname__}, not {'.'.join(PROTOCOL)}"
     expected: dict[str, type | tuple[type, ...]] = {
-        "writable": asyncio.Event, "close_sent": bool, "disconnected": bool, "handshake_complete": bool}
+        "writable": (asyncio.Event, Flag), "queue": (asyncio.Queue, Inbox), "close_sent": bool, "disconnected": bool,
+        "handshake_complete": bool}
     for name, types in expected.items():
         if not isinstance(getattr(proto, name, None), types):
             return f"{kind.__qualname__}.{name} is not a {types}"
@@ -137,6 +241,8 @@ def problem(proto: Any) -> str | None:
         return f"{kind.__qualname__}.transport has no write() and is_closing()"
     if not (hasattr(proto, "request") and hasattr(proto, "response")):
         return f"{kind.__qualname__} keeps no request and response"
+    if proto.request is not None and not isinstance(getattr(proto.request, "headers", None), Headers):
+        return f"{kind.__qualname__}.request has no websockets Headers"
     return None
 
 
@@ -155,7 +261,7 @@ class Wires:
                 self.check(proto)
             if self.direct and type(proto) is self.checked:
                 if proto.handshake_complete:
-                    proto.request = proto.response = None  # only the handshake needed them
+                    trim(proto)
                 return DirectWire(proto, websocket)
         return AsgiWire(websocket)
 
