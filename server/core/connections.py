@@ -68,9 +68,10 @@ class _Timed(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
+        previous = self.cycle
         super().on_headers_complete()
-        cycle = self.cycle  # the request's cycle, made by uvicorn just now
-        if cycle is not None:
+        cycle = self.cycle  # the request's cycle, made by uvicorn just now (none for a WebSocket upgrade)
+        if cycle is not None and cycle is not previous:
             cycle.transport = _OneWrite(self.transport, self.loop)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
