@@ -243,6 +243,30 @@ async def test_a_proof_is_void_on_another_connection(roles: Roles) -> None:
     assert counts == [0, 0, 0, 1]
 
 
+async def test_a_tenant_transaction_binds_commits_and_rolls_back(roles: Roles) -> None:
+    """Database.tenant as the login role sees its tenant only, keeps what it committed, drops what failed."""
+    a, _, _ = await seeded(roles)
+    db = await Database.connect(roles.login_dsn, min_size=1, max_size=1, app_role=APP_ROLE, owner_dsn=roles.owner_dsn)
+    try:
+        async with db.tenant(a) as conn:
+            seen = (await conn.fetchval("SELECT current_user"), await conn.fetchval("SELECT count(*) FROM tenants"),
+                    await conn.fetchval("SHOW statement_timeout"))
+            await conn.execute("INSERT INTO agents (client_id, agent_id, seen_at) VALUES ($1, 'kept', now())", a)
+        with pytest.raises(ZeroDivisionError):
+            async with db.tenant(a) as conn:
+                await conn.execute("INSERT INTO agents (client_id, agent_id, seen_at) VALUES ($1, 'lost', now())", a)
+                raise ZeroDivisionError
+        async with db.tenant(a) as conn:  # the same connection (a pool of one), back in use
+            agents = sorted(await conn.fetch("SELECT agent_id FROM agents"))
+        async with db.tenant("x'; SET ROLE postgres; --\\") as conn:  # quoted as a value, never run as SQL
+            odd = (await conn.fetchval("SELECT count(*) FROM agents"), await conn.fetchval("SELECT current_user"))
+    finally:
+        await db.close()
+    assert seen == (APP_ROLE, 1, "30s")
+    assert [row["agent_id"] for row in agents] == ["kept", "x"]
+    assert odd == (0, APP_ROLE)
+
+
 async def test_every_tenant_policy_uses_the_binding(roles: Roles) -> None:
     """No policy or view compares client_id with the forgeable setting itself: new tenant tables must use wallboard_tenant_bound."""
     owner = await asyncpg.connect(roles.owner_dsn)

@@ -87,7 +87,7 @@ async def test_a_request_whose_commit_fails_fails_alone() -> None:
     attempts: list[list[str]] = []
     release = asyncio.Event()
 
-    async def commit(tenant: str, events: Sequence[Event]) -> set[str]:
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[], None] | None) -> set[str]:
         await release.wait()
         ids = [e.event_id for e in events]
         attempts.append(ids)
@@ -108,4 +108,30 @@ async def test_a_request_whose_commit_fails_fails_alone() -> None:
         await rest[1]
     assert attempts[1] == ["a", "bad", "b"]  # they did share a commit first
     assert committed == [["first"], ["a"], ["b"]]
+    await groups.close()
+
+
+async def test_the_next_group_stores_while_the_last_one_is_applied() -> None:
+    """With one commit in flight, a group stored but still applying does not hold back the next group's store."""
+    stores: list[list[str]] = []
+    applying = asyncio.Event()
+
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[], None] | None) -> set[str]:
+        ids = [e.event_id for e in events]
+        stores.append(ids)
+        if stored is not None:
+            stored()
+        if ids == ["first"]:
+            await applying.wait()  # the first group's apply to the live state is slow
+        return set(ids)
+
+    groups = GroupCommit(commit, inflight=1)
+    first = asyncio.create_task(groups.store("t", [parsed("first")]))
+    await asyncio.sleep(0.01)
+    assert stores == [["first"]] and not first.done()
+    second = await asyncio.wait_for(groups.store("t", [parsed("second")]), 5)  # stored and answered meanwhile
+    assert second == {"second"} and not first.done()
+    applying.set()
+    assert await first == {"first"}
+    assert stores == [["first"], ["second"]]
     await groups.close()

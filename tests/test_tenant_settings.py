@@ -258,6 +258,21 @@ async def test_store_cache_serves_within_ttl(db: Database) -> None:
     assert (await reader.get(name)).sl_threshold_s == 40
 
 
+async def test_store_concurrent_misses_share_one_read(db: Database) -> None:
+    """Forty requests missing a tenant's cached settings at once wait for one read, and all get its settings."""
+    name = tenant()
+    await SettingsStore(db).put(name, {"sl_threshold_s": 33})
+    store = SettingsStore(db, ttl_s=60)
+    transactions: list[float] = []
+    db.on_wait = transactions.append  # told once per tenant transaction
+    try:
+        got = await asyncio.gather(*(store.get(name) for _ in range(40)))
+    finally:
+        db.on_wait = None
+    assert len(transactions) == 1
+    assert {settings.sl_threshold_s for settings in got} == {33}
+
+
 # --- HTTP ------------------------------------------------------------------------------------
 
 @needs_wiring

@@ -3,9 +3,9 @@
 Every transaction that touches tenant data runs through :meth:`Database.tenant`,
 which sets the tenant (``wallboard.tenant``), drops to the application role and
 bounds the transaction (``statement_timeout``, ``idle_in_transaction_session_timeout``)
-with ``set_config(..., true)`` (the ``SET LOCAL`` form) in the same round trip. Row-level security on every tenant table compares ``client_id``
-with that setting, so a query that forgot its ``WHERE client_id = $1`` still
-sees one tenant only, and a transaction that set no tenant sees nothing. When a
+with ``set_config(..., true)`` (the ``SET LOCAL`` form), all in the round trip of its
+``BEGIN``. Row-level security on every tenant table compares ``client_id`` with that setting,
+so a query that forgot its ``WHERE client_id = $1`` still sees one tenant only, and a transaction that set no tenant sees nothing. When a
 separate login role serves, a proof binds the tenant to the backend (see
 server/core/db_roles.py): that role cannot switch tenants with a ``SET``.
 """
@@ -13,6 +13,7 @@ server/core/db_roles.py): that role cannot switch tenants with a ``SET``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -240,15 +241,19 @@ class Database:
             async with self.pool.acquire(timeout=5) as conn:
                 if self.on_wait is not None:
                     self.on_wait(time.perf_counter() - began)
-                async with conn.transaction():
-                    await conn.execute(
-                        "SELECT set_config('role', $1, true), set_config('wallboard.tenant', $2, true), "
-                        "set_config('statement_timeout', $3, true), "
-                        "set_config('idle_in_transaction_session_timeout', $4, true), "
-                        "set_config('wallboard.tenant_proof', $5, true)",
-                        self.app_role, tenant, *self.timeouts, tenant_proof(self.tenant_key, conn.get_server_pid(), tenant),
-                    )
+                # BEGIN and the binding in one simple-query round trip (a transaction of asyncpg's would
+                # send BEGIN alone first); COMMIT or ROLLBACK below, as asyncpg's Transaction does them.
+                await conn.execute(self._begin(tenant, conn.get_server_pid()))
+                try:
                     yield conn
+                except BaseException:
+                    if not conn.is_closed() and conn.is_in_transaction():
+                        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+                            # Left to the pool's release (which rolls back, or drops a broken connection)
+                            # when this fails: the exception that ended the transaction is the one to raise.
+                            await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
         except UNAVAILABLE as exc:
             raise ServiceUnavailable(f"PostgreSQL is unreachable ({_one_line(exc)}); retry shortly",
                                      code="database_unavailable") from None
@@ -257,6 +262,19 @@ class Database:
                                      code="database_unavailable") from None
         finally:
             self.slots.give(tenant)
+
+    def _begin(self, tenant: str, pid: int) -> str:
+        """``BEGIN`` and the tenant binding of :meth:`tenant` as one simple-query string.
+
+        A simple query takes no ``$1`` parameters, so the values are quoted here (``E''`` literals,
+        the same whatever ``standard_conforming_strings`` says); every one is also checked by its
+        source (the role by the settings, the tenant by the token's rules, the proof is hex)."""
+        values = (self.app_role, tenant, *self.timeouts, tenant_proof(self.tenant_key, pid, tenant))
+        role, name, statement_ms, idle_ms, proof = (_literal(value) for value in values)
+        return (f"BEGIN; SELECT set_config('role', {role}, true), set_config('wallboard.tenant', {name}, true), "
+                f"set_config('statement_timeout', {statement_ms}, true), "
+                f"set_config('idle_in_transaction_session_timeout', {idle_ms}, true), "
+                f"set_config('wallboard.tenant_proof', {proof}, true)")
 
     async def ping(self) -> None:
         """Raise when PostgreSQL does not answer ``SELECT 1`` within 2 s, on the health check's own
@@ -269,6 +287,13 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Released connections skip asyncpg's reset query (RESET ALL, UNLISTEN, ...): a round trip
     per transaction for session state this server never makes. Tenant and role are SET LOCAL, locks
     are transaction locks, and asyncpg still rolls back a transaction left open."""
+
+
+def _literal(value: str) -> str:
+    """``value`` as an escaped string literal (``E'…'``) of PostgreSQL; a NUL, which no text can hold, is refused."""
+    if "\0" in value:
+        raise ValueError("a string for PostgreSQL holds a NUL character")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _one_line(exc: BaseException) -> str:

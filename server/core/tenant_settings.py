@@ -8,6 +8,7 @@ counts on the tenant-local day and 15-minute interval of its ``ts``; the day beg
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import re
@@ -342,6 +343,10 @@ class SettingsStore:
     The cache is per process: :meth:`put` refreshes this process at once, but other processes keep
     serving what they read for up to ``ttl_s`` seconds. That staleness (a threshold or zone change
     shows a few seconds late elsewhere) buys one query per tenant per TTL instead of one per event.
+
+    One read per tenant at a time: when an entry expires under load, every request of the tenant
+    misses it at once; they wait for the one read in flight instead of each opening a transaction
+    (which took as many transactions as the ingest commits, and the tenant's database share with them).
     """
 
     def __init__(self, db: Database, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
@@ -350,18 +355,43 @@ class SettingsStore:
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, TenantSettings]] = {}
         self._generation: dict[str, int] = {}
+        self._epoch = 0  # bumped when every tenant's entry is dropped at once
+        self._reading: dict[str, asyncio.Future[None]] = {}  # tenant → its read in flight, done when it ended
 
     async def get(self, tenant: str) -> TenantSettings:
         """The tenant's settings; defaults when it never stored any."""
-        hit = self._cache.get(tenant)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        generation = self._generation.get(tenant, 0)
-        async with self.db.tenant(tenant) as conn:
-            raw = await conn.fetchval(query("tenant_settings_get"), tenant)
-        result = TenantSettings() if raw is None else TenantSettings.from_json(orjson.loads(raw))
-        if self._generation.get(tenant, 0) == generation:  # no put of this process overtook the read
-            self._remember(tenant, result)
+        while True:
+            hit = self._cache.get(tenant)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+            reading = self._reading.get(tenant)
+            if reading is None:
+                return await self._read(tenant)
+            await asyncio.wait((reading,))
+            if not reading.cancelled() and (failed := reading.exception()) is not None:
+                raise failed  # the database is away: the callers waiting for this read are told so at once
+            # Read (the cache has it, unless a put or an invalidation overtook the read) or cancelled: once more.
+
+    async def _read(self, tenant: str) -> TenantSettings:
+        reading = self._reading[tenant] = asyncio.get_running_loop().create_future()
+        seen = (self._epoch, self._generation.get(tenant, 0))
+        try:
+            async with self.db.tenant(tenant) as conn:
+                raw = await conn.fetchval(query("tenant_settings_get"), tenant)
+            result = TenantSettings() if raw is None else TenantSettings.from_json(orjson.loads(raw))
+            if (self._epoch, self._generation.get(tenant, 0)) == seen:  # no put or invalidation overtook the read
+                self._remember(tenant, result)
+        except asyncio.CancelledError:
+            reading.cancel()
+            raise
+        except BaseException as exc:
+            reading.set_exception(exc)
+            reading.exception()  # retrieved: nobody may be waiting
+            raise
+        finally:
+            if self._reading.get(tenant) is reading:
+                del self._reading[tenant]
+        reading.set_result(None)
         return result
 
     async def put(self, tenant: str, patch: dict[str, Any]) -> TenantSettings:
@@ -375,11 +405,15 @@ class SettingsStore:
         return result
 
     def invalidate(self, tenant: str | None = None) -> None:
-        """Forget the cached settings of one tenant, or of all."""
+        """Forget the cached settings of one tenant, or of all; a read in flight began before and is not kept."""
         if tenant is None:
             self._cache.clear()
+            self._reading.clear()
+            self._epoch += 1
         else:
             self._cache.pop(tenant, None)
+            self._reading.pop(tenant, None)
+            self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
     def _remember(self, tenant: str, value: TenantSettings) -> None:
         if len(self._cache) >= self.max_entries:

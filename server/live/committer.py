@@ -21,9 +21,18 @@ nothing is acknowledged before it is durable.
   shares its commit among its own events; it does not wait for others and nobody waits
   for it (grouping batches of 500 cut the concurrency of their commits and their throughput).
 
-Trade-off: at most ``inflight`` commits per tenant run at once; the rest queue behind
+- **The next group stores while the last one applies**: a commit holds its lane's slot only
+  while it stores in PostgreSQL; once its transaction committed (``stored``), the next group of
+  the lane starts storing while this one is applied to Redis and answered. Commits of one tenant
+  wait for each other on the same rollup rows anyway; the Redis apply (a round trip to a server
+  that may be busy) no longer adds to that cycle.
+
+Trade-off: at most ``inflight`` commits per tenant store at once; the rest queue behind
 them in the lane. A tenant flooding small requests therefore holds at most that many
-database connections, whatever its request rate.
+database connections, whatever its request rate. Its groups being applied to Redis are not
+bounded by it: there are as many as groups whose transactions committed and whose apply
+has not answered yet (each one ``apply.lua`` call), and live state applies them in any order,
+as it does the commits of concurrent requests.
 """
 
 from __future__ import annotations
@@ -39,7 +48,9 @@ from server.ingest.events import Event
 
 log = logging.getLogger("wallboard.ingest")
 
-Commit = Callable[[str, Sequence[Event]], Awaitable[set[str]]]
+# (tenant, events unique by id, stored): stores and applies them, returns the new ids; calls ``stored``
+# (when given) once the events are committed, before the apply to the live state.
+Commit = Callable[[str, Sequence[Event], Callable[[], None] | None], Awaitable[set[str]]]
 
 
 @dataclass
@@ -55,7 +66,8 @@ class _Lane:
     """A tenant's requests waiting for the next commit, and how many commits run for it."""
 
     waiting: list[_Request] = field(default_factory=list)
-    running: int = 0  # commits in flight
+    running: int = 0  # commits storing (not yet committed in PostgreSQL)
+    applying: int = 0  # commits stored and not yet answered
 
 
 class GroupCommit:
@@ -67,43 +79,70 @@ class GroupCommit:
         self.inflight = max(1, inflight)
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def close(self) -> None:
         """Ends the commits in flight (their requests are answered 503: nothing they held is acknowledged)."""
+        self._closing = True
         await background.stop(list(self._tasks))
+        for lane in self._lanes.values():
+            for request in lane.waiting:
+                _fail(request, _stopping())
+        self._lanes.clear()
 
     async def store(self, tenant: str, events: Sequence[Event]) -> set[str]:
         """Commit ``events`` (unique by id) with whatever else of the tenant is waiting; the ids this request made new."""
         if len(events) > self.max_events // 10:
-            return await self._commit(tenant, events)
+            return await self._commit(tenant, events, None)
+        if self._closing:
+            raise _stopping()
         lane = self._lanes.get(tenant)
         if lane is None:
             lane = self._lanes[tenant] = _Lane()
         request = _Request(events, asyncio.get_running_loop().create_future())
         lane.waiting.append(request)
-        if lane.running < self.inflight:
+        self._start(tenant, lane)
+        return await asyncio.shield(request.answer)
+
+    def _start(self, tenant: str, lane: _Lane) -> None:
+        """A commit for the lane's waiting requests when fewer than ``inflight`` of its commits are storing.
+
+        The task takes its group when it first runs: requests that arrive meanwhile join it."""
+        if lane.waiting and lane.running < self.inflight and not self._closing:
             lane.running += 1
             task = asyncio.get_running_loop().create_task(self._drive(tenant, lane), name=f"group-commit:{tenant}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(request.answer)
 
     async def _drive(self, tenant: str, lane: _Lane) -> None:
-        """Commit the lane's waiting requests, group after group, until none waits."""
+        """Commit one group of the lane; once it is stored, the lane's next group may start (see the module docstring)."""
+        storing = True
+
+        def stored() -> None:
+            nonlocal storing
+            if storing:
+                storing = False
+                lane.running -= 1
+                lane.applying += 1
+                self._start(tenant, lane)
+
         try:
-            while lane.waiting:
-                group = self._take(lane)
-                await self._run(tenant, group)
+            if lane.waiting:
+                await self._run(tenant, self._take(lane), stored)
         except asyncio.CancelledError:
             for request in lane.waiting:
-                _fail(request, ServiceUnavailable("the server is stopping; nothing was stored: retry",
-                                                  code="shutting_down"))
+                _fail(request, _stopping())
             lane.waiting.clear()
             raise
         finally:
-            lane.running -= 1
-            if not lane.running and not lane.waiting:
-                self._lanes.pop(tenant, None)
+            if storing:
+                storing = False
+                lane.running -= 1
+                self._start(tenant, lane)
+            else:
+                lane.applying -= 1
+            if not lane.running and not lane.applying and not lane.waiting and self._lanes.get(tenant) is lane:
+                del self._lanes[tenant]
 
     def _take(self, lane: _Lane) -> list[_Request]:
         """The next group: waiting requests in arrival order, up to ``max_events`` events (at least one request)."""
@@ -115,7 +154,7 @@ class GroupCommit:
             count += len(request.events)
         return group
 
-    async def _run(self, tenant: str, group: list[_Request]) -> None:
+    async def _run(self, tenant: str, group: list[_Request], stored: Callable[[], None]) -> None:
         """One shared commit for the group; each request answered with the ids it made new."""
         owner: dict[str, _Request] = {}
         for request in group:
@@ -123,11 +162,10 @@ class GroupCommit:
                 owner.setdefault(event.event_id, request)
         events = [event for request in group for event in request.events if owner[event.event_id] is request]
         try:
-            fresh = await self._commit(tenant, events)
+            fresh = await self._commit(tenant, events, stored)
         except asyncio.CancelledError:
             for request in group:
-                _fail(request, ServiceUnavailable("the server is stopping; nothing was stored: retry",
-                                                  code="shutting_down"))
+                _fail(request, _stopping())
             raise
         except ServiceUnavailable as exc:  # the database is away or busy: every request of the group gets it
             for request in group:
@@ -141,7 +179,7 @@ class GroupCommit:
                                                       "error": type(exc).__name__})
             for request in group:  # alone, so that one request's failure stays its own
                 try:
-                    _answer(request, await self._commit(tenant, request.events))
+                    _answer(request, await self._commit(tenant, request.events, None))
                 except Exception as alone:
                     _fail(request, alone)
             return
@@ -150,6 +188,10 @@ class GroupCommit:
             mine[id(owner[event_id])].add(event_id)
         for request in group:
             _answer(request, mine[id(request)])
+
+
+def _stopping() -> ServiceUnavailable:
+    return ServiceUnavailable("the server is stopping; nothing was stored: retry", code="shutting_down")
 
 
 def _answer(request: _Request, fresh: set[str]) -> None:

@@ -105,14 +105,18 @@ class Ingestor:
         outcome.duplicates += len(unique) - len(fresh)
         return outcome
 
-    async def commit(self, tenant: str, unique: Sequence[Event]) -> set[str]:
-        """Store events unique by id in one transaction, then apply the new ones to the live state; the new ids."""
+    async def commit(self, tenant: str, unique: Sequence[Event], stored: Callable[[], None] | None = None) -> set[str]:
+        """Store events unique by id in one transaction, then apply the new ones to the live state; the new ids.
+
+        ``stored`` is called once the transaction committed, before the apply (group commit starts the next group then)."""
         # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
         events = sorted(unique, key=lambda e: e.event_id)
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
         batch = self.healer.new_batch() if self.healer is not None else None
         fresh = await self.store_events(tenant, events, cal, batch=batch)
+        if stored is not None:
+            stored()
         applied = True
         if fresh:
             if self.on_change is not None:
