@@ -131,7 +131,7 @@ class Ingestor:
         """Insert the batch and apply the new events to the history tables, in one statement
         (events_store.sql); return the ids that were new. 503 when PostgreSQL is away.
 
-        ``batch``: the id of the batch's pending-apply marker, written in the same transaction."""
+        ``batch``: the id of the batch's pending-apply marker, written by the same statement."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
@@ -153,10 +153,8 @@ class Ingestor:
                 async with self.db.tenant(tenant) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
-                    if batch is not None:
-                        await conn.execute(query("live_pending_add"), tenant, batch)
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
-                                            cal.settings.day_start_minutes)
+                                            cal.settings.day_start_minutes, batch)
                     slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
                     if slow:
                         await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)

@@ -48,10 +48,15 @@ WITH st_ends AS MATERIALIZED (  -- per agent: its new event ids, the stored even
            lag(state) OVER w AS prev_state, lag(ts_ms) OVER w IS NOT NULL OR from_start AS known
     FROM st_chain
     WINDOW w AS (PARTITION BY agent_id, ver ORDER BY ts_ms, event_id COLLATE "C")
-), st_pieces AS (  -- the closed spans of logged-in states cut at the 15-minute grid and at tenant day starts
+), st_pieces AS (  -- the closed spans of logged-in states cut at the 15-minute grid and at tenant day starts; a span
+                  -- inside one 15-minute cell, with day starts on the grid, is one piece (no function call)
+    SELECT agent_id, state, reason, a - a % 900000 AS lo, ver * (b - a) AS ms
+    FROM st_spans
+    WHERE b > a AND state <> 'logged_out' AND b <= a - a % 900000 + 900000 AND $6 % 15 = 0
+    UNION ALL
     SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * k.ms AS ms
     FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $5, $6) AS k
-    WHERE s.b > s.a AND s.state <> 'logged_out'
+    WHERE s.b > s.a AND s.state <> 'logged_out' AND NOT (s.b <= s.a - s.a % 900000 + 900000 AND $6 % 15 = 0)
 ), st_rolled AS (
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
     SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)

@@ -21,13 +21,15 @@ WITH input AS (
     SELECT $1, event_id FROM input
     ON CONFLICT DO NOTHING
     RETURNING event_id
+), e AS MATERIALIZED (  -- the new events only, each body parsed once (doc)
+    SELECT i.event_id, i.type, i.ts_ms, i.queue_id, i.agent_id, i.call_id, i.body::jsonb AS doc, i.sl_ms, i.sa_ms
+    FROM input i JOIN fresh f USING (event_id)
 ), stored AS (
     INSERT INTO events (client_id, event_id, type, ts, queue_id, agent_id, call_id, body)
-    SELECT $1, i.event_id, i.type, to_timestamp(i.ts_ms / 1000.0), i.queue_id, i.agent_id, i.call_id, i.body::jsonb
-    FROM input i JOIN fresh f USING (event_id)
+    SELECT $1, event_id, type, to_timestamp(ts_ms / 1000.0), queue_id, agent_id, call_id, doc FROM e
     RETURNING event_id
-), e AS (  -- the new events only
-    SELECT i.* FROM input i JOIN fresh f USING (event_id)
+), pending AS (  -- the batch's pending-apply marker (server/live/heal.py), when it has one
+    INSERT INTO live_pending (client_id, batch) SELECT $1, $13::bigint WHERE $13::bigint IS NOT NULL
 ), legs_in AS (
     SELECT call_id, queue_id,
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.queued') / 1000.0) AS queued_at,
@@ -36,7 +38,7 @@ WITH input AS (
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.abandoned') / 1000.0) AS abandoned_at,
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.completed') / 1000.0) AS completed_at,
            (array_agg(agent_id ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS completed_by,
-           (array_agg(body::jsonb ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS done,
+           (array_agg(doc ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS done,
            max(sl_ms) AS sl_ms, max(sa_ms) AS sa_ms
     FROM e
     WHERE type IN ('call.queued', 'call.answered', 'call.abandoned', 'call.completed')
@@ -95,14 +97,14 @@ WITH input AS (
     FROM legs
 ), feedback AS (
     SELECT to_timestamp(ts_ms / 1000.0) AS at, agent_id,
-           CASE WHEN type = 'csat.response' THEN (body::jsonb->>'csat')::integer END AS csat,
-           CASE WHEN type = 'csat.response' THEN (body::jsonb->>'nps')::integer END AS nps,
-           CASE WHEN type = 'quality.scored' THEN round((body::jsonb->>'score')::numeric * 1000)::bigint END AS quality
+           CASE WHEN type = 'csat.response' THEN (doc->>'csat')::integer END AS csat,
+           CASE WHEN type = 'csat.response' THEN (doc->>'nps')::integer END AS nps,
+           CASE WHEN type = 'quality.scored' THEN round((doc->>'score')::numeric * 1000)::bigint END AS quality
     FROM e
     WHERE type IN ('csat.response', 'quality.scored')
 ), activity AS (  -- rings, misses, holds and callbacks: each new event is its own fact
     SELECT to_timestamp(ts_ms / 1000.0) AS at, type, queue_id, agent_id,
-           coalesce(round((body::jsonb->>'ring_s')::float8 * 1000)::bigint, 0) AS ring_ms, body::jsonb->>'outcome' AS outcome
+           coalesce(round((doc->>'ring_s')::float8 * 1000)::bigint, 0) AS ring_ms, doc->>'outcome' AS outcome
     FROM e
     WHERE type IN ('call.offered', 'call.missed', 'call.hold', 'callback.requested', 'callback.completed')
 ), facts (dimension, key, at,
@@ -122,14 +124,21 @@ WITH input AS (
            -- end counters
     FROM waits WHERE news & 1 <> 0
     UNION ALL  -- answered (and its wait once both ends are known), on the answered ts
-    SELECT d.dimension, d.key, answered_at,
+    SELECT 'queue', queue_id, answered_at,
            -- counters: store answered
            0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
            CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
            0, 0
            -- end counters
-    FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', answered_by)) AS d(dimension, key)
-    WHERE news & (2 | 16) <> 0 AND d.key IS NOT NULL
+    FROM waits WHERE news & (2 | 16) <> 0
+    UNION ALL
+    SELECT 'agent', answered_by, answered_at,
+           -- counters: store answered
+           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
+           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0
+           -- end counters
+    FROM waits WHERE news & (2 | 16) <> 0 AND answered_by IS NOT NULL
     UNION ALL  -- abandoned (and its wait), on the abandoned ts
     SELECT 'queue', queue_id, abandoned_at,
            -- counters: store abandoned
@@ -140,34 +149,57 @@ WITH input AS (
            -- end counters
     FROM waits WHERE news & (4 | 32) <> 0
     UNION ALL  -- handled, on the completed ts, for the queue and the agent who completed it
-    SELECT d.dimension, d.key, completed_at,
+    SELECT 'queue', queue_id, completed_at,
            -- counters: store completed
            0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
            coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
            0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
            -- end counters
-    FROM waits, LATERAL (VALUES ('queue', queue_id), ('agent', completed_by)) AS d(dimension, key)
-    WHERE news & 8 <> 0 AND d.key IS NOT NULL
+    FROM waits WHERE news & 8 <> 0
+    UNION ALL
+    SELECT 'agent', completed_by, completed_at,
+           -- counters: store completed
+           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
+           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
+           -- end counters
+    FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
-    SELECT d.dimension, d.key, at,
+    SELECT 'tenant', '', at,
            -- counters: store feedback
            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
            coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
            coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0), 0, 0, 0, 0, 0, 0, 0, 0,
            0
            -- end counters
-    FROM feedback, LATERAL (VALUES ('tenant', ''), ('agent', agent_id)) AS d(dimension, key)
-    WHERE d.key IS NOT NULL
+    FROM feedback
+    UNION ALL
+    SELECT 'agent', agent_id, at,
+           -- counters: store feedback
+           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
+           coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
+           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0), 0, 0, 0, 0, 0, 0, 0, 0,
+           0
+           -- end counters
+    FROM feedback WHERE agent_id IS NOT NULL
     UNION ALL  -- rings, misses, holds and callbacks, for the queue and the agent the event names
-    SELECT d.dimension, d.key, at,
+    SELECT 'queue', queue_id, at,
            -- counters: store activity
            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (type = 'call.offered')::int,
            (type = 'call.missed')::int, CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END,
            (type = 'call.hold')::int, (type = 'callback.requested')::int, (type = 'callback.completed')::int,
            (type = 'callback.completed' AND outcome = 'reached')::int, 0, 0
            -- end counters
-    FROM activity, LATERAL (VALUES ('queue', queue_id), ('agent', agent_id)) AS d(dimension, key)
-    WHERE d.key IS NOT NULL
+    FROM activity WHERE queue_id IS NOT NULL
+    UNION ALL
+    SELECT 'agent', agent_id, at,
+           -- counters: store activity
+           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (type = 'call.offered')::int,
+           (type = 'call.missed')::int, CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END,
+           (type = 'call.hold')::int, (type = 'callback.requested')::int, (type = 'callback.completed')::int,
+           (type = 'callback.completed' AND outcome = 'reached')::int, 0, 0
+           -- end counters
+    FROM activity WHERE agent_id IS NOT NULL
 ), rolled AS (
     INSERT INTO performance_trends AS p (client_id, dimension, key, interval_start,
         -- counters: names
@@ -370,20 +402,20 @@ WITH input AS (
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
 ), responses AS (
     INSERT INTO customer_satisfaction (client_id, event_id, call_id, agent_id, csat, nps, comment, responded_at)
-    SELECT $1, event_id, call_id, agent_id, (body::jsonb->>'csat')::smallint, (body::jsonb->>'nps')::smallint,
-           body::jsonb->>'comment', to_timestamp(ts_ms / 1000.0)
+    SELECT $1, event_id, call_id, agent_id, (doc->>'csat')::smallint, (doc->>'nps')::smallint,
+           doc->>'comment', to_timestamp(ts_ms / 1000.0)
     FROM e WHERE type = 'csat.response'
 ), reviews AS (
     INSERT INTO call_quality_scores (client_id, score_id, call_id, agent_id, score, criteria, reviewer, source,
                                      scored_at)
-    SELECT $1, event_id, call_id, agent_id, (body::jsonb->>'score')::numeric, body::jsonb->'criteria',
-           body::jsonb->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
+    SELECT $1, event_id, call_id, agent_id, (doc->>'score')::numeric, doc->'criteria',
+           doc->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
     FROM e WHERE type = 'quality.scored'
 ), directory AS (  -- newest name and team; the head and the head before this batch (012_agent_states.sql)
     INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at, state_ms, state_event_id, state, state_reason)
-    SELECT DISTINCT ON (agent_id) $1, agent_id, body::jsonb->>'name', body::jsonb->>'team', to_timestamp(ts_ms / 1000.0),
-           ts_ms, event_id, body::jsonb->>'state',
-           CASE WHEN body::jsonb->>'state' IN ('break', 'other') THEN coalesce(body::jsonb->>'reason', '') ELSE '' END
+    SELECT DISTINCT ON (agent_id) $1, agent_id, doc->>'name', doc->>'team', to_timestamp(ts_ms / 1000.0),
+           ts_ms, event_id, doc->>'state',
+           CASE WHEN doc->>'state' IN ('break', 'other') THEN coalesce(doc->>'reason', '') ELSE '' END
     FROM e WHERE type = 'agent.state'
     ORDER BY agent_id, ts_ms DESC, event_id COLLATE "C" DESC
     ON CONFLICT (client_id, agent_id) DO UPDATE SET
@@ -415,8 +447,8 @@ WITH input AS (
            false AS is_new
     FROM st_fast WHERE NOT inserted
     UNION ALL
-    SELECT e.agent_id, e.ts_ms, e.event_id, e.body::jsonb->>'state',
-           CASE WHEN e.body::jsonb->>'state' IN ('break', 'other') THEN coalesce(e.body::jsonb->>'reason', '') ELSE '' END,
+    SELECT e.agent_id, e.ts_ms, e.event_id, e.doc->>'state',
+           CASE WHEN e.doc->>'state' IN ('break', 'other') THEN coalesce(e.doc->>'reason', '') ELSE '' END,
            true
     FROM e JOIN st_fast USING (agent_id) WHERE e.type = 'agent.state'
 ), st_spans AS MATERIALIZED (  -- each state's span [a, b); the last one stays open (b NULL)
@@ -425,10 +457,17 @@ WITH input AS (
     WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms, event_id COLLATE "C")
 ), st_rolled AS (  -- the closed spans of logged-in states, cut at the 15-minute grid and at tenant day starts
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
-    SELECT $1, s.agent_id, to_timestamp(k.lo / 1000.0), s.state, s.reason, sum(k.ms)
-    FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $11, $12) AS k
-    WHERE s.b > s.a AND s.state <> 'logged_out'
-    GROUP BY s.agent_id, k.lo, s.state, s.reason
+    SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)
+    FROM (  -- a span inside one 15-minute cell, with day starts on the grid, is one piece: no function call
+        SELECT agent_id, state, reason, a - a % 900000 AS lo, b - a AS ms
+        FROM st_spans
+        WHERE b > a AND state <> 'logged_out' AND b <= a - a % 900000 + 900000 AND $12 % 15 = 0
+        UNION ALL
+        SELECT s.agent_id, s.state, s.reason, k.lo, k.ms
+        FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $11, $12) AS k
+        WHERE s.b > s.a AND s.state <> 'logged_out' AND NOT (s.b <= s.a - s.a % 900000 + 900000 AND $12 % 15 = 0)
+    ) AS k
+    GROUP BY agent_id, lo, state, reason
     ORDER BY 2, 3, 4, 5
     ON CONFLICT (client_id, agent_id, interval_start, state, reason) DO UPDATE SET ms = r.ms + excluded.ms
 ), st_marked AS (  -- logins (a logged-in state after logged_out or none) and logouts
