@@ -36,7 +36,7 @@ from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
 from server.live.keys import Keys
-from server.live.state import SCRIPTS, LiveState
+from server.live.state import LiveState, load_script
 from server.live.view import Snapshot, iso_ms
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class AlertEvaluator:
         self.redis, self.live, self.store, self.db, self.keys = redis, live, store, db, keys
         self.on_alerts = on_alerts  # told of every transition this process made, must not block (alert webhooks)
         self.hub, self.activity, self.every_s = hub, activity, every_s
-        self._script = redis.register_script((SCRIPTS / "alerts.lua").read_text())
+        self._script = load_script(redis, "alerts")
         self._looked: dict[str, float] = {}  # tenant → time.time() of the last evaluation
         self._watch: set[str] = set()  # tenants with calls waiting or alerts open
         self._open: dict[str, set[str]] = {}  # tenant → its open conditions as this process last saw them

@@ -50,7 +50,7 @@ from server.core.config import Settings
 from server.core.db import UNAVAILABLE, query
 from server.core.errors import ServiceUnavailable
 from server.core.redis_client import run_id as redis_run_id
-from server.live.state import REDIS_DOWN, SCRIPTS, LiveState
+from server.live.state import REDIS_DOWN, LiveState, load_script
 
 log = logging.getLogger("wallboard.heal")
 
@@ -101,7 +101,7 @@ class Healer:
         self.redis = live.redis
         self.keys = live.keys
         self.settings = settings
-        self._checksum = self.redis.register_script((SCRIPTS / "checksum.lua").read_text())
+        self._checksum = load_script(self.redis, "checksum")
         self._done: list[tuple[str, int]] = []
         self._failed: dict[str, list[tuple[float, int]]] = defaultdict(list)
         self._active: set[str] = set()

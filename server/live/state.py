@@ -48,6 +48,11 @@ WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (th
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
+def load_script(redis: Any, name: str) -> Any:
+    """The Lua script ``scripts/<name>.lua`` registered on the client (run by EVALSHA, loaded on first use)."""
+    return redis.register_script((SCRIPTS / f"{name}.lua").read_text())
+
+
 class LiveState:
     """The live state of every tenant in one Redis; owns the repair loop."""
 
@@ -58,8 +63,8 @@ class LiveState:
         self.db = db
         self.keys = keys
         self.store = store
-        self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
-        self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
+        self._apply = load_script(redis, "apply")
+        self._read = load_script(redis, "read")
         self.channels = Channels(redis, keys)
         self.members = MembersCache()  # each tenant's queues and agents, whose keys a read declares
         self.needs_rebuild: set[str] = set()
