@@ -20,6 +20,8 @@ from server.history import figures, formulas
 from server.ingest import events, schema, schema_sql
 from server.ingest.schema import COUNTERS, EVENTS, FACTS, ROLLUP_COUNTERS
 from server.live import view
+from server.live.keys import Keys
+from server.live.members import Members
 from server.live.state import Calendar, compact
 
 BY_NAME = {c.name: c for c in COUNTERS}
@@ -266,8 +268,8 @@ def lua_counts(body: str, helpers: dict[str, set[tuple[str, str]]]) -> set[tuple
         for m in re.finditer(r'\bactivity\(e, "(\w+)"', line):  # the queue and the agent the event names
             out |= {(m[1], "queue"), (m[1], "agent")}
         for m in re.finditer(r'\bbump\((\w+), "(\w+)"', line):
-            local = re.search(rf'local {m[1]} = P \.\. "(\w+):', body)
-            prefixes = [local[1]] if local else re.findall(r'P \.\. "(td|ad):', body)
+            local = re.search(rf"local {m[1]} = KEYS\[e\.(\w+)\]", body)
+            prefixes = [local[1]] if local else re.findall(r"KEYS\[e\.(td|ad)\]", body)
             out |= {(m[2], LIVE_PLACES[p]) for p in prefixes}
     for name, counted in helpers.items():
         if re.search(rf"\b{name}\(", body):
@@ -279,7 +281,7 @@ def test_apply_lua_counts_what_is_declared() -> None:
     """apply.lua: the counters each event kind's handler moves, and in which live hashes, are the declared ones."""
     text = lua("apply")
     count_fn = re.search(r"local function count\(.*?\nend\n", text, re.S)
-    assert count_fn and '"qd:"' in count_fn[0] and '"qi:"' in count_fn[0], "count() keeps queue day and interval"
+    assert count_fn and "KEYS[qd]" in count_fn[0] and "KEYS[qi]" in count_fn[0], "count() keeps queue day and interval"
     helpers = {m[1]: lua_counts(m[2], {}) for m in re.finditer(r"local function (\w+)\(.*?\)\n(.*?)\nend\n", text, re.S)}
     handlers = {m[2]: lua_counts(m[3], helpers)
                 for m in re.finditer(r"handlers\.(\w+) = function\(e\)\s*-- ([\w.]+)[^\n]*\n(.*?)\nend\n", text, re.S)}
@@ -295,8 +297,10 @@ def test_apply_lua_counts_what_is_declared() -> None:
 
 
 def test_read_lua_reads_every_live_hash() -> None:
-    """read.lua reads back each kind of live hash that a declared counter is kept in."""
-    read = set(re.findall(r'P \.\. "(\w+):', lua("read")))
+    """read.lua is given, and so reads back, each kind of live hash that a declared counter is kept in."""
+    t = Keys("wb").of("t")
+    names, _ = Members(["q1"], ["a1"]).read_call(t, "2026-11-25", 0, True)
+    read = {name[len(t.p):].split(":")[0] for name in names}
     kept = {p for c in COUNTERS for p in c.live}
     assert {LIVE_PLACES[p] for p in read if p in LIVE_PLACES} == kept
 
@@ -351,7 +355,7 @@ def test_reconciliation_sums_declared_counters_alike_in_python_lua_and_sql() -> 
 
     lua = (resources.files("server") / "live" / "scripts" / "checksum.lua").read_text()
     queue_fields = re.findall(r'"(\w+)"', re.search(r"local fields = \{(.*?)\}", lua, re.S).group(1))
-    tenant_fields = re.findall(r'"(\w+)"', re.search(r'"td:" \.\. day, (.*?)\)', lua).group(1))
+    tenant_fields = re.findall(r'"(\w+)"', re.search(r'"HMGET", KEYS\[3\], (.*?)\)', lua).group(1))
     aliases = re.findall(r"\bAS (\w+)", sql("live_checksum"))
     assert [*queue_fields, *tenant_fields] == list(heal.FIELDS) == aliases
     assert set(queue_fields) <= set(schema.QUEUE_COUNTERS), set(queue_fields) - set(schema.QUEUE_COUNTERS)

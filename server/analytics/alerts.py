@@ -36,7 +36,7 @@ from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.tenant_settings import SettingsStore
 from server.live.keys import Keys
-from server.live.state import SCRIPTS, LiveState
+from server.live.state import LiveState, load_script
 from server.live.view import Snapshot, iso_ms
 
 if TYPE_CHECKING:
@@ -89,9 +89,10 @@ class AlertEvaluator:
         self.redis, self.live, self.store, self.db, self.keys = redis, live, store, db, keys
         self.on_alerts = on_alerts  # told of every transition this process made, must not block (alert webhooks)
         self.hub, self.activity, self.every_s = hub, activity, every_s
-        self._script = redis.register_script((SCRIPTS / "alerts.lua").read_text())
+        self._script = load_script(redis, "alerts")
         self._looked: dict[str, float] = {}  # tenant → time.time() of the last evaluation
         self._watch: set[str] = set()  # tenants with calls waiting or alerts open
+        self._open: dict[str, set[str]] = {}  # tenant → its open conditions as this process last saw them
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -135,8 +136,7 @@ class AlertEvaluator:
         for queue in queues:
             for metric, level, value, threshold in breaches(queue, settings.alerts):
                 breached[f"{queue['queue_id']}|{metric}|{level}"] = (value, threshold)
-        result = await self._script(keys=[self.keys.alerts_open(tenant)],
-                                    args=[self.keys.alerts_prefix(tenant), now_ms, STATE_TTL_S, *breached])
+        result = await self._transitions(tenant, now_ms, list(breached))
         open_count, changes = int(result[0]), result[1:]
         if open_count or any(q["waiting"] for q in queues):
             self._watch.add(tenant)
@@ -164,6 +164,31 @@ class AlertEvaluator:
         log.info("alerts.changed", extra={"tenant": tenant, "alerts": [(a["queue_id"], a["metric"], a["level"], a["state"])
                                                                         for a in alerts]})
         return alerts
+
+    async def _transitions(self, tenant: str, now_ms: int, breached: list[str]) -> list[Any]:
+        """alerts.lua's answer, every condition it touches declared: the breached ones and those open.
+
+        The open ones are those its previous answer left open, as far as this process knows; when
+        another process opened one since, the script names them all and this calls once more.
+        """
+        known = self._open.get(tenant, set())
+        for _ in range(3):
+            ids = [*breached, *sorted(known.difference(breached))]
+            result: list[Any] = await self._script(
+                keys=[self.keys.alerts_open(tenant), *(self.keys.alert_condition(tenant, c) for c in ids)],
+                args=[now_ms, STATE_TTL_S, len(breached), *ids])
+            if int(result[0]) >= 0:
+                break
+            known = {_text(c) for c in result[1:]}
+        else:
+            raise ServiceUnavailable("the open alerts kept changing; retry shortly", code="alerts_busy")
+        for raw_id, raw_state in zip(result[1::2], result[2::2], strict=True):
+            (known.add if _text(raw_state) == "raised" else known.discard)(_text(raw_id))
+        if known:
+            self._open[tenant] = known
+        else:
+            self._open.pop(tenant, None)
+        return result
 
     async def _record(self, tenant: str, alerts: list[dict[str, Any]], now_ms: int) -> None:
         at = datetime.fromtimestamp(now_ms / 1000, UTC)

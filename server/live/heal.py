@@ -42,7 +42,6 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import asyncpg
 
@@ -51,7 +50,7 @@ from server.core.config import Settings
 from server.core.db import UNAVAILABLE, query
 from server.core.errors import ServiceUnavailable
 from server.core.redis_client import run_id as redis_run_id
-from server.live.state import REDIS_DOWN, SCRIPTS, LiveState
+from server.live.state import REDIS_DOWN, LiveState, load_script
 
 log = logging.getLogger("wallboard.heal")
 
@@ -60,6 +59,10 @@ SETTLE_S = 2.0  # how long Redis may lag the committed rollups (batches in fligh
 FIELDS = ("offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl",
           "handled", "handle_ms", "wait_answered_ms", "wait_abandoned_ms", "rings", "missed", "holds",
           "callbacks_requested", "callbacks_completed", "revenue_cents", "csat_n", "quality_n")
+# The pending callbacks, counted per queue by apply.lua, and their records: equal in Redis at every
+# instant (one script changes both), so compared with each other, not with PostgreSQL (a completion
+# committed and not yet applied would make a gauge read before PostgreSQL exceed it).
+PENDING = ("callbacks_pending", "callback_records")
 TROUBLE = (*REDIS_DOWN, *UNAVAILABLE, ServiceUnavailable, asyncpg.PostgresError)
 
 
@@ -84,7 +87,8 @@ class Check:
             return f"{self.tenant}: no complete live state in Redis ({self.ready or 'missing'}; rebuilt when first read)"
         if not self.differences:
             return f"{self.tenant}: equal for {self.day} (offered {self.postgres['offered']}, handled {self.postgres['handled']})"
-        shown = ", ".join(f"{k} {self.redis[k]} vs {self.postgres[k]}" for k in self.differences)
+        shown = ", ".join(f"{k} {self.redis[k]} vs {self.postgres[k]}" if k in self.postgres
+                          else f"{k} {self.redis[k]} vs {self.redis[PENDING[1]]} records" for k in self.differences)
         return f"{self.tenant}: MISMATCH for {self.day} (Redis vs PostgreSQL): {shown}"
 
 
@@ -97,7 +101,7 @@ class Healer:
         self.redis = live.redis
         self.keys = live.keys
         self.settings = settings
-        self._checksum = self.redis.register_script((SCRIPTS / "checksum.lua").read_text())
+        self._checksum = load_script(self.redis, "checksum")
         self._done: list[tuple[str, int]] = []
         self._failed: dict[str, list[tuple[float, int]]] = defaultdict(list)
         self._active: set[str] = set()
@@ -281,6 +285,8 @@ class Healer:
         if ready != "1":
             return check
         excess = {f: before[f] - pg[f] for f in FIELDS if before[f] > pg[f]}
+        if before[PENDING[0]] != before[PENDING[1]]:
+            excess[PENDING[0]] = before[PENDING[0]] - before[PENDING[1]]
         if excess:
             check.differences = excess
             return check
@@ -295,9 +301,12 @@ class Healer:
             await asyncio.sleep(0.25)
 
     async def _redis_sums(self, tenant: str, day: str) -> tuple[str | None, dict[str, int]]:
-        raw: list[Any] = await self._checksum(keys=[self.keys.ready(tenant)], args=[self.keys.tenant_prefix(tenant), day])
+        """The day's sums, and ``callbacks_pending`` (counted per queue) with ``callback_records``."""
+        t = self.keys.of(tenant)
+        raw = await self.live.declared(tenant, lambda m: (m.checksum_keys(t, day), list(m.queues)), self._checksum,
+                                       agents=False)
         ready = raw[0].decode() if raw[0] else None
-        return ready, {f: int(v) for f, v in zip(FIELDS, raw[1:], strict=True)}
+        return ready, {f: int(v) for f, v in zip((*FIELDS, *PENDING), raw[1:], strict=True)}
 
     def _repaired(self, tenant: str, reason: str, since: float) -> None:
         self.stats[f"repaired_{reason}"] += 1

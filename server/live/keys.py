@@ -1,10 +1,12 @@
 """Every Redis key and channel the server uses, from one prefix.
 
 All keys of a tenant share the hash tag ``{tenant}``, so a tenant's keys sit
-in one Redis Cluster slot and one Lua script may touch them all. The Lua
-scripts build the same names from :meth:`Keys.tenant_prefix`; the layout
-below is the single description of both sides. ``{t}`` stands for the tenant
-prefix ``{tenant}:v2`` (hash tag, then the layout version).
+in one Redis Cluster slot and one Lua script may touch them all. This module
+is the only place that builds a name: every key a Lua script touches is
+computed here and passed to it in KEYS (the EVAL contract that Redis Cluster,
+proxies and servers which lock only declared keys rely on), never built inside
+the script from a prefix. ``{t}`` stands for the tenant prefix ``{tenant}:v3``
+(hash tag, then the layout version).
 
 No two ids can make one name: a tenant id has no ``:`` or braces (the token's
 ``client_id`` pattern), every other name has at most one free id and it comes
@@ -20,6 +22,7 @@ expire or go with the next reset rebuild, whose pattern covers every layout).
                                ({n}: the queue id's length in UTF-8 bytes)
     {p}:{t}:wait:{q}           zset call_id → queued ts (calls waiting)
     {p}:{t}:cb                 hash callback_id → pending callback (JSON)
+    {p}:{t}:cbn                hash queue_id → pending callbacks of the queue (the records of cb, counted)
     {p}:{t}:qd:{day}:{q}       counters of a queue for a tenant day
     {p}:{t}:qi:{ms}:{q}        counters of a queue for a 15-minute interval
     {p}:{t}:td:{day}           tenant-day counters that belong to no queue (CSAT, quality)
@@ -59,7 +62,7 @@ from functools import cache
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-LAYOUT = 2  # version of the key names below; a change makes every tenant rebuild its live state
+LAYOUT = 3  # version of the key names below; a change makes every tenant rebuild its live state
 CHANNEL_SHARDS = 64  # sharded channels per kind on a Redis Cluster (each covers 256 hash slots)
 SLOTS_PER_CHANNEL = REDIS_CLUSTER_HASH_SLOTS // CHANNEL_SHARDS
 
@@ -159,14 +162,69 @@ class Keys:
     def staffing_written(self, tenant: str, interval_ms: int) -> str:
         return self.tenant_prefix(tenant) + f"staffing:{interval_ms}"
 
+    def of(self, tenant: str) -> TenantKeys:
+        """The names of one tenant's live keys (what the Lua scripts are given in KEYS)."""
+        return TenantKeys(self.tenant_prefix(tenant))
+
     def callbacks(self, tenant: str) -> str:
         """hash callback_id → pending callback (JSON)"""
-        return self.tenant_prefix(tenant) + "cb"
+        return self.of(tenant).callbacks
 
     def call_leg(self, tenant: str, queue_id: str, call_id: str) -> str:
-        """One queue leg of a call (apply.lua builds the same name): the queue id length-prefixed."""
-        return self.tenant_prefix(tenant) + f"call:{len(queue_id.encode())}:{queue_id}:{call_id}"
+        """One queue leg of a call: the queue id length-prefixed."""
+        return self.of(tenant).leg(queue_id, call_id)
 
     def queue_interval(self, tenant: str, interval_ms: int, queue_id: str) -> str:
         """The counters of a queue's 15-minute interval (apply.lua writes them; the forecast adds its staffing)."""
-        return self.tenant_prefix(tenant) + f"qi:{interval_ms}:{queue_id}"
+        return self.of(tenant).queue_interval(interval_ms, queue_id)
+
+    def alert_condition(self, tenant: str, condition: str) -> str:
+        """One threshold condition ("queue|metric|level"): the newest observation that decided it."""
+        return self.alerts_prefix(tenant) + f"c:{condition}"
+
+
+class TenantKeys:
+    """The live keys of one tenant (the layout above), built from its prefix ``{p}:{t}:``."""
+
+    __slots__ = ("p", "ready", "queues", "agents", "callbacks", "callbacks_pending")
+
+    def __init__(self, prefix: str) -> None:
+        self.p = prefix
+        self.ready = prefix + "ready"
+        self.queues = prefix + "queues"
+        self.agents = prefix + "agents"
+        self.callbacks = prefix + "cb"
+        self.callbacks_pending = prefix + "cbn"
+
+    def leg(self, queue_id: str, call_id: str) -> str:
+        return f"{self.p}call:{len(queue_id.encode())}:{queue_id}:{call_id}"
+
+    def waiting(self, queue_id: str) -> str:
+        return f"{self.p}wait:{queue_id}"
+
+    def queue_day(self, day: str, queue_id: str) -> str:
+        return f"{self.p}qd:{day}:{queue_id}"
+
+    def queue_interval(self, interval_ms: int | str, queue_id: str) -> str:
+        return f"{self.p}qi:{interval_ms}:{queue_id}"
+
+    def tenant_day(self, day: str) -> str:
+        return f"{self.p}td:{day}"
+
+    def agent(self, agent_id: str) -> str:
+        return f"{self.p}ag:{agent_id}"
+
+    def agent_changes(self, agent_id: str) -> str:
+        return f"{self.p}agt:{agent_id}"
+
+    def agent_day(self, day: str, agent_id: str) -> str:
+        return f"{self.p}ad:{day}:{agent_id}"
+
+    def seen(self, day: str) -> str:
+        return f"{self.p}seen:{day}"
+
+    def hold(self, call_id: str) -> str:
+        return f"{self.p}hold:{call_id}"
+
+    def callback(self, callback_id: str) -> str:
+        return f"{self.p}cbl:{callback_id}"

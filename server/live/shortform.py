@@ -9,6 +9,7 @@ import orjson
 
 from server.core.tenant_settings import TenantSettings
 from server.ingest.events import Event
+from server.live.keys import TenantKeys
 from server.live.view import iso_ms
 
 CALL_KINDS = {"call.queued": "q", "call.answered": "a", "call.abandoned": "b"}
@@ -125,3 +126,73 @@ def _activity(out: dict[str, Any], event: Event) -> dict[str, Any]:
             if body.get("due_ts"):
                 out["du"] = body["due_ts"]
     return out
+
+
+class Declared:
+    """The keys one apply.lua call touches, each once, in KEYS order; and where each short event finds its own.
+
+    :meth:`add` gives a short event the KEYS index of every key its handler touches (``l`` its call leg,
+    ``w`` the waiting zset, ``qd``/``qi`` the queue's day and interval hashes, ``ag`` the agent record,
+    ``ad`` the agent's day, ``at`` its state changes, ``td`` the tenant day, ``ho`` the call's hold state,
+    ``sn`` the day's seen ids, ``cl`` the callback). The queue hashes are also listed by ``day|queue`` and
+    ``interval|queue`` (:meth:`maps`): a queued event that comes after its answer counts the wait in the
+    answer's day and interval, which only the stored leg knows; apply.lua looks them up there and, when
+    one was not declared, names it and changes nothing (:meth:`queue` declares it, the call is repeated).
+    """
+
+    __slots__ = ("t", "names", "index", "days", "intervals")
+
+    def __init__(self, t: TenantKeys) -> None:
+        self.t = t
+        self.names = [t.ready, t.queues, t.agents, t.callbacks, t.callbacks_pending]  # KEYS[1..5], fixed
+        self.index = {name: i for i, name in enumerate(self.names, 1)}
+        self.days: dict[str, int] = {}
+        self.intervals: dict[str, int] = {}
+
+    def key(self, name: str) -> int:
+        found = self.index.get(name)
+        if found is None:
+            self.names.append(name)
+            found = self.index[name] = len(self.names)
+        return found
+
+    def queue(self, day: str, interval: int | str, queue_id: str) -> tuple[int, int]:
+        """KEYS indexes of the queue's day and interval hashes."""
+        d, i = f"{day}|{queue_id}", f"{interval}|{queue_id}"
+        kd, ki = self.days.get(d), self.intervals.get(i)
+        if kd is None:
+            kd = self.days[d] = self.key(self.t.queue_day(day, queue_id))
+        if ki is None:
+            ki = self.intervals[i] = self.key(self.t.queue_interval(interval, queue_id))
+        return kd, ki
+
+    def maps(self) -> bytes:
+        return orjson.dumps({"qd": self.days, "qi": self.intervals})
+
+    def add(self, e: dict[str, Any]) -> dict[str, Any]:
+        """The short event with the KEYS index of each key its handler in apply.lua touches."""
+        kind, t, key = e["k"], self.t, self.key
+        q, a, c = e.get("q"), e.get("a"), e.get("c")
+        if q is not None and kind not in "su":
+            e["qd"], e["qi"] = self.queue(e["d"], e["i"], q)
+        if kind in "qabc":
+            e["l"] = key(t.leg(q, c))  # type: ignore[arg-type]
+            if kind != "c":
+                e["w"] = key(t.waiting(q))  # type: ignore[arg-type]
+        else:
+            if kind in "yr":
+                e["td"] = key(t.tenant_day(e["d"]))
+            if kind != "s":
+                e["sn"] = key(t.seen(e["d"]))
+            if kind in "kx":
+                e["cl"] = key(t.callback(e["cb"]))
+        if a is not None:
+            if kind in "acshu":
+                e["ag"] = key(t.agent(a))
+            if kind in "cyromhkx":
+                e["ad"] = key(t.agent_day(e["d"], a))
+            if kind == "s":
+                e["at"] = key(t.agent_changes(a))
+        if c is not None and (kind in "ahu" or (kind == "s" and q is not None)):
+            e["ho"] = key(t.hold(c))
+        return e

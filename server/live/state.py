@@ -36,7 +36,8 @@ from server.core.tenant_settings import SettingsStore, TenantSettings
 from server.ingest.events import Event
 from server.live.channels import Channels
 from server.live.keys import Keys
-from server.live.shortform import Calendar, compact
+from server.live.members import CHANGED, Members, MembersCache
+from server.live.shortform import Calendar, Declared, compact
 
 log = logging.getLogger("wallboard.live")
 
@@ -45,6 +46,11 @@ KEY_TTL_S = 3 * 86400
 REPLAY_PAGE = 5000
 WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (the `calls` view), oldest first
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+def load_script(redis: Any, name: str) -> Any:
+    """The Lua script ``scripts/<name>.lua`` registered on the client (run by EVALSHA, loaded on first use)."""
+    return redis.register_script((SCRIPTS / f"{name}.lua").read_text())
 
 
 class LiveState:
@@ -57,9 +63,10 @@ class LiveState:
         self.db = db
         self.keys = keys
         self.store = store
-        self._apply = redis.register_script((SCRIPTS / "apply.lua").read_text())
-        self._read = redis.register_script((SCRIPTS / "read.lua").read_text())
+        self._apply = load_script(redis, "apply")
+        self._read = load_script(redis, "read")
         self.channels = Channels(redis, keys)
+        self.members = MembersCache()  # each tenant's queues and agents, whose keys a read declares
         self.needs_rebuild: set[str] = set()
         self._failed_at: dict[str, float] = {}  # tenant → when an apply of it last failed (monotonic)
         self.redis_ok = True
@@ -96,9 +103,10 @@ class LiveState:
         if not events:
             return True
         cal = cal or Calendar(settings)
-        payload = orjson.dumps([compact(e, cal) for e in events])
+        declared = Declared(self.keys.of(tenant))
+        payload = orjson.dumps([declared.add(compact(e, cal)) for e in events])
         try:
-            result = await self._run_apply(tenant, payload, force=False)
+            result = await self._run_apply(tenant, payload, declared, force=False)
         except REDIS_DOWN as exc:
             self._redis_failed(tenant, exc)
             return False
@@ -108,12 +116,23 @@ class LiveState:
             return False
         return True
 
-    async def _run_apply(self, tenant: str, payload: bytes, *, force: bool) -> list[int]:
-        result: list[int] = await self._apply(
-            keys=[self.keys.ready(tenant)],
-            args=[self.keys.tenant_prefix(tenant), payload, KEY_TTL_S, self.channels.in_script, tenant,
-                  "force" if force else ""],
-        )
+    async def _run_apply(self, tenant: str, payload: bytes, declared: Declared, *, force: bool) -> list[int]:
+        """apply.lua over the batch with every key it touches declared (see Declared).
+
+        A queued event that came after its answer or abandon counts the wait in that end's day and
+        interval hashes, which only the stored leg knows: the script then names them and changes
+        nothing, and the call is repeated with them declared (each round declares more; it ends).
+        """
+        while True:
+            result: list[Any] = await self._apply(
+                keys=declared.names,
+                args=[payload, KEY_TTL_S, self.channels.in_script, tenant, "force" if force else "", declared.maps()],
+            )
+            if result[0] != -2:
+                break
+            wanted = [_text(v) for v in result[2:]]
+            for day, interval, queue in zip(wanted[::3], wanted[1::3], wanted[2::3], strict=True):
+                declared.queue(day, interval, queue)
         if self.channels.sharded and result[0] > 0:
             await self.channels.changed(tenant)  # a cluster's sharded channel: after the script, not in it
         return result
@@ -219,8 +238,9 @@ class LiveState:
         events = [_event_from_row(row) for row in rows]
         if events:
             cal = Calendar(settings)
-            payload = orjson.dumps([compact(e, cal) for e in events])
-            await self._run_apply(tenant, payload, force=True)
+            declared = Declared(self.keys.of(tenant))
+            payload = orjson.dumps([declared.add(compact(e, cal)) for e in events])
+            await self._run_apply(tenant, payload, declared, force=True)
 
     async def _delete_tenant_keys(self, tenant: str) -> None:
         await self.redis.delete(self.keys.ready(tenant))
@@ -268,12 +288,17 @@ class LiveState:
         state changes of the day, each queue's waiting calls and the pending callbacks.
         """
         day = settings.local_day(now_ms)
-        day_start = settings.day_bounds(day)[0]
-        args = [self.keys.tenant_prefix(tenant), day, settings.interval_start(now_ms), day_start,
-                "1" if agent_changes else "0", now_ms - 86_400_000, WAITING_LISTED if agent_changes else 0]
+        interval = settings.interval_start(now_ms)
+        args = [settings.day_bounds(day)[0], "1" if agent_changes else "0", now_ms - 86_400_000,
+                WAITING_LISTED if agent_changes else 0]
+
+        def call(members: Members) -> tuple[list[str], list[Any]]:
+            keys, named = members.read_call(self.keys.of(tenant), day, interval, agent_changes)
+            return keys, [*args, *named]
+
         for attempt in range(2):
             try:
-                raw = await self._gated_read(tenant, args)
+                raw = await self.declared(tenant, call, self._read, gated=True)
             except REDIS_DOWN as exc:
                 self._redis_failed(None, exc)
                 raise ServiceUnavailable("the live state is unavailable: Redis is unreachable; retry shortly",
@@ -290,12 +315,33 @@ class LiveState:
                                          code="live_rebuilding") from None
         raise AssertionError("unreachable")
 
-    async def _gated_read(self, tenant: str, args: list[Any]) -> list[Any]:
-        await self.slots.take(tenant)
-        try:
-            return await self._read(keys=[self.keys.ready(tenant)], args=args)  # type: ignore[no-any-return]
-        finally:
-            self.slots.give(tenant)
+    async def declared(self, tenant: str, call: Callable[[Members], tuple[list[str], list[Any]]], script: Any,
+                       *, gated: bool = False, agents: bool = True) -> list[Any]:
+        """A script that reads per-queue or per-agent keys, run with the keys of the members last seen.
+
+        ``call(members)`` gives its KEYS and ARGV. When the members sets differ from those declared,
+        the script answers ``{ready, "members", queues[, agents]}`` instead (server/live/members.py):
+        they are learnt and the script runs again, at most twice more (a tenant whose queues or agents
+        keep appearing faster than that is told to retry). ``gated``: within the tenant's share of Redis.
+        """
+        members = self.members.get(tenant)
+        for _ in range(3):
+            keys, argv = call(members)
+            if gated:
+                await self.slots.take(tenant)
+            try:
+                raw: list[Any] = await script(keys=keys, args=argv)
+            finally:
+                if gated:
+                    self.slots.give(tenant)
+            if len(raw) < 2 or raw[1] != CHANGED:
+                return raw
+            members = self.members.learn(tenant, raw, agents_too=agents)
+        raise ServiceUnavailable("the live state's queues and agents keep changing; retry shortly", code="live_busy")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _dt(ms: int) -> datetime:

@@ -42,7 +42,7 @@ from server.core.auth import mint
 from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.ingest.events import Event, parse_body
-from server.live.state import Calendar, compact
+from server.live.shortform import Calendar, Declared, compact
 from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
 from server.tools.bench_server import Connection, free_port, mark_ready, stop, tail, wait_healthy
@@ -272,22 +272,24 @@ async def baseline_phase(settings: Settings, batches: Sequence[Batch], concurren
     svc = await open_services(settings, background=False)
     try:
         tenant_settings = await svc.settings_store.get(BASELINE_TENANT)
-        work: list[tuple[list[Event], Calendar, bytes]] = []
+        work: list[tuple[list[Event], Calendar, bytes, Declared]] = []
         for batch in batches:  # what the server does before storing, done here outside the clock
             valid, rejected = parse_body(batch.body, "application/json", max_events=settings.max_events)
             if rejected:
                 raise BenchFailed(f"the simulator made an invalid event: {rejected[0]}")
             events = sorted((event for _, event in valid), key=attrgetter("event_id"))
             calendar = Calendar(tenant_settings)
-            work.append((events, calendar, orjson.dumps([compact(event, calendar) for event in events])))
+            declared = Declared(svc.live.keys.of(BASELINE_TENANT))
+            work.append((events, calendar, orjson.dumps([declared.add(compact(event, calendar)) for event in events]),
+                         declared))
         await mark_ready(settings, BASELINE_TENANT)
 
-        async def store(item: tuple[list[Event], Calendar, bytes]) -> None:
-            events, calendar, payload = item
+        async def store(item: tuple[list[Event], Calendar, bytes, Declared]) -> None:
+            events, calendar, payload, declared = item
             fresh = await svc.ingestor.store_events(BASELINE_TENANT, events, calendar)
             if len(fresh) != len(events):
                 raise BenchFailed(f"events_store stored {len(fresh)} of {len(events)} events: expected all")
-            result = await svc.live._run_apply(BASELINE_TENANT, payload, force=False)
+            result = await svc.live._run_apply(BASELINE_TENANT, payload, declared, force=False)
             if result[0] == -1:
                 raise BenchFailed("apply.lua found the live state not ready: expected it marked ready")
 

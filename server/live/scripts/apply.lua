@@ -1,15 +1,21 @@
 -- Apply a batch of a tenant's events to its live state, atomically.
 --
--- KEYS[1]  the tenant's "ready" key (declares the tenant's hash slot)
--- ARGV[1]  the tenant key prefix, e.g. "wb:{acme}:"
--- ARGV[2]  JSON array of events, in the compact form built by server/live/state.py
--- ARGV[3]  TTL of day/interval/call keys, seconds
--- ARGV[4]  pub/sub channel announcing changes ("" on a Redis Cluster: the caller SPUBLISHes)
--- ARGV[5]  tenant id (the message published)
--- ARGV[6]  "force": apply even when the state is not ready (used by the rebuild)
+-- KEYS     every key the batch touches, each once (server/live/shortform.py, Declared): KEYS[1] the
+--          tenant's "ready" key, KEYS[2] its queues set, KEYS[3] its agents set, KEYS[4] the pending
+--          callbacks hash, KEYS[5] the pending callbacks per queue; then the keys of the events, each
+--          event naming its own by index (e.l its call leg, e.qd / e.qi its queue's day and interval
+--          hashes, e.ag its agent record …). No key name is built here.
+-- ARGV[1]  JSON array of events, in the compact form built by server/live/shortform.py
+-- ARGV[2]  TTL of day/interval/call keys, seconds
+-- ARGV[3]  pub/sub channel announcing changes ("" on a Redis Cluster: the caller SPUBLISHes)
+-- ARGV[4]  tenant id (the message published)
+-- ARGV[5]  "force": apply even when the state is not ready (used by the rebuild)
+-- ARGV[6]  JSON {qd = {"day|queue": index}, qi = {"interval|queue": index}}: the declared queue hashes
 --
--- Returns {applied, skipped} or {-1, 0} when the tenant's state is missing
--- (the caller rebuilds it from PostgreSQL, which holds every event).
+-- Returns {applied, skipped}, {-1, 0} when the tenant's state is missing (the caller rebuilds it
+-- from PostgreSQL, which holds every event), or {-2, 0, day, interval, queue, …} without changing
+-- anything when a queued event must count a wait into an answer's or abandon's day and interval
+-- hashes (read from its stored leg) that were not declared: the caller declares them and repeats.
 --
 -- Idempotent and order-free: every counter moves only when a fact about a
 -- queue leg becomes known for the first time (queued, answered, abandoned,
@@ -20,17 +26,42 @@
 -- a call's hold state follows its newest hold/unhold, and a callback stays
 -- pending until its completion is known, whichever of the two came first.
 
-local P = ARGV[1]
-if ARGV[6] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
+if ARGV[5] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
   return {-1, 0}
 end
-local events = cjson.decode(ARGV[2])
-local ttl = tonumber(ARGV[3])
+local events = cjson.decode(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local maps = cjson.decode(ARGV[6])
+local QD, QI = maps.qd, maps.qi
+local QUEUES, AGENTS, CB, CBN = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local applied, skipped = 0, 0
+
+-- A queued event whose leg was answered or abandoned before this batch counts the wait into that
+-- end's day and interval: check, before any write, that those hashes were declared. What was read
+-- is kept for the handler while no event of the batch changed the leg.
+local before, dirty, wanted = {}, {}, {}
+for _, e in ipairs(events) do
+  if e.k == "q" and not before[e.l] then
+    local f = redis.call("HMGET", KEYS[e.l], "qts", "ats", "aday", "aiv", "bts", "bday", "biv")
+    before[e.l] = f
+    if not f[1] then
+      for _, at in ipairs({3, 6}) do
+        if f[at] and not (QD[f[at] .. "|" .. e.q] and QI[f[at + 1] .. "|" .. e.q]) then
+          wanted[#wanted + 1] = f[at]; wanted[#wanted + 1] = f[at + 1]; wanted[#wanted + 1] = e.q
+        end
+      end
+    end
+  end
+end
+if #wanted > 0 then
+  local out = {-2, 0}
+  for _, v in ipairs(wanted) do out[#out + 1] = v end
+  return out
+end
 
 -- Counter increments and key lifetimes are gathered over the batch and written
 -- once at the end: events of a batch mostly hit the same day and interval hashes.
-local acc, touched, members = {}, {}, {queues = {}, agents = {}}
+local acc, touched, members = {}, {}, {[QUEUES] = {}, [AGENTS] = {}}
 
 local function bump(key, field, by)
   local h = acc[key]
@@ -40,40 +71,45 @@ end
 
 local function keep(key, seconds) touched[key] = seconds end
 
--- Count one field on the queue's day and interval hashes.
-local function count(day, iv, q, field, by)
-  bump(P .. "qd:" .. day .. ":" .. q, field, by)
-  bump(P .. "qi:" .. iv .. ":" .. q, field, by)
+-- Count one field on the queue's day and interval hashes (KEYS indexes qd, qi).
+local function count(qd, qi, field, by)
+  bump(KEYS[qd], field, by)
+  bump(KEYS[qi], field, by)
 end
 
 -- Wait of an answered leg, once both queued and answered ts are known.
-local function answered_wait(day, iv, q, wait, sl)
+local function answered_wait(qd, qi, wait, sl)
   if wait < 0 then wait = 0 end
-  count(day, iv, q, "wait_answered_ms", wait)
-  if wait <= sl then count(day, iv, q, "answered_within_sl", 1) end
+  count(qd, qi, "wait_answered_ms", wait)
+  if wait <= sl then count(qd, qi, "answered_within_sl", 1) end
 end
 
-local function abandoned_wait(day, iv, q, wait, sl, sa)
+local function abandoned_wait(qd, qi, wait, sl, sa)
   if wait < 0 then wait = 0 end
-  count(day, iv, q, "wait_abandoned_ms", wait)
-  if wait <= sl then count(day, iv, q, "abandoned_within_sl", 1) end
-  if wait < sa then count(day, iv, q, "short_abandoned", 1) end
+  count(qd, qi, "wait_abandoned_ms", wait)
+  if wait <= sl then count(qd, qi, "abandoned_within_sl", 1) end
+  if wait < sa then count(qd, qi, "short_abandoned", 1) end
 end
 
--- The queue id is length-prefixed (bytes): queue "a:b" with call "c" and queue "a" with call "b:c"
--- are two legs (server/live/keys.py, Keys.call_leg, builds the same name).
-local function leg(e) return P .. "call:" .. #e.q .. ":" .. e.q .. ":" .. e.c end
+-- The leg's stored fields (the check above read a queued event's; an event of the batch that
+-- wrote the leg since makes them stale).
+local function leg_fields(e, ...)
+  local f = e.k == "q" and not dirty[e.l] and before[e.l]
+  dirty[e.l] = true
+  if f then return f end
+  return redis.call("HMGET", KEYS[e.l], ...)
+end
 
 -- Agent records are read once per batch, changed in Lua, written once at the end.
 local agents = {}
-local function agent(a)
-  local r = agents[a]
+local function agent(e)
+  local r = agents[e.a]
   if not r then
-    local f = redis.call("HMGET", P .. "ag:" .. a, "since", "since_id", "call_ts", "call_id", "queue_id")
-    r = {since = tonumber(f[1] or "-1"), since_id = f[2] or "", call_ts = tonumber(f[3] or "0"),
+    local f = redis.call("HMGET", KEYS[e.ag], "since", "since_id", "call_ts", "call_id", "queue_id")
+    r = {key = KEYS[e.ag], since = tonumber(f[1] or "-1"), since_id = f[2] or "", call_ts = tonumber(f[3] or "0"),
          call_id = f[4] or false, queue_id = f[5] or false, set = {}, del = {}}
-    agents[a] = r
-    members.agents[a] = true
+    agents[e.a] = r
+    members[AGENTS][e.a] = true
   end
   return r
 end
@@ -81,17 +117,18 @@ local function aset(r, field, value) r.set[field] = value; r.del[field] = nil en
 local function adel(r, field) r.set[field] = nil; r.del[field] = true end
 -- A call's hold state: "ts|flag|event id" (flag 1 on hold, 0 off), the newest ts winning (equal ts: the
 -- greater event id), so the agent's "hold" field follows event time whatever the arrival order.
-local function held(c)  -- the ts the call went on hold, or nil when it is not on hold
-  local v = redis.call("GET", P .. "hold:" .. c)
+local function held(ho)  -- the ts the call went on hold, or nil when it is not on hold (KEYS[ho]: its hold state)
+  local v = redis.call("GET", KEYS[ho])
   if not v then return nil end
   local ts, flag = string.match(v, "^(%d+)|(%d)")
   if flag == "1" then return ts end
   return nil
 end
-local function set_call(r, c, q, ts)
+local function set_call(r, e)
+  local c, q, ts = e.c, e.q, e.ts
   r.call_id, r.queue_id, r.call_ts = c, q, ts
   aset(r, "call_id", c); aset(r, "queue_id", q); aset(r, "call_ts", ts)
-  local since = held(c)
+  local since = held(e.ho)
   if since then aset(r, "hold", since) else adel(r, "hold") end
 end
 local function clear_call(r)
@@ -102,82 +139,82 @@ end
 local handlers = {}
 
 handlers.q = function(e)  -- call.queued
-  local k = leg(e)
-  local f = redis.call("HMGET", k, "qts", "ats", "aday", "aiv", "bts", "bday", "biv")
+  local k = KEYS[e.l]
+  local f = leg_fields(e, "qts", "ats", "aday", "aiv", "bts", "bday", "biv")
   if f[1] then return false end
   redis.call("HSET", k, "qts", e.ts)
   keep(k, ttl)
-  members.queues[e.q] = true
-  count(e.d, e.i, e.q, "offered", 1)
-  if f[2] then answered_wait(f[3], f[4], e.q, tonumber(f[2]) - e.ts, e.sl) end
-  if f[5] then abandoned_wait(f[6], f[7], e.q, tonumber(f[5]) - e.ts, e.sl, e.sa) end
-  if not f[2] and not f[5] then redis.call("ZADD", P .. "wait:" .. e.q, e.ts, e.c) end
+  members[QUEUES][e.q] = true
+  count(e.qd, e.qi, "offered", 1)
+  if f[2] then answered_wait(QD[f[3] .. "|" .. e.q], QI[f[4] .. "|" .. e.q], tonumber(f[2]) - e.ts, e.sl) end
+  if f[5] then abandoned_wait(QD[f[6] .. "|" .. e.q], QI[f[7] .. "|" .. e.q], tonumber(f[5]) - e.ts, e.sl, e.sa) end
+  if not f[2] and not f[5] then redis.call("ZADD", KEYS[e.w], e.ts, e.c) end
   return true
 end
 
 handlers.a = function(e)  -- call.answered
-  local k = leg(e)
-  local f = redis.call("HMGET", k, "ats", "qts")
+  local k = KEYS[e.l]
+  local f = leg_fields(e, "ats", "qts")
   if f[1] then return false end
   redis.call("HSET", k, "ats", e.ts, "aday", e.d, "aiv", e.i, "agent", e.a)
   if not f[2] then keep(k, ttl) end  -- a leg made by its queued event has its lifetime already
-  members.queues[e.q] = true
-  count(e.d, e.i, e.q, "answered", 1)
+  members[QUEUES][e.q] = true
+  count(e.qd, e.qi, "answered", 1)
   if f[2] then
-    redis.call("ZREM", P .. "wait:" .. e.q, e.c)
-    answered_wait(e.d, e.i, e.q, e.ts - tonumber(f[2]), e.sl)
+    redis.call("ZREM", KEYS[e.w], e.c)
+    answered_wait(e.qd, e.qi, e.ts - tonumber(f[2]), e.sl)
   end
-  local r = agent(e.a)
-  if e.ts >= r.call_ts then set_call(r, e.c, e.q, e.ts) end
+  local r = agent(e)
+  if e.ts >= r.call_ts then set_call(r, e) end
   return true
 end
 
 handlers.b = function(e)  -- call.abandoned
-  local k = leg(e)
-  local f = redis.call("HMGET", k, "bts", "qts")
+  local k = KEYS[e.l]
+  local f = leg_fields(e, "bts", "qts")
   if f[1] then return false end
   redis.call("HSET", k, "bts", e.ts, "bday", e.d, "biv", e.i)
   if not f[2] then keep(k, ttl) end
-  members.queues[e.q] = true
-  count(e.d, e.i, e.q, "abandoned", 1)
+  members[QUEUES][e.q] = true
+  count(e.qd, e.qi, "abandoned", 1)
   if f[2] then
-    redis.call("ZREM", P .. "wait:" .. e.q, e.c)
-    abandoned_wait(e.d, e.i, e.q, e.ts - tonumber(f[2]), e.sl, e.sa)
+    redis.call("ZREM", KEYS[e.w], e.c)
+    abandoned_wait(e.qd, e.qi, e.ts - tonumber(f[2]), e.sl, e.sa)
   end
   return true
 end
 
 handlers.c = function(e)  -- call.completed
-  local k = leg(e)
-  local f = redis.call("HMGET", k, "cts", "qts", "ats")
+  local k = KEYS[e.l]
+  local f = leg_fields(e, "cts", "qts", "ats")
   if f[1] then return false end
   redis.call("HSET", k, "cts", e.ts)
   if not f[2] and not f[3] then keep(k, ttl) end
-  members.queues[e.q] = true
-  count(e.d, e.i, e.q, "handled", 1)
-  count(e.d, e.i, e.q, "handle_ms", e.h)
-  count(e.d, e.i, e.q, "talk_ms", e.tk)
-  count(e.d, e.i, e.q, "hold_ms", e.hd)
-  count(e.d, e.i, e.q, "wrap_ms", e.wr)
+  members[QUEUES][e.q] = true
+  count(e.qd, e.qi, "handled", 1)
+  count(e.qd, e.qi, "handle_ms", e.h)
+  count(e.qd, e.qi, "talk_ms", e.tk)
+  count(e.qd, e.qi, "hold_ms", e.hd)
+  count(e.qd, e.qi, "wrap_ms", e.wr)
   if e.rs then
-    count(e.d, e.i, e.q, "resolved_given", 1)
-    count(e.d, e.i, e.q, "resolved", e.rs)
+    count(e.qd, e.qi, "resolved_given", 1)
+    count(e.qd, e.qi, "resolved", e.rs)
   end
-  if e.tr == 1 then count(e.d, e.i, e.q, "transferred", 1) end
-  local ad = P .. "ad:" .. e.d .. ":" .. e.a
+  if e.tr == 1 then count(e.qd, e.qi, "transferred", 1) end
+  local ad = KEYS[e.ad]
   bump(ad, "handled", 1)
   bump(ad, "handle_ms", e.h)
   if e.rv then
-    count(e.d, e.i, e.q, "revenue_cents", e.rv); bump(ad, "revenue_cents", e.rv)
-    if e.rv >= 1 then count(e.d, e.i, e.q, "converted", 1); bump(ad, "converted", 1) end
+    count(e.qd, e.qi, "revenue_cents", e.rv); bump(ad, "revenue_cents", e.rv)
+    if e.rv >= 1 then count(e.qd, e.qi, "converted", 1); bump(ad, "converted", 1) end
   end
-  local r = agent(e.a)
+  local r = agent(e)
   if r.call_id == e.c and r.queue_id == e.q then clear_call(r) end
   return true
 end
 
 handlers.s = function(e)  -- agent.state
-  local tr = P .. "agt:" .. e.a
+  local tr = KEYS[e.at]
   local added = redis.call("ZADD", tr, e.ts, e.ts .. "|" .. e.st .. "|" .. (e.rn or ""))
   -- Keep two days of changes, and always the newest change before that (trimmed now and then).
   if added == 1 and redis.call("ZCARD", tr) > 128 then
@@ -185,7 +222,7 @@ handlers.s = function(e)  -- agent.state
     if #old > 1 then redis.call("ZREMRANGEBYRANK", tr, 0, #old - 2) end
   end
   keep(tr, ttl * 3)
-  local r = agent(e.a)
+  local r = agent(e)
   -- Newest ts wins; equal ts are ordered by event id, so arrival order never matters.
   if e.ts > r.since or (e.ts == r.since and e.id > r.since_id) then
     r.since, r.since_id = e.ts, e.id
@@ -195,22 +232,21 @@ handlers.s = function(e)  -- agent.state
     if e.tm then aset(r, "team", e.tm) end
     if e.qs then aset(r, "queues", e.qs) end
     if e.c and e.q then
-      set_call(r, e.c, e.q, e.ts)
+      set_call(r, e)
     elseif e.st ~= "on_call" and e.st ~= "wrap_up" then
       clear_call(r)
     end
   else
     -- An older change fills in what the record lacks and never overwrites.
-    local ag = P .. "ag:" .. e.a
-    if e.nm and not r.set.name then redis.call("HSETNX", ag, "name", e.nm) end
-    if e.tm and not r.set.team then redis.call("HSETNX", ag, "team", e.tm) end
-    if e.qs and not r.set.queues then redis.call("HSETNX", ag, "queues", e.qs) end
+    if e.nm and not r.set.name then redis.call("HSETNX", r.key, "name", e.nm) end
+    if e.tm and not r.set.team then redis.call("HSETNX", r.key, "team", e.tm) end
+    if e.qs and not r.set.queues then redis.call("HSETNX", r.key, "queues", e.qs) end
   end
   return added == 1
 end
 
 local function once(e)  -- CSAT, quality and activity events have no natural key: remember their event ids
-  local seen = P .. "seen:" .. e.d
+  local seen = KEYS[e.sn]
   local fresh = redis.call("HSETNX", seen, e.id, 1) == 1
   keep(seen, ttl)
   return fresh
@@ -218,8 +254,8 @@ end
 
 handlers.y = function(e)  -- csat.response
   if not once(e) then return false end
-  local keys = {P .. "td:" .. e.d}
-  if e.a then keys[#keys + 1] = P .. "ad:" .. e.d .. ":" .. e.a end
+  local keys = {KEYS[e.td]}
+  if e.a then keys[#keys + 1] = KEYS[e.ad] end
   for _, key in ipairs(keys) do
     if e.cs then
       bump(key, "csat_n", 1)
@@ -237,7 +273,7 @@ end
 
 handlers.r = function(e)  -- quality.scored (score in thousandths)
   if not once(e) then return false end
-  for _, key in ipairs({P .. "td:" .. e.d, P .. "ad:" .. e.d .. ":" .. e.a}) do
+  for _, key in ipairs({KEYS[e.td], KEYS[e.ad]}) do
     bump(key, "quality_n", 1)
     bump(key, "quality_milli", e.sc)
   end
@@ -246,8 +282,8 @@ end
 
 -- Rings, misses, holds and callbacks count once per event id, for the queue and the agent they name.
 local function activity(e, field, by)
-  if e.q then count(e.d, e.i, e.q, field, by); members.queues[e.q] = true end
-  if e.a then bump(P .. "ad:" .. e.d .. ":" .. e.a, field, by); members.agents[e.a] = true end
+  if e.q then count(e.qd, e.qi, field, by); members[QUEUES][e.q] = true end
+  if e.a then bump(KEYS[e.ad], field, by); members[AGENTS][e.a] = true end
 end
 
 handlers.o = function(e)  -- call.offered
@@ -264,14 +300,14 @@ handlers.m = function(e)  -- call.missed
 end
 
 local function hold(e, flag)  -- the call's hold state, newest ts first; the agent's flag when it is their call
-  local k = P .. "hold:" .. e.c
+  local k = KEYS[e.ho]
   local v = redis.call("GET", k)
   local ts, id = -1, ""
   if v then ts, id = string.match(v, "^(%d+)|%d|(.*)$"); ts = tonumber(ts) end
   if e.ts > ts or (e.ts == ts and e.id > id) then
     redis.call("SET", k, e.ts .. "|" .. flag .. "|" .. e.id)
     keep(k, ttl)
-    local r = agent(e.a)
+    local r = agent(e)
     if r.call_id == e.c then
       if flag == 1 then aset(r, "hold", e.ts) else adel(r, "hold") end
     end
@@ -290,16 +326,19 @@ handlers.u = function(e)  -- call.unhold
   return once(e)
 end
 
--- A callback: "cbl:{id}" remembers that it was requested / completed (whichever came first), and the
--- pending ones sit in the hash "cb" (callback_id → JSON) until their completion arrives.
+-- A callback: its record (KEYS[e.cl]) remembers that it was requested / completed (whichever came
+-- first); the pending ones sit in the hash CB (callback_id → JSON) until their completion arrives, and
+-- CBN counts them per queue. The count moves only when a record is added to CB or removed from it,
+-- so it equals the records whatever the order, the duplicates and the replays (a callback requested
+-- again keeps its first record).
 handlers.k = function(e)  -- callback.requested
-  local k = P .. "cbl:" .. e.cb
+  local k = KEYS[e.cl]
   redis.call("HSET", k, "req", 1)
   keep(k, ttl)
   if redis.call("HEXISTS", k, "done") == 0 then
-    redis.call("HSET", P .. "cb", e.cb, cjson.encode({callback_id = e.cb, queue_id = e.q, requested_at = e.ra,
-                                                       due_ts = e.du or cjson.null}))
-    keep(P .. "cb", ttl)
+    local record = cjson.encode({callback_id = e.cb, queue_id = e.q, requested_at = e.ra, due_ts = e.du or cjson.null})
+    if redis.call("HSETNX", CB, e.cb, record) == 1 then redis.call("HINCRBY", CBN, e.q, 1) end
+    keep(CB, ttl); keep(CBN, ttl)
   end
   if not once(e) then return false end
   activity(e, "callbacks_requested", 1)
@@ -307,10 +346,18 @@ handlers.k = function(e)  -- callback.requested
 end
 
 handlers.x = function(e)  -- callback.completed
-  local k = P .. "cbl:" .. e.cb
+  local k = KEYS[e.cl]
   redis.call("HSET", k, "done", 1)
   keep(k, ttl)
-  redis.call("HDEL", P .. "cb", e.cb)
+  local record = redis.call("HGET", CB, e.cb)
+  if record then
+    redis.call("HDEL", CB, e.cb)
+    local ok, item = pcall(cjson.decode, record)
+    if ok and type(item) == "table" and type(item.queue_id) == "string" then
+      redis.call("HINCRBY", CBN, item.queue_id, -1)
+    end
+    keep(CB, ttl); keep(CBN, ttl)
+  end
   if not once(e) then return false end
   activity(e, "callbacks_completed", 1)
   if e.oc == "reached" then activity(e, "callbacks_reached", 1) end
@@ -324,22 +371,21 @@ for key, fields in pairs(acc) do
   for field, by in pairs(fields) do redis.call("HINCRBY", key, field, by) end
   touched[key] = ttl
 end
-for a, r in pairs(agents) do
-  local key = P .. "ag:" .. a
+for _, r in pairs(agents) do
   local set, del = {}, {}
   for field, value in pairs(r.set) do set[#set + 1] = field; set[#set + 1] = value end
   for field in pairs(r.del) do del[#del + 1] = field end
-  if #set > 0 then redis.call("HSET", key, unpack(set)) end
-  if #del > 0 then redis.call("HDEL", key, unpack(del)) end
-  touched[key] = ttl * 3
+  if #set > 0 then redis.call("HSET", r.key, unpack(set)) end
+  if #del > 0 then redis.call("HDEL", r.key, unpack(del)) end
+  touched[r.key] = ttl * 3
 end
 for key, seconds in pairs(touched) do redis.call("EXPIRE", key, seconds) end
 for set, ids in pairs(members) do
   local list = {}
   for id in pairs(ids) do list[#list + 1] = id end
-  if #list > 0 then redis.call("SADD", P .. set, unpack(list)) end
+  if #list > 0 then redis.call("SADD", set, unpack(list)) end
 end
-if applied > 0 and ARGV[4] ~= "" then
-  redis.call("PUBLISH", ARGV[4], ARGV[5])
+if applied > 0 and ARGV[3] ~= "" then
+  redis.call("PUBLISH", ARGV[3], ARGV[4])
 end
 return {applied, skipped}
