@@ -58,14 +58,16 @@ class _Timed(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm_header_timer()
 
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, _Joined):
+            self.cycle.transport = _Joined(self.transport, self.loop)  # type: ignore[assignment]
+
     def data_received(self, data: bytes) -> None:
         if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._arm_header_timer()  # the first byte of a next request on a kept-alive connection
         super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
-        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -102,3 +104,47 @@ class _Timed(HttpToolsProtocol):
     def _send_timed_out(self) -> None:
         self._send_timer = None
         self.transport.abort()  # close() would wait for the client to read what is buffered
+
+
+class _Joined:
+    """One response's view of the connection's transport: its first write (the status line and
+    headers) is held until the next one (the body), and both go out in one ``send``.
+
+    uvicorn writes the header block and the body of a response separately: two system calls and
+    two TCP segments for every answer, which for a small one (a 429, a 304, a live read) is a good
+    part of what the whole request costs. A header block with no body written in the same step (a
+    streamed answer) goes out on the loop's next iteration.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = b""  # b"": nothing written yet; None: no longer holding
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        elif held:
+            self._held = None
+            self._transport.write(held + data)
+        else:
+            self._held = data
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
