@@ -11,7 +11,8 @@ socket forever. :func:`protocol_class` returns uvicorn's httptools protocol with
   is not reading); when nothing drained for ``send_timeout_s`` the socket is aborted, which ends
   the ASGI response (Starlette sees the disconnect and stops the body's iterator).
 
-It also sets ``TCP_NODELAY`` on every connection, which asyncio leaves off on a socket handed in
+It also sends each response's header block and body in one ``send`` (uvicorn writes them apart; see
+:class:`_Joined`), and sets ``TCP_NODELAY`` on every connection, which asyncio leaves off on a socket handed in
 as ``proto`` 0 (the tests' listening sockets, an inherited file descriptor).
 
 Trade-off: a client on a link slower than about 64 KiB per ``send_timeout_s`` is cut off too; the
