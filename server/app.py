@@ -52,7 +52,7 @@ from server.api import (
     tenant as tenant_api,
 )
 from server.api.bodies import BodyLimit
-from server.api.budget import BudgetMiddleware, Budgets
+from server.api.budget import BudgetMiddleware, Budgets, early_refusal
 from server.api.context import Services
 from server.api.observe import Observer
 from server.api.responses import JSON, failure
@@ -274,6 +274,11 @@ class WallboardApp(Starlette):
     frames that would stay on its stack for all that time saves memory on every
     one of thousands of idle connections. ``ws.serve`` handles its own errors;
     ``wires`` chooses how its frames reach the socket (server/api/wire.py).
+
+    A request whose budget the process already knows spent gets its prebuilt 429 here too,
+    before the observer's and Starlette's per-request work (``early_refusal``): a tenant
+    flooding at many times its budget then costs the event loop a few microseconds per request,
+    so the other tenants' requests do not queue behind its bursts.
     """
 
     def __init__(self, *, wires: Wires, observer: Observer, **kwargs: Any) -> None:
@@ -286,6 +291,11 @@ class WallboardApp(Starlette):
             await ws.serve(scope, receive, send, self.wires)
             return
         if scope["type"] == "http":
+            refused = early_refusal(scope)  # a flooding client's 429, before any other per-request work
+            if refused is not None:
+                answer, tenant = refused
+                await self.observer.answer(scope, headers.secured(send), 429, answer.headers, answer.body, tenant)
+                return
             await self.observer(scope, receive, headers.secured(send), super().__call__)
             return
         await super().__call__(scope, receive, send)

@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rate", type=float, default=1000.0, help="polls per second in all; 0: as fast as possible "
                                                              "(default 1000)")
     b.add_argument("--seconds", type=float, default=10.0, help="length of each phase's load window (default 10)")
+    b.add_argument("--refused", action="store_true", help="the tenant is past its read budget: every poll gets a 429, "
+                                                          "against a minimal app answering a fixed 429")
     b.set_defaults(func=cmd_bench_poll)
     b = bench.add_parser("history", help="p50/p95 of every history endpoint over 1, 30 and 365 days of a seeded "
                                          "tenant, against counting the raw rows (baseline)")

@@ -30,6 +30,18 @@ async def test_bench_poll_prints_both_phases(backends: Backends) -> None:
         result.stdout
 
 
+async def test_bench_poll_refused_prints_both_phases_of_429s(backends: Backends) -> None:
+    """`bench poll --refused` polls as a tenant past its budget: both phases answer only 429s, and the ratio prints."""
+    args = [sys.executable, "-m", "server", "bench", "poll", "--refused", "--pollers", "4", "--rate", "200",
+            "--seconds", "1"]
+    result = await asyncio.to_thread(subprocess.run, args, env=bench_env(backends), cwd=ROOT, capture_output=True,
+                                     text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for phase in ("server", "baseline"):
+        assert re.search(rf"^{phase}\s.*\d × 429$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^ratio server CPU µs/poll server/baseline: [\d.]+", result.stdout, re.MULTILINE), result.stdout
+
+
 async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> None:
     """A small run prints both phases and the ratio with positive figures, then drops its database and keys."""
     env = bench_env(backends)

@@ -18,6 +18,7 @@ from server.core.redis_client import redis_client
 from server.live.keys import Keys
 
 from .conftest import RunningServer
+from .test_metrics import scrape, value
 
 Factory = Callable[[Settings], Awaitable[RunningServer]]
 
@@ -45,6 +46,29 @@ async def test_tenant_past_read_budget_gets_429_with_headers(server_factory: Fac
             assert (await ca2.get("/api/auth/whoami")).status_code == 429
         assert (await cb.get("/api/auth/whoami")).status_code == 200
         assert (await ca.get("/api/metrics/health")).status_code == 200
+
+
+async def test_a_flood_of_refusals_keeps_ids_headers_and_metrics(server_factory: Factory, settings: Settings) -> None:
+    """Every refusal of a flood has the same 429 body, its request id and security headers, and is counted in /metrics."""
+    server = await server_factory(settings.replace(rate_read_tenant=2, rate_read_token=0, rate_window_s=30))
+    before = await scrape(server)
+    async with server.client(server.token(tenant())) as client:
+        answers = [await client.get("/api/auth/whoami", headers={"X-Request-Id": f"flood.{i}"}) for i in range(40)]
+    assert [a.status_code for a in answers] == [200] * 2 + [429] * 38
+    bodies = {a.content for a in answers[2:] if a.headers["Retry-After"] == answers[2].headers["Retry-After"]}
+    assert len(bodies) == 1 and answers[2].json()["error"]["code"] == "rate_limited"
+    for i, refused in enumerate(answers[2:], start=2):
+        assert refused.headers["X-Request-Id"] == f"flood.{i}"
+        assert refused.headers["X-Content-Type-Options"] == "nosniff"
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.headers["RateLimit-Limit"] == "2" and refused.headers["RateLimit-Remaining"] == "0"
+        assert refused.headers["RateLimit-Reset"] == refused.headers["Retry-After"]
+    after = await scrape(server)
+    labels = {"route": "/api/auth/whoami", "method": "GET"}
+    assert value(after, "wallboard_http_requests_total", **labels, status="429") - \
+        value(before, "wallboard_http_requests_total", **labels, status="429") == 38
+    assert value(after, "wallboard_http_request_duration_seconds_count", **labels) - \
+        value(before, "wallboard_http_request_duration_seconds_count", **labels) == 40
 
 
 async def test_a_larger_budget_admits_exactly_its_amount(server_factory: Factory, settings: Settings) -> None:

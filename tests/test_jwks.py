@@ -118,7 +118,9 @@ async def test_keys_rotate_at_the_provider_without_a_restart(provider: Provider,
     provider.publish(first)
     server = await server_factory(settings.replace(jwt_secret=None, jwt_jwks_url=provider.url, jwt_jwks_cache_s=3,
                                                    jwt_jwks_cooldown_s=1))
+    remembered = first.token("kept")
     assert await whoami(server, first.token()) == (200, "idp")
+    assert await whoami(server, remembered) == (200, "kept")  # verified once: the server remembers it
     assert await whoami(server, second.token()) == (401, "token_kid")  # not published yet
     provider.publish(first, second, elliptic)  # the provider rotates: k2 and k3 join k1
     await asyncio.sleep(1.1)  # past the cooldown of the last fetch
@@ -138,6 +140,7 @@ async def test_keys_rotate_at_the_provider_without_a_restart(provider: Provider,
     provider.publish(second, elliptic)
     await asyncio.sleep(3.2)
     assert await whoami(server, first.token()) == (401, "token_kid")
+    assert await whoami(server, remembered) == (401, "token_kid")  # remembered, yet its key is gone
     assert await whoami(server, second.token("other", "admin")) == (200, "other")
 
 
@@ -146,13 +149,21 @@ def test_a_jwks_file_is_read_again_on_an_unknown_kid(tmp_path: Path) -> None:
     first, second = Key("f1"), Key("f2", "EC")
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [first.jwk]}))
-    verifier = TokenVerifier(Settings(jwt_jwks_file=path, jwt_jwks_cooldown_s=0))
+    verifier = TokenVerifier(Settings(jwt_jwks_file=path, jwt_jwks_cooldown_s=0, jwt_jwks_cache_s=1))
     assert verifier.verify(first.token()).tenant == "idp"
     with pytest.raises(Unauthorized) as refused:
         verifier.verify(second.token())
     assert refused.value.code == "token_kid"
     path.write_text(json.dumps({"keys": [first.jwk, second.jwk]}))
     assert verifier.verify(second.token("t2")).tenant == "t2"
+    # A token verified (and remembered) before its key leaves the file is refused once the file is read again.
+    kept = first.token("kept")
+    assert verifier.verify(kept).tenant == "kept"
+    path.write_text(json.dumps({"keys": [second.jwk]}))
+    time.sleep(1.1)  # past the set's cache lifetime
+    with pytest.raises(Unauthorized) as retired:
+        verifier.verify(kept)
+    assert retired.value.code == "token_kid"
     path.write_text(json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]}))
     with pytest.raises(ConfigError, match="WALLBOARD_JWT_JWKS_FILE"):
         TokenVerifier(Settings(jwt_jwks_file=path))

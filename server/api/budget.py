@@ -11,6 +11,9 @@ so its two windows share a slot; budgets spread over the shards).
 
 A budget found spent is remembered in the process until the reset Redis gave: a client
 flooding at ten times its budget costs one Redis round trip per reset, not one per request.
+While it is remembered, the app answers the client's requests before any other per-request
+work (:func:`early_refusal`, for tokens the verifier already holds), with a 429 whose bytes
+are built once per budget and second (:meth:`Budgets.answer`).
 
 A budget with room is not asked for every request either: after each check the process may
 admit a quarter of the room Redis reported, for at most ``SYNC_S``, counting them locally, and
@@ -33,13 +36,13 @@ import math
 import time
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.api.responses import failure
 from server.core.auth import Principal, bearer
 from server.core.config import Settings
 from server.core.errors import Unauthorized
@@ -53,6 +56,7 @@ EXEMPT = frozenset({"/api/metrics/health"})
 CHECK_TIMEOUT_S = 1.0
 FAIL_OPEN_S = 5.0
 SPENT_KEPT = 10_000  # spent budgets remembered per process
+ANSWERS_KEPT = 1024  # prebuilt 429 answers per process
 SYNC_S = 0.1  # longest a process admits requests on a budget without asking Redis
 
 
@@ -89,6 +93,8 @@ class Budgets:
         self.failing = False  # the last check failed (logged once, until one succeeds)
         self.spent: dict[tuple[str, ...], Refusal] = {}  # budgets known spent, until their reset
         self.allowances: dict[tuple[str, ...], Allowance] = {}  # budgets known to have room, for a moment
+        self.window_s = window
+        self.answers: dict[tuple[str, str, int, int], Answer] = {}  # prebuilt 429s (see answer())
 
     async def refused(self, kind: str, who: Principal, token: str) -> Refusal | None:
         """Charge the request; the budget it is past, or None when it may go on.
@@ -96,15 +102,10 @@ class Budgets:
         A budget found spent is remembered in this process until Redis said it has room again:
         a client flooding past its budget costs one Redis round trip per reset, not one per request.
         """
-        subject = who.sub or hashlib.sha256(token.encode()).hexdigest()[:24]
-        token_key, tenant_key = (kind, "token", who.tenant, subject), (kind, "tenant", who.tenant)
-        now = time.time()
-        for key in (token_key, tenant_key):
-            known = self.spent.get(key)
-            if known is not None:
-                if known.reset_at > now:
-                    return known
-                del self.spent[key]
+        known = self.known_spent(kind, who, token)
+        if known is not None:
+            return known
+        token_key, tenant_key = self._keys(kind, who, token)
         clock = time.monotonic()
         if clock < self.unchecked_until:
             return None
@@ -128,6 +129,51 @@ class Budgets:
             self.failing = False
             log.info("budget.checked")
         return None
+
+    def known_spent(self, kind: str, who: Principal, token: str) -> Refusal | None:
+        """The request's budget this process knows spent (remembered from Redis until its reset), or None.
+
+        Asks nothing of Redis and awaits nothing: the app refuses a flooding client with it before
+        any other per-request work (:func:`early_refusal`)."""
+        if not self.spent:
+            return None
+        now = time.time()
+        for key in self._keys(kind, who, token):
+            known = self.spent.get(key)
+            if known is not None:
+                if known.reset_at > now:
+                    return known
+                del self.spent[key]
+        return None
+
+    @staticmethod
+    def _keys(kind: str, who: Principal, token: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The request's two budgets: its token's (by ``sub``, else a digest of the token), its tenant's."""
+        subject = who.sub or hashlib.sha256(token.encode()).hexdigest()[:24]
+        return (kind, "token", who.tenant, subject), (kind, "tenant", who.tenant)
+
+    def answer(self, refusal: Refusal, kind: str) -> Answer:
+        """The 429 of a refusal: headers and body bytes, built once per budget and seconds to its reset.
+
+        A flooding client gets the same few answers thousands of times; building each (the message,
+        orjson, the header list) cost more than the rest of the refusal."""
+        reset_s = max(1, math.ceil(refusal.reset_at - time.time()))
+        key = (kind, refusal.scope, refusal.item.amount, reset_s)
+        built = self.answers.get(key)
+        if built is None:
+            whose = "this token" if refusal.scope == "token" else "this tenant"
+            body = orjson.dumps({"success": False, "error": {
+                "code": "rate_limited",
+                "message": f"{whose} is past its {kind} budget of {refusal.item.amount} requests per "
+                           f"{self.window_s} s; retry in {reset_s} s"}})
+            seconds = str(reset_s).encode()
+            headers = ((b"retry-after", seconds), (b"ratelimit-limit", str(refusal.item.amount).encode()),
+                       (b"ratelimit-remaining", b"0"), (b"ratelimit-reset", seconds),
+                       (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"))
+            if len(self.answers) >= ANSWERS_KEPT:
+                self.answers.clear()
+            built = self.answers[key] = Answer(headers, body)
+        return built
 
     def _admit_locally(self, keys: list[tuple[str, ...]], clock: float) -> bool:
         """Admit the request on the local allowances of all its budgets, when each has one left."""
@@ -173,17 +219,20 @@ class Budgets:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A prebuilt 429: its headers (raw ASGI pairs) and its JSON body."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """A spent budget: which one, and when it has room again (epoch seconds)."""
 
     item: RateLimitItem
     scope: str  # "token" or "tenant"
     reset_at: float
-
-    def headers(self) -> dict[str, str]:
-        reset_s = str(max(1, math.ceil(self.reset_at - time.time())))
-        return {"Retry-After": reset_s, "RateLimit-Limit": str(self.item.amount), "RateLimit-Remaining": "0",
-                "RateLimit-Reset": reset_s}
 
 
 class BudgetMiddleware:
@@ -199,26 +248,61 @@ class BudgetMiddleware:
         if budgets is None or not path.startswith("/api/") or path in EXEMPT:
             await self.app(scope, receive, send)
             return
-        token = who = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                try:
-                    token = bearer(value.decode("latin-1"))
-                    who = svc.verifier.verify(token)
-                except Unauthorized:
-                    who = None  # the route answers 401; nobody is charged
-                break
+        try:
+            token = bearer_of(scope)
+            who = svc.verifier.verify(token) if token is not None else None
+        except Unauthorized:
+            who = None  # the route answers 401; nobody is charged
         if who is None or token is None:
             await self.app(scope, receive, send)
             return
-        kind = "ingest" if (scope["method"], path) in INGEST else "read"
+        kind = kind_of(scope)
         refusal = await budgets.refused(kind, who, token)
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        headers = refusal.headers()
-        whose = "this token" if refusal.scope == "token" else "this tenant"
-        response = failure(429, "rate_limited", f"{whose} is past its {kind} budget of {refusal.item.amount} requests "
-                                                f"per {svc.settings.rate_window_s} s; retry in {headers['Retry-After']} s",
-                           headers=headers)
-        await response(scope, receive, send)
+        answer = budgets.answer(refusal, kind)
+        await send({"type": "http.response.start", "status": 429, "headers": list(answer.headers)})
+        await send({"type": "http.response.body", "body": answer.body})
+
+
+def early_refusal(scope: Scope) -> tuple[Answer, str] | None:
+    """The 429 of a request whose budget this process already knows spent, and the tenant; None otherwise.
+
+    Decided without awaiting anything, before the app's per-request work (request id, log
+    context, Starlette's middleware stack): only a token verified before (the verifier's cache,
+    no decoding) and a budget remembered spent qualify. Anything else (a new token, a budget not
+    known spent, a failing Redis) is left to :class:`BudgetMiddleware`, which answers the same.
+    A refusal so costs a flooding tenant's process a few microseconds instead of tens, which
+    is what keeps the other tenants' requests from queueing behind a burst of them.
+    """
+    svc = scope["state"].get("services") if "state" in scope else None
+    budgets = getattr(svc, "budgets", None)
+    if budgets is None or not budgets.spent:
+        return None
+    path = scope["path"]
+    if not path.startswith("/api/") or path in EXEMPT:
+        return None
+    try:
+        token = bearer_of(scope)
+    except Unauthorized:
+        return None
+    who = svc.verifier.known(token) if token is not None else None
+    if who is None or token is None:
+        return None
+    kind = kind_of(scope)
+    refusal = budgets.known_spent(kind, who, token)
+    return (budgets.answer(refusal, kind), who.tenant) if refusal is not None else None
+
+
+def bearer_of(scope: Scope) -> str | None:
+    """The bearer token of an HTTP request's Authorization header (None without one); Unauthorized when malformed."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            return bearer(value.decode("latin-1"))
+    return None
+
+
+def kind_of(scope: Scope) -> str:
+    """The budget a request is charged to: ``ingest`` (events, queue_log) or ``read`` (the rest)."""
+    return "ingest" if (scope["method"], scope["path"]) in INGEST else "read"

@@ -107,6 +107,26 @@ class Observer:
             logs.end_request(token)
             self.count(route, method, status, time.perf_counter() - began)
 
+    async def answer(self, scope: Scope, send: Send, status: int, headers: tuple[tuple[bytes, bytes], ...],
+                     body: bytes, tenant: str) -> None:
+        """Send a prebuilt answer (a refusal decided before the app ran), observed like any other request.
+
+        The same request id, log context (with the tenant) and request metrics as :meth:`__call__`,
+        without wrapping ``send`` or running the app: a few microseconds."""
+        began = time.perf_counter()
+        rid = request_id(scope, self.new_id)
+        route = self.route_of(scope)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        token = logs.begin_request(rid, route)
+        logs.bind(tenant=tenant)
+        try:
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers, (b"x-request-id", rid.encode()), *self.extra]})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            logs.end_request(token)
+            self.count(route, method, status, time.perf_counter() - began)
+
     def count(self, route: str, method: str, status: int, seconds: float) -> None:
         counted = self._counted.get((route, method, status))
         if counted is None:

@@ -96,7 +96,7 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway_s
-        self._verified: dict[str, Principal] = {}  # token → its principal, oldest first
+        self._verified: dict[str, tuple[Principal, str | None]] = {}  # token → its principal and kid, oldest first
 
     def verify(self, token: str | None) -> Principal:
         """Decode and check a token; raise Unauthorized with a precise code when it fails.
@@ -106,20 +106,36 @@ class TokenVerifier:
         request, and neither its signature nor its claims can change; only the clock is
         checked again. Decoding it each time was about a tenth of the server's CPU per ingest request.
         """
-        if token and (known := self._verified.get(token)) is not None:
-            if time.time() <= known.exp + self.leeway:
-                logs.bind(tenant=known.tenant)  # the request's log lines carry the verified tenant
-                return known
-            del self._verified[token]  # expired: decoded once more, to fail with its own code
-        principal = self._decode(token)
+        known = self.known(token)
+        if known is not None:
+            logs.bind(tenant=known.tenant)  # the request's log lines carry the verified tenant
+            return known
+        principal, kid = self._decode(token)  # new, expired or its key retired: decoded, to fail with its own code
         assert token is not None
         if len(self._verified) >= VERIFIED_KEPT:
             del self._verified[next(iter(self._verified))]  # the oldest
-        self._verified[token] = principal
+        self._verified[token] = principal, kid
         logs.bind(tenant=principal.tenant)
         return principal
 
-    def _decode(self, token: str | None) -> Principal:
+    def known(self, token: str | None) -> Principal | None:
+        """The principal of a token verified before and not expired since, without decoding it; else None.
+
+        With an identity provider's key set, the token's key must still be in it (the set as cached,
+        see server/core/jwks.py): a token whose key was retired stops verifying once the set is read
+        again, remembered or not. None says nothing against the token: :meth:`verify` decides."""
+        if not token:
+            return None
+        known = self._verified.get(token)
+        if known is None:
+            return None
+        principal, kid = known
+        if time.time() > principal.exp + self.leeway or (self.keys is not None and not self.keys.holds(kid)):
+            del self._verified[token]
+            return None
+        return principal
+
+    def _decode(self, token: str | None) -> tuple[Principal, str | None]:
         if not token:
             raise Unauthorized("no token: send `Authorization: Bearer <jwt>`", code="token_missing")
         try:
@@ -161,7 +177,7 @@ class TokenVerifier:
             raise Unauthorized("the token signature does not verify", code="token_signature") from None
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"the token is invalid: {exc}", code="token_invalid") from None
-        return self._principal(claims)
+        return self._principal(claims), header.get("kid")
 
     @staticmethod
     def _principal(claims: dict[str, Any]) -> Principal:

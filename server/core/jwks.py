@@ -68,6 +68,14 @@ class KeySet:
                                code="token_kid")
         return key
 
+    def holds(self, kid: object) -> bool:
+        """Whether ``kid`` names a usable key of the set (refreshed on the same rules as :meth:`key_for`)."""
+        try:
+            self.key_for(kid)
+        except Unauthorized:
+            return False
+        return True
+
     def _from_file(self, kid: str) -> PyJWK | None:
         now = time.monotonic()
         stale = now - self._loaded_at >= self.cache_s

@@ -8,6 +8,10 @@ HTTP/1.1 connection sending ``If-None-Match`` with the current ETag (so nearly e
 - **baseline**: the least such an endpoint does, in its own process: a Starlette app on the
   same uvicorn options whose one route reads one Redis key (the ETag) and answers 304.
 
+With ``--refused`` the server's tenant is past its read budget, so every poll gets a 429 (what a
+tenant flooding at many times its budget costs the server per request), and the baseline's one
+route answers a fixed 429 without reading Redis: the least a refusal costs on the same uvicorn.
+
 The schedule is open-loop: poller ``i`` of ``N`` sends at ``t0 + (i / N + k) · N / rate``, and a
 poll's latency runs from that due time to the end of its reply, so a slow server shows in the
 latency instead of slowing the pollers down (no coordinated omission). ``--rate 0`` polls as fast
@@ -46,30 +50,31 @@ from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_he
 PATH = "/api/metrics/live"
 TENANT = "poll"
 TARGET = "target: CPU µs/poll ≤ 1.5 × the baseline's; p99 < 10 ms at 1,000 polls/s"
+REFUSED_BODY = orjson.dumps({"success": False, "error": {"code": "rate_limited", "message": "past its read budget"}})
 
 
 def cmd_bench_poll(args: argparse.Namespace) -> int:
     """``wallboard bench poll``: exit 0 with the figures, 1 when the run failed (with the reason)."""
     try:
-        return run(pollers=args.pollers, rate=args.rate, seconds=args.seconds)
+        return run(pollers=args.pollers, rate=args.rate, seconds=args.seconds, refused=getattr(args, "refused", False))
     except BenchFailed as exc:
         print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
         return 1
 
 
-def run(*, pollers: int, rate: float, seconds: float) -> int:
+def run(*, pollers: int, rate: float, seconds: float, refused: bool = False) -> int:
     if pollers < 1 or rate < 0 or seconds <= 0:
         raise ConfigError(f"--pollers {pollers}, --rate {rate}, --seconds {seconds}: expected pollers ≥ 1, "
                           "rate ≥ 0 (0: as fast as possible) and seconds > 0")
     settings, embedded = with_runtime(Settings.from_env())
     try:
-        return run_async(bench(settings, pollers, rate, seconds))
+        return run_async(bench(settings, pollers, rate, seconds, refused))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-async def bench(settings: Settings, pollers: int, rate: float, seconds: float) -> int:
+async def bench(settings: Settings, pollers: int, rate: float, seconds: float, refused: bool) -> int:
     assert settings.database_url is not None and settings.redis_url is not None
     scratch = Scratch.new(settings.database_url, settings.redis_url)
     local = settings.replace(database_url=scratch.dsn, key_prefix=scratch.key_prefix, jwt_secret=os.urandom(36).hex(),
@@ -78,11 +83,11 @@ async def bench(settings: Settings, pollers: int, rate: float, seconds: float) -
     say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
     try:
         await scratch.create(settings.app_role)
-        server = await server_phase(local, pollers, rate, seconds)
-        baseline = await baseline_phase(local, pollers, rate, seconds)
+        server = await server_phase(local, pollers, rate, seconds, refused)
+        baseline = await baseline_phase(local, pollers, rate, seconds, refused)
     finally:
         await scratch.drop()
-    print(report(server, baseline, rate, versions))
+    print(report(server, baseline, rate, versions, refused))
     return 0
 
 
@@ -133,7 +138,8 @@ async def poller(port: int, request: bytes, first: float, interval: float, until
         writer.close()
 
 
-async def measure(name: str, port: int, pid: int, request: bytes, pollers: int, rate: float, seconds: float) -> Phase:
+async def measure(name: str, port: int, pid: int, request: bytes, pollers: int, rate: float, seconds: float,
+                  expected: int = 304) -> Phase:
     """Warm up for a second, then poll for ``seconds``; the server's CPU over the load window."""
     interval = pollers / rate if rate else 0.0
     warm = time.perf_counter() + 1.0
@@ -147,8 +153,8 @@ async def measure(name: str, port: int, pid: int, request: bytes, pollers: int, 
                                   latencies, statuses) for i in range(pollers)))
     wall = time.perf_counter() - started
     used = CpuUsed.between(before, CpuSample.take(pid))
-    if set(statuses) - {200, 304} or not statuses.get(304):
-        raise BenchFailed(f"{name}: answers by status {statuses}, expected 304s")
+    if set(statuses) - {200, expected} or not statuses.get(expected):
+        raise BenchFailed(f"{name}: answers by status {statuses}, expected {expected}s")
     return Phase(name, pollers, wall, sorted(latencies), statuses, used)
 
 
@@ -160,8 +166,10 @@ def poll_request(port: int, token: str | None, tag: str) -> bytes:
 # -- the phases --------------------------------------------------------------------
 
 
-async def server_phase(settings: Settings, pollers: int, rate: float, seconds: float) -> Phase:
-    """``wallboard serve`` in a subprocess, one tenant with a few events, polled with a supervisor token."""
+async def server_phase(settings: Settings, pollers: int, rate: float, seconds: float, refused: bool = False) -> Phase:
+    """``wallboard serve`` in a subprocess, one tenant with a few events, polled with a supervisor token.
+
+    ``refused``: the tenant's read budget is one request an hour, spent by the first GET."""
     assert settings.database_url is not None and settings.redis_url is not None and settings.jwt_secret is not None
     port = free_port()
     env = {k: v for k, v in os.environ.items()
@@ -169,6 +177,8 @@ async def server_phase(settings: Settings, pollers: int, rate: float, seconds: f
     env.update(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url,
                WALLBOARD_JWT_SECRET=settings.jwt_secret, WALLBOARD_KEY_PREFIX=settings.key_prefix,
                WALLBOARD_LOG_LEVEL="WARNING", WALLBOARD_LOG_FORMAT="json", **NO_BUDGETS)
+    if refused:
+        env.update(WALLBOARD_RATE_READ_TENANT="1", WALLBOARD_RATE_WINDOW_S="3600")
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -191,7 +201,7 @@ async def server_phase(settings: Settings, pollers: int, rate: float, seconds: f
                 if first.status_code != 200:
                     raise BenchFailed(f"GET {PATH} answered {first.status_code}: {first.text[:300]}")
             phase = await measure("server", port, proc.pid, poll_request(port, token, first.headers["etag"]), pollers,
-                                  rate, seconds)
+                                  rate, seconds, 429 if refused else 304)
             if proc.poll() is not None:
                 raise BenchFailed(f"wallboard serve exited with status {proc.returncode}: {tail(log)}")
             return phase
@@ -199,8 +209,9 @@ async def server_phase(settings: Settings, pollers: int, rate: float, seconds: f
             stop(proc)
 
 
-def baseline_process(port: int, redis_url: str, key: str, settings: Settings, ready: Any) -> None:
-    """Entry of the baseline process: a minimal Starlette app that reads one Redis key and answers 304.
+def baseline_process(port: int, redis_url: str, key: str, settings: Settings, ready: Any, refused: bool = False) -> None:
+    """Entry of the baseline process: a minimal Starlette app that reads one Redis key and answers 304
+    (``refused``: that answers a fixed 429 with Retry-After, reading nothing).
 
     It gets the settings, not the uvicorn options: those hold a protocol class made at run time,
     which a spawned process cannot unpickle."""
@@ -211,6 +222,10 @@ def baseline_process(port: int, redis_url: str, key: str, settings: Settings, re
     from starlette.routing import Route
 
     async def live(request: Request) -> Response:
+        if refused:
+            return Response(REFUSED_BODY, status_code=429, media_type="application/json",
+                            headers={"Retry-After": "60", "RateLimit-Limit": "1", "RateLimit-Remaining": "0",
+                                     "RateLimit-Reset": "60"})
         tag = (await client.get(key) or b"").decode()
         headers = {"ETag": tag, "Cache-Control": "no-cache"}
         if tag and tag in request.headers.get("if-none-match", ""):
@@ -231,7 +246,7 @@ def baseline_process(port: int, redis_url: str, key: str, settings: Settings, re
     run_async(main())
 
 
-async def baseline_phase(settings: Settings, pollers: int, rate: float, seconds: float) -> Phase:
+async def baseline_phase(settings: Settings, pollers: int, rate: float, seconds: float, refused: bool = False) -> Phase:
     """The minimal app in its own process, its one key holding the ETag the pollers send."""
     assert settings.redis_url is not None
     port, key, tag = free_port(), f"{settings.key_prefix}:bench-poll", 'W/"bench"'
@@ -242,7 +257,7 @@ async def baseline_phase(settings: Settings, pollers: int, rate: float, seconds:
         await publisher.aclose()
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    server = ctx.Process(target=baseline_process, args=(port, settings.redis_url, key, settings, ready), daemon=True,
+    server = ctx.Process(target=baseline_process, args=(port, settings.redis_url, key, settings, ready, refused), daemon=True,
                          name="bench-poll-baseline")
     server.start()
     try:
@@ -252,13 +267,14 @@ async def baseline_phase(settings: Settings, pollers: int, rate: float, seconds:
             await asyncio.sleep(0.1)
         assert server.pid is not None
         say(f"baseline phase: minimal Starlette app pid {server.pid} on port {port}")
-        return await measure("baseline", port, server.pid, poll_request(port, None, tag), pollers, rate, seconds)
+        return await measure("baseline", port, server.pid, poll_request(port, None, tag), pollers, rate, seconds,
+                             429 if refused else 304)
     finally:
         server.terminate()
         server.join(15)
 
 
-def report(server: Phase, baseline: Phase, rate: float, versions: tuple[str, str]) -> str:
+def report(server: Phase, baseline: Phase, rate: float, versions: tuple[str, str], refused: bool = False) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     header = ["phase", "pollers", "polls/s", "p50 ms", "p99 ms", "max ms", "server CPU %", "CPU µs/poll",
               "pollers CPU %", "redis CPU %", "answers"]
@@ -271,10 +287,12 @@ def report(server: Phase, baseline: Phase, rate: float, versions: tuple[str, str
                      ", ".join(f"{n:,} × {s}" for s, n in sorted(p.statuses.items()))])
     ratio = (server.cpu.server / server.polls) / (baseline.cpu.server / baseline.polls)
     return "\n".join([
-        f"wallboard bench poll: GET {PATH} with If-None-Match, target {rate:,.0f} polls/s"
+        f"wallboard bench poll: GET {PATH} "
+        f"{'by a tenant past its read budget (429s)' if refused else 'with If-None-Match'}, target {rate:,.0f} polls/s"
         f"{' (0: as fast as possible)' if not rate else ''}, {versions[0]}, {versions[1]}, {cores} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
         table(header, rows),
-        f"ratio server CPU µs/poll server/baseline: {ratio:.2f} ({TARGET})",
+        f"ratio server CPU µs/poll server/baseline: {ratio:.2f}"
+        f"{' (a refusal against the least a 429 costs on the same uvicorn)' if refused else f' ({TARGET})'}",
         "latency runs from each poll's due time on the schedule; CPU % is of one core over the load window",
     ])
