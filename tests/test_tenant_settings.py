@@ -258,6 +258,26 @@ async def test_store_cache_serves_within_ttl(db: Database) -> None:
     assert (await reader.get(name)).sl_threshold_s == 40
 
 
+async def test_store_read_overtaken_by_invalidation_is_not_cached(database: str, db: Database) -> None:
+    """A read that an announced change overtook is served but not cached: the next read sees the stored value."""
+    name = tenant()
+    one = await Database.connect(database, min_size=1, max_size=1)
+    try:
+        reader, writer = SettingsStore(one), SettingsStore(db)
+        async with one.tenant(name):  # holds the reader's only connection: its read waits
+            reading = asyncio.create_task(reader.get(name))
+            await asyncio.sleep(0.05)
+            await writer.put(name, {"sl_threshold_s": 40})
+            reader.invalidate(name)
+        assert (await reading).sl_threshold_s == 40
+        await writer.put(name, {"sl_threshold_s": 50})  # not announced to the reader: only a cached read would miss it
+        assert (await reader.get(name)).sl_threshold_s == 50
+        reader.invalidate()
+        assert (await reader.get(name)).sl_threshold_s == 50
+    finally:
+        await one.close()
+
+
 # --- HTTP ------------------------------------------------------------------------------------
 
 @needs_wiring

@@ -337,30 +337,35 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
 
 
 class SettingsStore:
-    """Reads and writes ``tenants.settings`` through tenant-scoped (RLS) transactions, with a TTL cache.
+    """Reads and writes ``tenants.settings`` through tenant-scoped (RLS) transactions, with a cache.
 
-    The cache is per process: :meth:`put` refreshes this process at once, but other processes keep
-    serving what they read for up to ``ttl_s`` seconds. That staleness (a threshold or zone change
-    shows a few seconds late elsewhere) buys one query per tenant per TTL instead of one per event.
+    The cache is per process and kept until it is told otherwise: a put announces the change on
+    the tenant's changes channel and every process calls :meth:`invalidate` for it (the hub also
+    drops every entry whenever it subscribes afresh, so nothing read before a Redis outage
+    survives it). ``ttl_s`` only bounds how long an announcement that never arrived can leave
+    another process serving old settings; in exchange, a busy tenant costs one settings query
+    per ``ttl_s`` instead of one every few seconds (each a tenant transaction of several round trips).
+    A read that an invalidation overtook serves its answer but does not cache it.
     """
 
-    def __init__(self, db: Database, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, db: Database, *, ttl_s: float = 300.0, max_entries: int = 10_000) -> None:
         self.db = db
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._cache: dict[str, tuple[float, TenantSettings]] = {}
-        self._generation: dict[str, int] = {}
+        self._generation: dict[str, int] = {}  # bumped by a put or an invalidation of the tenant
+        self._epoch = 0  # bumped by an invalidation of every tenant
 
     async def get(self, tenant: str) -> TenantSettings:
         """The tenant's settings; defaults when it never stored any."""
         hit = self._cache.get(tenant)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        generation = self._generation.get(tenant, 0)
+        seen = (self._epoch, self._generation.get(tenant, 0))
         async with self.db.tenant(tenant) as conn:
             raw = await conn.fetchval(query("tenant_settings_get"), tenant)
         result = TenantSettings() if raw is None else TenantSettings.from_json(orjson.loads(raw))
-        if self._generation.get(tenant, 0) == generation:  # no put of this process overtook the read
+        if (self._epoch, self._generation.get(tenant, 0)) == seen:  # no put or invalidation overtook the read
             self._remember(tenant, result)
         return result
 
@@ -370,16 +375,25 @@ class SettingsStore:
             raw = await conn.fetchval(query("tenant_settings_lock"), tenant)
             result = validate(patch, TenantSettings.from_json(orjson.loads(raw)))
             await conn.execute(query("tenant_settings_put"), tenant, orjson.dumps(result.to_json()).decode())
-        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+        self._bump(tenant)
         self._remember(tenant, result)
         return result
 
     def invalidate(self, tenant: str | None = None) -> None:
-        """Forget the cached settings of one tenant, or of all."""
+        """Forget the cached settings of one tenant, or of all; a read in flight will not cache what it read."""
         if tenant is None:
             self._cache.clear()
+            self._generation.clear()
+            self._epoch += 1
         else:
             self._cache.pop(tenant, None)
+            self._bump(tenant)
+
+    def _bump(self, tenant: str) -> None:
+        if tenant not in self._generation and len(self._generation) >= 2 * self.max_entries:
+            self._generation.clear()  # bounded; safe, because clearing also moves the epoch on
+            self._epoch += 1
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
     def _remember(self, tenant: str, value: TenantSettings) -> None:
         if len(self._cache) >= self.max_entries:
