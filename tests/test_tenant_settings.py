@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -176,6 +177,17 @@ def test_day_start_in_a_repeated_hour_keeps_days_contiguous() -> None:
     assert start == ms("2024-11-03T01:30:00-04:00")
     assert s.local_day(ms("2024-11-03T01:10:00-05:00")) == "2024-11-03"
     assert end - start == 25 * 3_600_000
+
+
+def test_local_day_agrees_with_day_bounds_in_any_order() -> None:
+    """Every half hour around a DST change, asked in shuffled order for two calendars, falls in its day's bounds."""
+    calendars = [TenantSettings(timezone="Europe/Berlin", day_starts_at="02:30"), TenantSettings(timezone="UTC")]
+    first = ms("2024-03-29T00:00:00+00:00")
+    asks = [(s, first + k * 1_800_000) for s in calendars for k in range(4 * 48)]
+    random.Random(7).shuffle(asks)
+    for s, ts in asks:
+        start, end = s.day_bounds(s.local_day(ts))
+        assert start <= ts < end, (s.timezone, ts)
 
 
 def test_interval_start_on_local_grid() -> None:

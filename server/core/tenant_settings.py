@@ -125,13 +125,23 @@ class TenantSettings:
         The wall-clock guess is checked against :meth:`day_bounds`, so the two always agree, also when
         the day start falls in a DST gap or in the hour that a fall-back repeats.
         """
+        calendar = (self.timezone, self.day_starts_at)
+        last = _LAST_DAY.get(calendar)
+        if last is not None and last[0] <= ts_ms < last[1]:
+            return last[2]  # most calls (every publish, every event) fall on the day asked for last time
+        minutes = self.day_start_minutes
         wall = datetime.fromtimestamp(ts_ms // 1000, self.zone).replace(tzinfo=None)
-        day = (wall - timedelta(minutes=self.day_start_minutes)).date()
-        if ts_ms < _day_start_ms(self.timezone, self.day_start_minutes, day):
+        day = (wall - timedelta(minutes=minutes)).date()
+        if ts_ms < _day_start_ms(self.timezone, minutes, day):
             day -= timedelta(days=1)
-        elif ts_ms >= _day_start_ms(self.timezone, self.day_start_minutes, day + timedelta(days=1)):
+        elif ts_ms >= _day_start_ms(self.timezone, minutes, day + timedelta(days=1)):
             day += timedelta(days=1)
-        return day.isoformat()
+        found = day.isoformat()
+        if len(_LAST_DAY) >= 4096:
+            _LAST_DAY.clear()
+        _LAST_DAY[calendar] = (_day_start_ms(self.timezone, minutes, day),
+                               _day_start_ms(self.timezone, minutes, day + timedelta(days=1)), found)
+        return found
 
     def day_bounds(self, day: str) -> tuple[int, int]:
         """Epoch ms of the start and (exclusive) end of a tenant day; DST days last 23 or 25 hours."""
@@ -155,6 +165,10 @@ class TenantSettings:
         off_ms = int(offset.total_seconds() * 1000)
         local = ts_ms + off_ms
         return local - local % step - off_ms
+
+
+# (time zone, day start) → (start ms, end ms, day) of the last tenant day local_day found for that calendar.
+_LAST_DAY: dict[tuple[str, str], tuple[int, int, str]] = {}
 
 
 @lru_cache(maxsize=4096)
