@@ -117,7 +117,7 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
         raise ConfigError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {exc}): "
                           "check the URL and that the server runs") from None
     keys = Keys(settings.key_prefix)
-    store = SettingsStore(db)
+    store = SettingsStore(db, ttl_s=settings.settings_cache_s)
     live = LiveState(client, db, keys, store, tenant_max=settings.redis_tenant_max)
     hub = Hub(client, live, store, keys, settings)
     healer = Healer(live, settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import secrets
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -178,6 +179,17 @@ def test_day_start_in_a_repeated_hour_keeps_days_contiguous() -> None:
     assert end - start == 25 * 3_600_000
 
 
+def test_local_day_agrees_with_day_bounds_in_any_order() -> None:
+    """Every half hour around a DST change, asked in shuffled order for two calendars, falls in its day's bounds."""
+    calendars = [TenantSettings(timezone="Europe/Berlin", day_starts_at="02:30"), TenantSettings(timezone="UTC")]
+    first = ms("2024-03-29T00:00:00+00:00")
+    asks = [(s, first + k * 1_800_000) for s in calendars for k in range(4 * 48)]
+    random.Random(7).shuffle(asks)
+    for s, ts in asks:
+        start, end = s.day_bounds(s.local_day(ts))
+        assert start <= ts < end, (s.timezone, ts)
+
+
 def test_interval_start_on_local_grid() -> None:
     """Intervals start on the local 15-minute grid, also in zones with a 45-minute offset."""
     for zone in ("UTC", "Asia/Kathmandu", "Australia/Adelaide"):
@@ -271,6 +283,26 @@ async def test_store_concurrent_misses_share_one_read(db: Database) -> None:
         db.on_wait = None
     assert len(transactions) == 1
     assert {settings.sl_threshold_s for settings in got} == {33}
+
+
+async def test_store_read_overtaken_by_invalidation_is_not_cached(database: str, db: Database) -> None:
+    """A read that an announced change overtook is served but not cached: the next read sees the stored value."""
+    name = tenant()
+    one = await Database.connect(database, min_size=1, max_size=1)
+    try:
+        reader, writer = SettingsStore(one), SettingsStore(db)
+        async with one.tenant(name):  # holds the reader's only connection: its read waits
+            reading = asyncio.create_task(reader.get(name))
+            await asyncio.sleep(0.05)
+            await writer.put(name, {"sl_threshold_s": 40})
+            reader.invalidate(name)
+        assert (await reading).sl_threshold_s == 40
+        await writer.put(name, {"sl_threshold_s": 50})  # not announced to the reader: only a cached read would miss it
+        assert (await reader.get(name)).sl_threshold_s == 50
+        reader.invalidate()
+        assert (await reader.get(name)).sl_threshold_s == 50
+    finally:
+        await one.close()
 
 
 # --- HTTP ------------------------------------------------------------------------------------

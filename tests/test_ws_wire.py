@@ -119,3 +119,38 @@ def test_direct_writes_setting_is_checked() -> None:
     assert Settings.from_env({}).ws_direct_writes is True
     with pytest.raises(ConfigError, match="WALLBOARD_WS_DIRECT_WRITES"):
         Settings.from_env({"WALLBOARD_WS_DIRECT_WRITES": "maybe"})
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_a_client_that_stops_answering_pings_is_closed(server_factory: Factory, settings: Settings,
+                                                            direct: bool) -> None:
+    """A client that answers no keepalive ping is closed with 1011 within about two ping intervals, on both paths."""
+    server = await server_factory(settings.replace(ws_ping_interval_s=1, ws_direct_writes=direct))
+    tenant = new_tenant("deaf")
+    async with board(server.url, server.token(tenant), ping_interval=None) as client:
+        await client.subscribe(["overview"])
+        await client.next(lambda m: m["type"] == "snapshot")
+        assert isinstance(boxes(server, tenant)[0].wire, DirectWire if direct else AsgiWire)  # type: ignore[attr-defined]
+        client.ws.transport.pause_reading()  # deaf: it neither reads the pings nor answers them
+        hub = server.server.lifespan.state["services"].hub
+        began = asyncio.get_running_loop().time()
+        while hub.clients.get(tenant) and asyncio.get_running_loop().time() - began < 10:
+            await asyncio.sleep(0.1)
+        waited = asyncio.get_running_loop().time() - began
+        client.ws.transport.resume_reading()
+        await asyncio.wait_for(client.ws.wait_closed(), 5)
+    assert not hub.clients.get(tenant) and waited < 2 * 1 + 2 + 2  # two intervals, the sweep's grid, slack
+    assert client.ws.close_code == 1011
+
+
+async def test_a_client_that_answers_pings_stays_connected(server_factory: Factory, settings: Settings) -> None:
+    """A quiet client whose socket answers the keepalive pings outlives several intervals and still talks."""
+    server = await server_factory(settings.replace(ws_ping_interval_s=1))
+    tenant = new_tenant("awake")
+    async with board(server.url, server.token(tenant), ping_interval=None) as client:
+        await client.subscribe(["overview"])
+        await client.next(lambda m: m["type"] == "snapshot")
+        await asyncio.sleep(5)
+        await client.send({"type": "ping", "ts": 9})
+        assert (await client.next(lambda m: m["type"] == "pong"))["ts"] == 9
+        assert len(boxes(server, tenant)) == 1

@@ -30,6 +30,7 @@ async def delete_tenant(request: Request) -> Response:
                                 settle_s=svc.settings.live_sweep_s + 0.5)
     svc.settings_store.invalidate(who.tenant)
     svc.hub.renderings.changed(who.tenant)
+    await svc.hub.channels.changed(who.tenant, settings=True)  # the other processes drop their cached settings too
     return success({"client_id": who.tenant, "rows": erased.rows, "keys": erased.keys, "seconds": erased.seconds})
 
 

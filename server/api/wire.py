@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -52,7 +53,11 @@ log = logging.getLogger("wallboard.ws")
 
 PROTOCOL = ("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol")
 CLOSE_WAIT_S = 30  # a client that stopped reading may never take the close frame
-NO_HEADERS = Headers()  # what an accepted connection's handshake request keeps instead of its headers
+NO_HEADERS = Headers()
+# The keepalive ping of every direct connection: a server frame is unmasked, so one frame serves all.
+# One payload for all is safe: a connection is pinged again only after its pong came (or it is closed).
+PING_PAYLOAD = b"wb:k"
+PING_FRAME = bytes([0x89, len(PING_PAYLOAD)]) + PING_PAYLOAD  # what an accepted connection's handshake request keeps instead of its headers
 
 
 def text_of(data: Frame) -> str:
@@ -88,6 +93,9 @@ class AsgiWire:
 
     async def close(self, code: int, reason: str) -> None:
         await close(self.ws, code, reason)
+
+    def keepalive(self, now: float) -> bool:
+        return False  # uvicorn pings an ASGI connection itself
 
 
 class Inbox:
@@ -187,13 +195,44 @@ def trim(proto: Any) -> None:
 
 
 class DirectWire:
-    """Frames written to uvicorn's transport with one ``transport.write`` each (never interleaved with its pings)."""
+    """Frames written to uvicorn's transport with one ``transport.write`` each; keepalive pings from the hub's sweep.
+
+    uvicorn pings each connection from a timer of its own (two ``TimerHandle`` s and a frame
+    built by the ``websockets`` protocol per ping: at 10,000 connections and a 20 s interval, 500
+    a second). A direct connection stops that timer when it is accepted; the hub's once-a-second
+    sweep calls :meth:`keepalive` instead, which writes one pre-built ping frame (the same bytes
+    for every connection) and closes with 1011, as uvicorn does, a connection whose pong has not
+    come ``ws_ping_timeout`` after its ping. uvicorn's ``handle_pong`` still takes the pong: it
+    clears ``pending_ping_payload`` when the payload matches. The cost: pings and timeouts land on
+    the sweep's one-second grid, so a dead client is closed up to a second later than uvicorn would.
+    """
 
     __slots__ = ("proto", "ws")
 
     def __init__(self, proto: Any, websocket: WebSocket) -> None:
         self.proto = proto
         self.ws = websocket
+        if proto.ping_interval:
+            proto.stop_keepalive()  # the hub's sweep pings from now on
+            proto.ping_sent_at = time.monotonic()  # the first ping one interval after the accept, as uvicorn's
+
+    def keepalive(self, now: float) -> bool:
+        """Ping the connection when its interval has passed; close it (1011) when its last ping went unanswered.
+
+        True when it was closed. ``now`` is ``time.monotonic()``, the clock of asyncio's default loops.
+        """
+        proto = self.proto
+        if not proto.ping_interval or proto.close_sent or proto.disconnected:
+            return False
+        if proto.pending_ping_payload is not None:
+            if proto.ping_timeout is not None and now - proto.ping_sent_at >= proto.ping_timeout:
+                proto.keepalive_timeout()  # uvicorn's own: a 1011 close frame, then the transport closed
+                return True
+        elif now - proto.ping_sent_at >= proto.ping_interval and not proto.transport.is_closing():
+            proto.pending_ping_payload = PING_PAYLOAD
+            proto.ping_sent_at = now
+            proto.transport.write(PING_FRAME)
+        return False
 
     def write(self, data: Frame) -> bool:
         proto = self.proto
@@ -236,6 +275,10 @@ def problem(proto: Any) -> str | None:
     for name, types in expected.items():
         if not isinstance(getattr(proto, name, None), types):
             return f"{kind.__qualname__}.{name} is not a {types}"
+    keepalive = ("stop_keepalive", "keepalive_timeout")
+    if not all(callable(getattr(proto, name, None)) for name in keepalive) or not all(
+            hasattr(proto, name) for name in ("ping_interval", "ping_timeout", "ping_sent_at", "pending_ping_payload")):
+        return f"{kind.__qualname__} has not the keepalive of uvicorn 0.54 (ping_sent_at, pending_ping_payload, ...)"
     transport = getattr(proto, "transport", None)
     if not all(callable(getattr(transport, name, None)) for name in ("write", "is_closing")):
         return f"{kind.__qualname__}.transport has no write() and is_closing()"

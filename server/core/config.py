@@ -60,6 +60,7 @@ class Settings:
     ws_send_timeout_s: float = 10.0
     ws_token_grace_s: float = 30.0
     ws_ping_interval_s: float = 20.0
+    settings_cache_s: int = 300  # longest a process serves cached tenant settings whose change announcement it missed
     live_cache_tenants: int = 10_000  # tenants whose latest rendering is kept for REST polls (server/live/renderings.py)
     ws_direct_writes: bool = True  # frames straight to uvicorn's transport (server/api/wire.py), else the ASGI send
     forecast_every_s: int = 3600
@@ -220,6 +221,7 @@ class Settings:
             ws_send_timeout_s=get.int("WALLBOARD_WS_SEND_TIMEOUT_S", 10, 1, 600),
             ws_token_grace_s=get.int("WALLBOARD_WS_TOKEN_GRACE_S", 30, 0, 3600),
             ws_ping_interval_s=get.int("WALLBOARD_WS_PING_INTERVAL_S", 20, 1, 3600),
+            settings_cache_s=get.int("WALLBOARD_SETTINGS_CACHE_S", 300, 1, 86_400),
             live_cache_tenants=get.int("WALLBOARD_LIVE_CACHE_TENANTS", 10_000, 1, 10_000_000),
             ws_direct_writes=get.flag("WALLBOARD_WS_DIRECT_WRITES", True),
             forecast_every_s=get.int("WALLBOARD_FORECAST_EVERY_S", 3600, 60, 7 * 86_400),

@@ -126,13 +126,23 @@ class TenantSettings:
         The wall-clock guess is checked against :meth:`day_bounds`, so the two always agree, also when
         the day start falls in a DST gap or in the hour that a fall-back repeats.
         """
+        calendar = (self.timezone, self.day_starts_at)
+        last = _LAST_DAY.get(calendar)
+        if last is not None and last[0] <= ts_ms < last[1]:
+            return last[2]  # most calls (every publish, every event) fall on the day asked for last time
+        minutes = self.day_start_minutes
         wall = datetime.fromtimestamp(ts_ms // 1000, self.zone).replace(tzinfo=None)
-        day = (wall - timedelta(minutes=self.day_start_minutes)).date()
-        if ts_ms < _day_start_ms(self.timezone, self.day_start_minutes, day):
+        day = (wall - timedelta(minutes=minutes)).date()
+        if ts_ms < _day_start_ms(self.timezone, minutes, day):
             day -= timedelta(days=1)
-        elif ts_ms >= _day_start_ms(self.timezone, self.day_start_minutes, day + timedelta(days=1)):
+        elif ts_ms >= _day_start_ms(self.timezone, minutes, day + timedelta(days=1)):
             day += timedelta(days=1)
-        return day.isoformat()
+        found = day.isoformat()
+        if len(_LAST_DAY) >= 4096:
+            _LAST_DAY.clear()
+        _LAST_DAY[calendar] = (_day_start_ms(self.timezone, minutes, day),
+                               _day_start_ms(self.timezone, minutes, day + timedelta(days=1)), found)
+        return found
 
     def day_bounds(self, day: str) -> tuple[int, int]:
         """Epoch ms of the start and (exclusive) end of a tenant day; DST days last 23 or 25 hours."""
@@ -156,6 +166,10 @@ class TenantSettings:
         off_ms = int(offset.total_seconds() * 1000)
         local = ts_ms + off_ms
         return local - local % step - off_ms
+
+
+# (time zone, day start) → (start ms, end ms, day) of the last tenant day local_day found for that calendar.
+_LAST_DAY: dict[tuple[str, str], tuple[int, int, str]] = {}
 
 
 @lru_cache(maxsize=4096)
@@ -338,18 +352,22 @@ def validate(patch: dict[str, Any], current: TenantSettings) -> TenantSettings:
 
 
 class SettingsStore:
-    """Reads and writes ``tenants.settings`` through tenant-scoped (RLS) transactions, with a TTL cache.
+    """Reads and writes ``tenants.settings`` through tenant-scoped (RLS) transactions, with a cache.
 
-    The cache is per process: :meth:`put` refreshes this process at once, but other processes keep
-    serving what they read for up to ``ttl_s`` seconds. That staleness (a threshold or zone change
-    shows a few seconds late elsewhere) buys one query per tenant per TTL instead of one per event.
+    The cache is per process and kept until it is told otherwise: a put announces the change on
+    the tenant's changes channel and every process calls :meth:`invalidate` for it (the hub also
+    drops every entry whenever it subscribes afresh, so nothing read before a Redis outage
+    survives it). ``ttl_s`` only bounds how long an announcement that never arrived can leave
+    another process serving old settings; in exchange, a busy tenant costs one settings query
+    per ``ttl_s`` instead of one every few seconds (each a tenant transaction of several round trips).
+    A read that an invalidation overtook serves its answer but does not cache it.
 
     One read per tenant at a time: when an entry expires under load, every request of the tenant
     misses it at once; they wait for the one read in flight instead of each opening a transaction
     (which took as many transactions as the ingest commits, and the tenant's database share with them).
     """
 
-    def __init__(self, db: Database, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, db: Database, *, ttl_s: float = 300.0, max_entries: int = 10_000) -> None:
         self.db = db
         self.ttl_s = ttl_s
         self.max_entries = max_entries
@@ -400,20 +418,28 @@ class SettingsStore:
             raw = await conn.fetchval(query("tenant_settings_lock"), tenant)
             result = validate(patch, TenantSettings.from_json(orjson.loads(raw)))
             await conn.execute(query("tenant_settings_put"), tenant, orjson.dumps(result.to_json()).decode())
-        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+        self._bump(tenant)
         self._remember(tenant, result)
         return result
 
     def invalidate(self, tenant: str | None = None) -> None:
-        """Forget the cached settings of one tenant, or of all; a read in flight began before and is not kept."""
+        """Forget the cached settings of one tenant, or of all; a read in flight began before the change:
+        nobody waits for it any more, and it does not cache what it read."""
         if tenant is None:
             self._cache.clear()
             self._reading.clear()
+            self._generation.clear()
             self._epoch += 1
         else:
             self._cache.pop(tenant, None)
             self._reading.pop(tenant, None)
-            self._generation[tenant] = self._generation.get(tenant, 0) + 1
+            self._bump(tenant)
+
+    def _bump(self, tenant: str) -> None:
+        if tenant not in self._generation and len(self._generation) >= 2 * self.max_entries:
+            self._generation.clear()  # bounded; safe, because clearing also moves the epoch on
+            self._epoch += 1
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
 
     def _remember(self, tenant: str, value: TenantSettings) -> None:
         if len(self._cache) >= self.max_entries:

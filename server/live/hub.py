@@ -330,7 +330,9 @@ class Hub:
             await asyncio.sleep(random.uniform(0, min(5.0, 0.1 * 2 ** self._attempt)))
 
     def _subscribed(self) -> None:
+        """Subscribed (again): settings changes announced while unsubscribed were missed, so drop every cached one."""
         self._attempt = 0
+        self.store.invalidate()
 
     async def _recover(self) -> None:
         """Redis is back: a fresh snapshot of every stream, then `status: ok`."""

@@ -75,6 +75,9 @@ class Writer(Protocol):
     async def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` (a bounded wait; never raises)."""
 
+    def keepalive(self, now: float) -> bool:
+        """Called by the hub's sweep each second: ping when due; True when an unanswered ping closed the connection."""
+
 
 class Outbox:
     """One client as the hub sees it: what it follows, what it has yet to receive, and its :class:`Writer`.
@@ -213,7 +216,9 @@ class FanoutCounts:
 def sweep_clients(clients: dict[str, set[Outbox]], now: float, send_timeout_s: float,
                   counts: FanoutCounts) -> list[Outbox]:
     """Evict the clients blocked on a send for longer than the send timeout (1013) or past their token (4401);
-    return them and those evicted before (their control queue filled up), for the hub to drop."""
+    return them and those evicted before (their control queue filled up), for the hub to drop.
+
+    Every other client's wire is given its keepalive turn (:meth:`Writer.keepalive`)."""
     stuck_before = now - send_timeout_s
     wall = time.time()
     closing = []
@@ -227,6 +232,9 @@ def sweep_clients(clients: dict[str, set[Outbox]], now: float, send_timeout_s: f
             elif box.blocked_since and box.blocked_since < stuck_before:
                 box.evict(1013, "client is not reading its messages")
                 counts.closed("send_timeout")
+            elif box.wire.keepalive(now):
+                counts.closed("ping_timeout")  # closed by its wire (1011); its reader sees the disconnect
+                continue
             else:
                 continue
             closing.append(box)
