@@ -98,7 +98,33 @@ class AsgiWire:
         return False  # uvicorn pings an ASGI connection itself
 
 
-class Inbox:
+class _Waiters:
+    """Futures of the coroutines parked until something happens, kept only while there are some."""
+
+    __slots__ = ("waiters",)
+
+    def __init__(self) -> None:
+        self.waiters: list[asyncio.Future[None]] | None = None
+
+    async def _park(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters = [*(self.waiters or ()), waiter]
+        try:
+            await waiter
+        finally:
+            if self.waiters is not None and waiter in self.waiters:
+                self.waiters.remove(waiter)
+                if not self.waiters:
+                    self.waiters = None
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Inbox(_Waiters):
     """uvicorn's queue of ASGI ``receive`` messages for one connection, without ``asyncio.Queue``'s four deques.
 
     The methods uvicorn calls (``put_nowait``, ``get``, ``empty``) and nothing else; unbounded like
@@ -106,11 +132,11 @@ class Inbox:
     message stays until a ``get`` returns it.
     """
 
-    __slots__ = ("items", "waiters")
+    __slots__ = ("items",)
 
     def __init__(self, items: list[Any] | None = None) -> None:
+        super().__init__()
         self.items = items or None
-        self.waiters: list[asyncio.Future[None]] | None = None
 
     @classmethod
     def taking(cls, queue: asyncio.Queue[Any]) -> Inbox:
@@ -125,61 +151,42 @@ class Inbox:
             self.items = [item]
         else:
             self.items.append(item)
-        if self.waiters:
-            for waiter in self.waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        self._wake()
 
     def empty(self) -> bool:
         return not self.items
 
     async def get(self) -> Any:
         while not self.items:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters = [*(self.waiters or ()), waiter]
-            try:
-                await waiter
-            finally:
-                self.waiters.remove(waiter)
-                if not self.waiters:
-                    self.waiters = None
+            await self._park()
         item = self.items.pop(0)
         if not self.items:
             self.items = None
         return item
 
 
-class Flag:
+class Flag(_Waiters):
     """uvicorn's ``writable`` Event (cleared by ``pause_writing``) without the deque each ``asyncio.Event`` holds."""
 
-    __slots__ = ("value", "waiters")
+    __slots__ = ("value",)
 
     def __init__(self, value: bool) -> None:
+        super().__init__()
         self.value = value
-        self.waiters: list[asyncio.Future[None]] | None = None
 
     def is_set(self) -> bool:
         return self.value
 
     def set(self) -> None:
         self.value = True
-        waiters, self.waiters = self.waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
 
     def clear(self) -> None:
         self.value = False
 
     async def wait(self) -> bool:
         if not self.value:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters = [*(self.waiters or ()), waiter]
-            try:
-                await waiter
-            finally:
-                if self.waiters is not None and waiter in self.waiters:
-                    self.waiters.remove(waiter)
+            await self._park()
         return True
 
 
