@@ -65,7 +65,7 @@ from server.core.errors import ConfigError, ServiceUnavailable, TooManyRequests,
 from server.core.metrics import Metrics
 from server.core.redis_client import redis_client
 from server.core.resources import static_dir
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.history.reports import ExportSlots
 from server.history.retention import Retention
 from server.history.scorecards import ScorecardRefresher

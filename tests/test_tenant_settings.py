@@ -17,7 +17,8 @@ from server.app import create_app
 from server.core.config import Settings
 from server.core.db import Database
 from server.core.errors import BadRequest
-from server.core.tenant_settings import SettingsStore, TenantSettings, validate
+from server.core.settings_store import SettingsStore
+from server.core.tenant_settings import TenantSettings, validate
 
 from .conftest import RunningServer
 

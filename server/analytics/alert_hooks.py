@@ -25,7 +25,7 @@ import orjson
 from server.core import background
 from server.core.db import Database, query
 from server.core.outbound import Outbound
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 
 log = logging.getLogger("wallboard.alert_hooks")
 

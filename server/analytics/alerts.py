@@ -34,7 +34,7 @@ import redis.asyncio as aioredis
 from server.core import background
 from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.live.keys import Keys
 from server.live.state import LiveState, load_script
 from server.live.view import Snapshot, iso_ms

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from server.core.db import Database
-    from server.core.tenant_settings import SettingsStore
+    from server.core.settings_store import SettingsStore
     from server.live.activity import TenantActivity
     from server.live.hub import Hub
     from server.live.keys import Keys

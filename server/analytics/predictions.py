@@ -34,7 +34,8 @@ from server.analytics import forecast, staffing
 from server.core import background
 from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable
-from server.core.tenant_settings import SettingsStore, TenantSettings
+from server.core.settings_store import SettingsStore
+from server.core.tenant_settings import TenantSettings
 from server.live.keys import Keys
 from server.live.state import KEY_TTL_S
 from server.live.view import FORECAST_FIELD

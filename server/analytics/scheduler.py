@@ -34,7 +34,7 @@ from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable, WallboardError
 from server.core.mail import send_attachment
 from server.core.outbound import Delivery, Outbound, with_retries
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.history.reports import REPORTS, span, stream
 
 log = logging.getLogger("wallboard.scheduler")

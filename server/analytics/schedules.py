@@ -30,7 +30,8 @@ from server.core.db import Database, query
 from server.core.errors import BadRequest, NotFound
 from server.core.mail import ADDRESS
 from server.core.outbound import check_url_syntax, resolve
-from server.core.tenant_settings import SettingsStore, TenantSettings
+from server.core.settings_store import SettingsStore
+from server.core.tenant_settings import TenantSettings
 from server.history.figures import Scope
 from server.history.period import iso, parse
 from server.history.reports import REPORTS

@@ -24,7 +24,7 @@ from server.live.activity import TenantActivity
 if TYPE_CHECKING:
     from server.core.config import Settings
     from server.core.db import Database
-    from server.core.tenant_settings import SettingsStore
+    from server.core.settings_store import SettingsStore
     from server.live.hub import Hub
     from server.live.keys import Keys
     from server.live.state import LiveState

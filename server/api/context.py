@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the types only: app.py builds the services, route modules i
     from server.core.auth import TokenVerifier
     from server.core.db import Database
     from server.core.metrics import Metrics
-    from server.core.tenant_settings import SettingsStore
+    from server.core.settings_store import SettingsStore
     from server.history.reports import ExportSlots
     from server.history.retention import Retention
     from server.history.scorecards import ScorecardRefresher

@@ -12,7 +12,8 @@ from starlette.routing import Route
 from server.api.responses import success
 from server.core.auth import ADMIN
 from server.core.errors import BadRequest, PayloadTooLarge
-from server.core.tenant_settings import MAX_BODY, SettingsStore, TenantSettings
+from server.core.settings_store import SettingsStore
+from server.core.tenant_settings import MAX_BODY, TenantSettings
 
 
 def _admin(request: Request) -> tuple[str, SettingsStore]:

@@ -26,6 +26,7 @@ async def delete_tenant(request: Request) -> Response:
     svc = services(request)
     if svc.healer is not None:
         svc.healer.forget(who.tenant)
+    svc.analytics.activity.forget(who.tenant)  # this process's forecasts and staffing stop covering it
     erased = await erase_tenant(svc.db, svc.redis, svc.keys, who, batch_rows=svc.settings.retention_batch_rows,
                                 settle_s=svc.settings.live_sweep_s + 0.5)
     svc.settings_store.invalidate(who.tenant)

@@ -49,6 +49,11 @@ class TenantActivity:
         self.changed[tenant] = when
         self._unsaved[tenant] = when
 
+    def forget(self, tenant: str) -> None:
+        """Drop the tenant from this process's list (it is being erased): no job of here runs for it again."""
+        self.changed.pop(tenant, None)
+        self._unsaved.pop(tenant, None)
+
     def recent(self, within_s: float) -> list[str]:
         """Tenants this process saw change in the last ``within_s`` seconds."""
         since = time.time() - within_s

@@ -53,7 +53,7 @@ from redis.exceptions import RedisError
 from server.core import background
 from server.core.config import Settings
 from server.core.errors import ServiceUnavailable
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.live import alert_feed
 from server.live.admission import Admission
 from server.live.channels import SETTINGS_MARK

@@ -22,7 +22,7 @@ import orjson
 from server.core.db import UNAVAILABLE, Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.metrics import Metrics
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.ingest.events import Event
 from server.live.committer import GroupCommit
 from server.live.heal import Healer

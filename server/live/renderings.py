@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from server.core import background
-from server.core.tenant_settings import SettingsStore
+from server.core.settings_store import SettingsStore
 from server.live.state import LiveState
 from server.live.view import Snapshot, etag
 

@@ -32,7 +32,8 @@ from redis.exceptions import RedisError
 from server.core import background
 from server.core.db import Database, TenantSlots, query
 from server.core.errors import ServiceUnavailable
-from server.core.tenant_settings import SettingsStore, TenantSettings
+from server.core.settings_store import SettingsStore
+from server.core.tenant_settings import TenantSettings
 from server.ingest.events import Event
 from server.live.channels import Channels
 from server.live.keys import Keys
