@@ -34,6 +34,23 @@ def day_started_hours_ago(hours: float) -> tuple[str, int]:
     return start.strftime("%H:%M"), int(start.timestamp() * 1000)
 
 
+def simulated(now: datetime, *, hours: float, at_least: int, calls_per_hour: float, queues: int, seed: int
+              ) -> list[dict[str, Any]]:
+    """At least ``at_least`` simulated events of the last ``hours`` hours, whatever the hour the test runs at.
+
+    The simulator's intraday curve puts a tenth of the mean volume at night: the rate is raised until the
+    window holds enough events (agents grow with it, one per 12 calls an hour).
+    """
+    for _ in range(6):
+        config = SimulationConfig(agents=max(int(calls_per_hour / 12), 10), queues=queues, calls_per_hour=calls_per_hour,
+                                  seed=seed)
+        events = generate(config, now - timedelta(hours=hours), timedelta(hours=hours) - timedelta(seconds=5))
+        if len(events) >= at_least:
+            return events
+        calls_per_hour *= at_least / max(len(events), 1) * 1.05
+    raise AssertionError(f"Expected at least {at_least} simulated events, got {len(events)}.")
+
+
 def delivery(events: list[dict[str, Any]], rng: random.Random, *, dup_share: float, disorder_share: float
              ) -> list[list[dict[str, Any]]]:
     """Batches of random sizes, with some events moved out of order and some sent twice."""
@@ -125,14 +142,7 @@ async def test_simulated_day_with_duplicates_and_disorder_is_exact(server: Runni
     starts_at, day_start = day_started_hours_ago(5)
     await put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
     now = datetime.now(UTC)
-    calls_per_hour = 1700.0
-    for _ in range(6):  # the intraday curve makes volume depend on the hour the test runs at
-        config = SimulationConfig(agents=int(calls_per_hour / 12), queues=4, calls_per_hour=calls_per_hour, seed=7)
-        events = generate(config, now - timedelta(hours=4.5), timedelta(hours=4.5) - timedelta(seconds=5))
-        if len(events) >= 50_000:
-            break
-        calls_per_hour *= 50_000 / len(events) * 1.05
-    assert len(events) >= 50_000, len(events)
+    events = simulated(now, hours=4.5, at_least=50_000, calls_per_hour=1700.0, queues=4, seed=7)
     rng = random.Random(11)
     batches = delivery(events, rng, dup_share=0.05, disorder_share=0.10)
     async with server.client(server.token(tenant, "ingest")) as client:

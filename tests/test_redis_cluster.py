@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.redis_client import cluster_nodes, redis_client
 from server.live.keys import Keys
-from server.tools.simulate import SimulationConfig, generate
 
 from . import test_heal as heal
 from . import test_live_exact as exact
@@ -77,9 +76,7 @@ async def test_live_figures_are_exact_on_a_cluster(server_factory: Factory, sett
     starts_at, day_start = exact.day_started_hours_ago(3)
     await exact.put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
     now = datetime.now(UTC)
-    config = SimulationConfig(agents=30, queues=3, calls_per_hour=400.0, seed=5)
-    events = generate(config, now - timedelta(hours=2.5), timedelta(hours=2.5) - timedelta(seconds=5))
-    assert len(events) >= 2000, len(events)
+    events = exact.simulated(now, hours=2.5, at_least=2000, calls_per_hour=400.0, queues=3, seed=5)
     batches = exact.delivery(events, random.Random(3), dup_share=0.05, disorder_share=0.10)
     async with server.client(server.token(tenant, "ingest")) as client:
         totals = await exact.post_all(client, batches)
