@@ -23,7 +23,8 @@ def iso_ms(ms: float) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # A damaged value (bytes that are not UTF-8) renders as U+FFFD rather than failing the whole view.
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _strings(flat: list[Any] | None) -> dict[str, str]:
