@@ -124,7 +124,7 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
     retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
                           claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
-    analytics = Analytics(settings, db, client, keys, store, live, hub)
+    analytics = Analytics(settings, db, client, keys, store, hub)
     ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
                         group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     instrument(metrics, db=db, redis=client, live=live, hub=hub, healer=healer, refresher=refresher,

@@ -7,6 +7,7 @@ arguments against KEYS and raises on any other: a test-only text substitution of
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import secrets
@@ -128,6 +129,8 @@ async def test_every_script_touches_only_declared_keys(checked_scripts: Path, se
                   "call_id": "wait", "queue_id": "q-wait"}
         async with server.client(server.token(tenant, "ingest")) as client:
             await post_all(client, [[queued]], workers=1)
+        tick = server.settings.ws_tick_ms / 1000  # an evaluator sees another process's change within a tick
+        await asyncio.sleep(tick)
         raised = await svc.analytics.alerts.evaluate(tenant)
         assert ("q-wait", "waiting", "raised") in {(a["queue_id"], a["metric"], a["state"]) for a in raised}
         assert await other.analytics.alerts.evaluate(tenant) == []
@@ -135,6 +138,7 @@ async def test_every_script_touches_only_declared_keys(checked_scripts: Path, se
                     "queue_id": "q-wait", "agent_id": "agent-late"}
         async with server.client(server.token(tenant, "ingest")) as client:
             await post_all(client, [[answered]], workers=1)
+        await asyncio.sleep(tick)
         cleared = await other.analytics.alerts.evaluate(tenant)
         assert ("q-wait", "waiting", "cleared") in {(a["queue_id"], a["metric"], a["state"]) for a in cleared}
     finally:

@@ -1,7 +1,9 @@
 """Threshold alerts: the tenant's amber/red levels checked on the live state, raised once and cleared once.
 
-Each server process runs an :class:`AlertEvaluator`. Every ``alerts_every_s`` it reads the
-live overview of each tenant that changed since it last looked (and of those with calls
+Each server process runs an :class:`AlertEvaluator`. Every ``alerts_every_s`` it takes the
+live overview (from the process's latest rendering, :mod:`server.live.renderings`: the read
+the hub made for the tenant's boards or a poller's within the last tick, or one read now and
+shared with them) of each tenant that changed since it last looked (and of those with calls
 waiting, whose ``longest_wait_s`` grows without any event, or with alerts open; and, every
 ``SWEEP_S``, of every tenant active lately, so a changed threshold takes effect) and
 compares each queue with the tenant's ``alerts`` settings: ``longest_wait_s``, ``waiting``
@@ -36,8 +38,8 @@ from server.core.db import Database, query
 from server.core.errors import ServiceUnavailable
 from server.core.settings_store import SettingsStore
 from server.live.keys import Keys
-from server.live.state import LiveState, load_script
-from server.live.view import Snapshot, iso_ms
+from server.live.state import load_script
+from server.live.view import iso_ms
 
 if TYPE_CHECKING:
     from server.live.activity import TenantActivity
@@ -83,10 +85,10 @@ def breaches(queue: dict[str, Any], alerts: dict[str, dict[str, float]]) -> list
 class AlertEvaluator:
     """This process's threshold evaluator; owns its loop (``start``/``close``)."""
 
-    def __init__(self, redis: aioredis.Redis, live: LiveState, store: SettingsStore, db: Database, keys: Keys,
+    def __init__(self, redis: aioredis.Redis, store: SettingsStore, db: Database, keys: Keys,
                  hub: Hub, activity: TenantActivity, *, every_s: float = 1.0,
                  on_alerts: Callable[[str, list[dict[str, Any]]], None] | None = None) -> None:
-        self.redis, self.live, self.store, self.db, self.keys = redis, live, store, db, keys
+        self.redis, self.store, self.db, self.keys = redis, store, db, keys
         self.on_alerts = on_alerts  # told of every transition this process made, must not block (alert webhooks)
         self.hub, self.activity, self.every_s = hub, activity, every_s
         self._script = load_script(redis, "alerts")
@@ -127,11 +129,13 @@ class AlertEvaluator:
 
     async def evaluate(self, tenant: str) -> list[dict[str, Any]]:
         """Check the tenant's live state against its thresholds; push and store the transitions; return them."""
-        self._looked[tenant] = time.time()
         settings = await self.store.get(tenant)
-        now_ms = int(time.time() * 1000)
-        raw = await self.live.read(tenant, settings, now_ms, agent_changes=False)
-        queues = Snapshot(raw, settings, now_ms).overview()["queues"]
+        # The process's latest rendering (read less than a tick ago, by the hub for its boards or by a
+        # poller; else read now and shared with them): no second read and render of a watched tenant.
+        rendering = await self.hub.renderings.get(tenant, agents=False)
+        now_ms, queues = rendering.snap.now_ms, rendering.queues().data
+        # Looked at as of the read: a change after it (seen by another process) keeps the tenant due next cycle.
+        self._looked[tenant] = now_ms / 1000
         breached: dict[str, tuple[float, float]] = {}
         for queue in queues:
             for metric, level, value, threshold in breaches(queue, settings.alerts):

@@ -27,14 +27,13 @@ if TYPE_CHECKING:
     from server.core.settings_store import SettingsStore
     from server.live.hub import Hub
     from server.live.keys import Keys
-    from server.live.state import LiveState
 
 
 class Analytics:
     """Activity, forecasts, anomalies and alerts of one process; ``start`` and ``close`` them together."""
 
     def __init__(self, settings: Settings, db: Database, redis: aioredis.Redis, keys: Keys, store: SettingsStore,
-                 live: LiveState, hub: Hub) -> None:
+                 hub: Hub) -> None:
         self.activity = TenantActivity(redis, keys)
         self.forecaster = Forecaster(db, redis, keys, store, settings, self.activity)
         self.detector = AnomalyDetector(db, redis, keys, store, hub, self.activity)
@@ -42,7 +41,7 @@ class Analytics:
                                  per_tenant=settings.webhook_per_tenant, attempts=settings.delivery_attempts,
                                  backoff_s=settings.delivery_backoff_s)
         self.alert_hooks = AlertHooks(db, store, self.outbound)
-        self.alerts = AlertEvaluator(redis, live, store, db, keys, hub, self.activity, every_s=settings.alerts_every_s,
+        self.alerts = AlertEvaluator(redis, store, db, keys, hub, self.activity, every_s=settings.alerts_every_s,
                                      on_alerts=self.alert_hooks.notify)
         self.schedules = ScheduleBook(db, store, settings)
         self.scheduler = Scheduler(settings, db, store, self.outbound)

@@ -17,7 +17,7 @@ from server.api.context import principal, services
 from server.core.auth import READ_ALL, READ_LIVE, Principal, Role
 from server.core.errors import BadRequest, Forbidden, NotFound
 from server.live.calls import calls_document
-from server.live.renderings import Rendering
+from server.live.renderings import Rendering, overview_queues
 
 STALE = '110 - "live state is being rebuilt"'
 
@@ -44,7 +44,7 @@ async def live_overview(request: Request) -> Response:
 async def queue_status(request: Request) -> Response:
     """``GET /api/metrics/queue/status``: the overview's queues."""
     who = principal(request, READ_ALL)
-    return await answer(request, who, "queues", lambda r: r.snap.overview()["queues"], agents=False)
+    return await answer(request, who, "queues", overview_queues, agents=False)
 
 
 async def agents_status(request: Request) -> Response:

@@ -58,6 +58,12 @@ class Doc:
         return self._body
 
 
+def overview_queues(rendering: Rendering) -> list[dict[str, Any]]:
+    """The ``queues`` document: the overview's queues."""
+    queues: list[dict[str, Any]] = rendering.snap.overview()["queues"]
+    return queues
+
+
 class Rendering:
     """One read of a tenant's live state (``at``: when the read began, monotonic) and the documents made from it."""
 
@@ -76,6 +82,10 @@ class Rendering:
             if len(self.docs) < DOCS_KEPT:
                 self.docs[name] = found
         return found
+
+    def queues(self) -> Doc:
+        """The overview's queues (REST ``/api/metrics/queue/status``, and what the alert evaluator checks)."""
+        return self.doc("queues", overview_queues)
 
     def agents_list(self) -> list[dict[str, Any]]:
         """Every agent (needs a read with the agents' state changes)."""
