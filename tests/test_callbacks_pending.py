@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from server.app import close_services, open_services
 from server.core.config import Settings
 from server.live.keys import Keys
+from server.live.state import CALLBACK_DAYS
 from server.live.view import iso_ms
 
 from .conftest import ROOT, TEST_SECRET, RunningServer
@@ -77,6 +78,15 @@ async def test_pending_callbacks_exact_after_disorder_duplicates_and_rebuild(ser
     assert totals["accepted"] == len(events)
     expected = (pending, sum(pending.values()), sum(pending.values()))
     assert await pending_now(server, tenant) == expected
+    # Pending callbacks outlive days without callback activity (the day's keys expire after 3 days): as long as
+    # a rebuild would bring them back from PostgreSQL.
+    client = aioredis.Redis.from_url(server.settings.redis_url)
+    try:
+        keys = Keys(server.settings.key_prefix).of(tenant)
+        for key in (keys.callbacks, keys.callbacks_pending):
+            assert await client.ttl(key) > (CALLBACK_DAYS + 2) * 86_400, key
+    finally:
+        await client.aclose()
 
     env = {"DATABASE_URL": str(settings.database_url), "REDIS_URL": str(settings.redis_url),
            "WALLBOARD_JWT_SECRET": TEST_SECRET, "WALLBOARD_KEY_PREFIX": server.settings.key_prefix,

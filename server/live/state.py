@@ -44,6 +44,11 @@ log = logging.getLogger("wallboard.live")
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 KEY_TTL_S = 3 * 86400
+# A callback stays pending until its completion comes: a rebuild brings back those requested up to
+# CALLBACK_DAYS before its replay window, and the pending records outlive their last change in Redis
+# for longer than that, so a tenant with no callback activity for days still shows them (not only after a rebuild).
+CALLBACK_DAYS = 30
+CALLBACK_TTL_S = (CALLBACK_DAYS + 3) * 86400
 REPLAY_PAGE = 5000
 WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (the `calls` view), oldest first
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
@@ -127,7 +132,8 @@ class LiveState:
         while True:
             result: list[Any] = await self._apply(
                 keys=declared.names,
-                args=[payload, KEY_TTL_S, self.channels.in_script, tenant, "force" if force else "", declared.maps()],
+                args=[payload, KEY_TTL_S, self.channels.in_script, tenant, "force" if force else "", declared.maps(),
+                      CALLBACK_TTL_S],
             )
             if result[0] != -2:
                 break
@@ -221,7 +227,7 @@ class LiveState:
             # Called after the state was marked "rebuilding": every event received from now on is
             # applied by its own request, so the replay stops at this instant.
             until = await conn.fetchval("SELECT clock_timestamp()")
-            oldest = _dt(window_start - 30 * 86_400_000)
+            oldest = _dt(window_start - CALLBACK_DAYS * 86_400_000)
             rows = await conn.fetch(query("agents_last_state"), tenant, since, oldest)
             rows += await conn.fetch(query("callbacks_open"), tenant, since, oldest)
         await self._apply_rows(tenant, rows, settings)

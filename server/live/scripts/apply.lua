@@ -11,6 +11,7 @@
 -- ARGV[4]  tenant id (the message published)
 -- ARGV[5]  "force": apply even when the state is not ready (used by the rebuild)
 -- ARGV[6]  JSON {qd = {"day|queue": index}, qi = {"interval|queue": index}}: the declared queue hashes
+-- ARGV[7]  TTL of the pending callbacks' records and counts (CB, CBN), seconds
 --
 -- Returns {applied, skipped}, {-1, 0} when the tenant's state is missing (the caller rebuilds it
 -- from PostgreSQL, which holds every event), or {-2, 0, day, interval, queue, …} without changing
@@ -31,6 +32,7 @@ if ARGV[5] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
 end
 local events = cjson.decode(ARGV[1])
 local ttl = tonumber(ARGV[2])
+local cb_ttl = tonumber(ARGV[7])  -- the pending callbacks' records and counts: longer, see state.py CALLBACK_DAYS
 local maps = cjson.decode(ARGV[6])
 local QD, QI = maps.qd, maps.qi
 local QUEUES, AGENTS, CB, CBN = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -338,7 +340,7 @@ handlers.k = function(e)  -- callback.requested
   if redis.call("HEXISTS", k, "done") == 0 then
     local record = cjson.encode({callback_id = e.cb, queue_id = e.q, requested_at = e.ra, due_ts = e.du or cjson.null})
     if redis.call("HSETNX", CB, e.cb, record) == 1 then redis.call("HINCRBY", CBN, e.q, 1) end
-    keep(CB, ttl); keep(CBN, ttl)
+    keep(CB, cb_ttl); keep(CBN, cb_ttl)
   end
   if not once(e) then return false end
   activity(e, "callbacks_requested", 1)
@@ -356,7 +358,7 @@ handlers.x = function(e)  -- callback.completed
     if ok and type(item) == "table" and type(item.queue_id) == "string" then
       redis.call("HINCRBY", CBN, item.queue_id, -1)
     end
-    keep(CB, ttl); keep(CBN, ttl)
+    keep(CB, cb_ttl); keep(CBN, cb_ttl)
   end
   if not once(e) then return false end
   activity(e, "callbacks_completed", 1)
