@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--procs", type=_positive_int, default=2, help="client processes (default 2)")
     b.add_argument("--procs-server", type=_positive_int, default=1,
                    help="server processes (serve --workers N) for the same clients (default 1)")
+    b.add_argument("--ingest-apart", action="store_true",
+                   help="post the events to a second server process, so the measured one only fans out")
     b.set_defaults(func=cmd_bench_fanout)
     b = bench.add_parser("poll", help="GET /api/metrics/live with If-None-Match (304s) at a target rate against a "
                                       "minimal Starlette app reading one Redis key (baseline)")

@@ -36,9 +36,8 @@ import tempfile
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, replace
-from datetime import datetime
 from itertools import accumulate
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import psutil
@@ -48,18 +47,18 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.redis_client import redis_client
 from server.runtime import as_owner, with_runtime
-from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say, table
+from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
 from server.tools.bench_feed import Batch, Feed, Ingest
-from server.tools.bench_quiet import EVERY_S, Quiet
+from server.tools.bench_quiet import Quiet
 from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_healthy
+from server.tools.fanout_report import report, warnings
 
 TICK_S = 0.05  # the driver's schedule step
 FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick
 IDLE_S = 5.0  # all connected and quiet this long before the idle RSS is read
 GRACE_S = 5.0  # after the schedule, time for the last updates to arrive (the server refreshes every 5 s)
-TARGET = "target ≥ 0.7; p99 < 1000 ms; idle ≤ 20 KiB/conn"
 
 
 
@@ -67,13 +66,14 @@ def cmd_bench_fanout(args: argparse.Namespace) -> int:
     """``wallboard bench fanout``: exit 0 with the figures, 1 when the run failed (with the reason)."""
     try:
         return run(clients=args.clients, tenants=args.tenants, events_per_s=args.events_per_s,
-                   seconds=args.seconds, procs=args.procs, procs_server=args.procs_server)
+                   seconds=args.seconds, procs=args.procs, procs_server=args.procs_server, ingest_apart=args.ingest_apart)
     except BenchFailed as exc:
         print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
         return 1
 
 
-def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, procs: int, procs_server: int = 1) -> int:
+def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, procs: int, procs_server: int = 1,
+        ingest_apart: bool = False) -> int:
     """Set up (embedded servers when DATABASE_URL/REDIS_URL are unset), run both phases, print the table."""
     if min(clients, tenants, procs) < 1 or events_per_s <= 0 or seconds <= 0 or tenants > clients:
         raise ConfigError(f"--clients {clients}, --tenants {tenants}, --events-per-s {events_per_s}, --seconds "
@@ -85,14 +85,14 @@ def run(*, clients: int, tenants: int, events_per_s: float, seconds: float, proc
     settings = as_owner(settings)
     try:
         names = [f"t{i:03d}" for i in range(tenants)]
-        return run_async(bench(settings, clients, names, events_per_s, seconds, procs, procs_server))
+        return run_async(bench(settings, clients, names, events_per_s, seconds, procs, procs_server, ingest_apart))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def bench(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
-                procs: int, procs_server: int = 1) -> int:
+                procs: int, procs_server: int = 1, ingest_apart: bool = False) -> int:
     assert settings.database_url is not None and settings.redis_url is not None
     scratch = Scratch.new(settings.database_url, settings.redis_url)
     local = settings.replace(database_url=scratch.dsn, key_prefix=scratch.key_prefix, jwt_secret=os.urandom(36).hex(),
@@ -101,7 +101,7 @@ async def bench(settings: Settings, clients: int, tenants: list[str], rate: floa
     say(f"scratch database {scratch.database}, Redis key prefix {scratch.key_prefix}")
     try:
         await scratch.create(settings.app_role)
-        server = await server_phase(local, clients, tenants, rate, seconds, procs, procs_server)
+        server = await server_phase(local, clients, tenants, rate, seconds, procs, procs_server, ingest_apart)
         baseline = await baseline_phase(local, clients, tenants, rate, seconds, procs, size=server.mean_bytes)
     finally:
         await scratch.drop()
@@ -136,6 +136,7 @@ class Phase:
     window: tuple[float, float] = (0.0, 0.0)  # the load window, epoch ms
     warnings: str = "-"  # the server's log lines at warning and above, counted by event
     quiet: str = ""  # the quiet tenant beside the load (server phase): bench_quiet.Quiet.summary
+    ingest_cpu_s: float | None = None  # with --ingest-apart: the ingest process's CPU over the phase
 
     def percentile(self, q: float) -> str:
         value = self.latencies_ms[min(len(self.latencies_ms) - 1, int(q * len(self.latencies_ms)))]
@@ -221,9 +222,10 @@ def join(feed: Feed, held: list[Held], t0: float, t1: float) -> tuple[list[float
 
 
 async def server_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
-                       procs: int, procs_server: int = 1) -> Phase:
+                       procs: int, procs_server: int = 1, ingest_apart: bool = False) -> Phase:
     """``wallboard serve [--workers N]`` in a subprocess (CPU and RSS of all its processes); clients authenticate
-    with a supervisor token per tenant."""
+    with a supervisor token per tenant. With ``ingest_apart`` the events go to a second ``wallboard serve`` and
+    reach the measured one through Redis, as where ingest and boards are served by different processes."""
     assert settings.database_url is not None and settings.redis_url is not None and settings.jwt_secret is not None
     port = free_port()
     env = {k: v for k, v in os.environ.items()
@@ -235,17 +237,28 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                WALLBOARD_WS_MAX_PER_ADDRESS=str(max(1000, clients + 100)),
                WALLBOARD_WS_MAX_CONNECTIONS=str(max(20_000, clients + 100)), **NO_BUDGETS)
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", str(procs_server)],
-                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        ingest = Ingest(port, [mint(settings, tenant=t, role="ingest", ttl_s=86_400) for t in tenants], log)
+        def serve(on: int, workers: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(on),
+                                     "--workers", str(workers)],
+                                    env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+        proc = serve(port, procs_server)
+        procs_up = [proc]
+        ingest_port = port
+        if ingest_apart:
+            ingest_port = free_port()
+            procs_up.append(serve(ingest_port, 1))
+        ingest = Ingest(ingest_port, [mint(settings, tenant=t, role="ingest", ttl_s=86_400) for t in tenants], log)
         try:
-            await wait_healthy(f"http://127.0.0.1:{port}", proc, log)
-            say(f"server phase: wallboard serve pid {proc.pid} on port {port}")
+            for up, on in zip(procs_up, (port, ingest_port), strict=False):
+                await wait_healthy(f"http://127.0.0.1:{on}", up, log)
+            say(f"server phase: wallboard serve pid {proc.pid} on port {port}"
+                + (f", events posted to pid {procs_up[-1].pid} on port {ingest_port}" if ingest_apart else ""))
 
             def alive() -> None:
-                if proc.poll() is not None:
-                    raise BenchFailed(f"wallboard serve exited with status {proc.returncode}: {tail(log)}")
+                for up in procs_up:
+                    if up.poll() is not None:
+                        raise BenchFailed(f"wallboard serve exited with status {up.returncode}: {tail(log)}")
                 ingest.check()
 
             for i, tenant in enumerate(tenants):
@@ -263,8 +276,11 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             fleet = Fleet(f"ws://127.0.0.1:{port}/ws", specs, procs)
             quieting = asyncio.create_task(quiet.run())
             try:
+                ingest_before = cpu_of(procs_up[-1].pid)
                 phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
                                       ingest.send)
+                if ingest_apart:
+                    phase = replace(phase, ingest_cpu_s=cpu_of(procs_up[-1].pid) - ingest_before)
                 quiet.stop()
                 await quieting
                 took = sorted(ingest.took_ms) or [0.0]
@@ -276,7 +292,8 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                 fleet.stop_event.set()
         finally:
             ingest.close()
-            stop(proc)
+            for up in procs_up:
+                stop(up)
 
 
 async def baseline_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,
@@ -326,68 +343,3 @@ async def baseline_phase(settings: Settings, clients: int, tenants: list[str], r
         server.join(15)
         if server.is_alive():
             server.terminate()
-
-
-def warnings(log: IO[bytes], window: tuple[float, float]) -> str:
-    """The server's JSON log lines at warning and above, counted by event, all and in the load window:
-    ``6 × heap.pause (longest 397 ms); in the load window: none``."""
-    log.seek(0)
-    seen: list[tuple[str, float | None, bool]] = []  # (event, ms, in the window)
-    for line in log.read().splitlines():
-        try:
-            record = orjson.loads(line)
-            at = datetime.fromisoformat(record["ts"]).timestamp() * 1000
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-        if record.get("level") in ("warning", "error", "critical"):
-            ms = record.get("ms")
-            seen.append((str(record.get("event")), float(ms) if isinstance(ms, (int, float)) else None,
-                         window[0] <= at <= window[1]))
-
-    def summary(records: list[tuple[str, float | None, bool]]) -> str:
-        counts: dict[str, int] = {}
-        longest: dict[str, float] = {}
-        for event, ms, _ in records:
-            counts[event] = counts.get(event, 0) + 1
-            if ms is not None:
-                longest[event] = max(longest.get(event, 0.0), ms)
-        return ", ".join(f"{n:,} × {event}" + (f" (longest {longest[event]:.0f} ms)" if event in longest else "")
-                         for event, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
-
-    return f"{summary(seen)}; in the load window: {summary([r for r in seen if r[2]])}"
-
-
-def report(server: Phase, baseline: Phase, procs: int, versions: tuple[str, str], procs_server: int = 1) -> str:
-    """One row per phase, the ratio against the targets, and where else the CPU went."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    header = ["phase", "clients", "tenants", "events/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms",
-              "server CPU %", "CPU µs/delivery", "idle KiB/conn", "load KiB/conn"]
-    rows, notes = [], []
-    for p in (server, baseline):
-        share = 100 / p.wall_s  # CPU seconds → % of one core over the window
-        rows.append([p.name, f"{p.clients:,}", f"{p.tenants}", f"{p.events / p.wall_s:,.0f}",
-                     f"{p.deliveries / p.wall_s:,.0f}", p.percentile(0.5), p.percentile(0.99), p.percentile(0.999),
-                     f"{p.cpu.server * share:.0f}", f"{1e6 * p.cpu.server / max(p.deliveries, 1):.1f}",
-                     p.kib_per_conn(p.rss[1]), p.kib_per_conn(p.rss[2])])
-        notes.append(f"{p.name}: {len(p.latencies_ms):,} (client, post) pairs, {p.missed:,} never seen; "
-                     f"{p.gaps:,} seq gaps, {p.stale:,} stale statuses, {p.retries:,} ingest 503s retried; "
-                     + (f"POST /api/events p50 {p.posts_ms[0]:.0f} ms, p99 {p.posts_ms[1]:.0f} ms, max "
-                        f"{p.posts_ms[2]:.0f} ms; " if p.posts_ms[2] else "") + "other messages: "
-                     f"{p.other}; "
-                     f"{p.mean_bytes:,} bytes/message; CPU % of clients {p.clients_cpu_s * share:.0f}, "
-                     f"bench driver {p.cpu.own * share:.0f}, redis {p.cpu.redis * share:.0f}, "
-                     f"postgres {p.cpu.postgres * share:.0f}; server RSS MiB empty {p.rss[0] / 2**20:.0f}, "
-                     f"idle {p.rss[1] / 2**20:.0f}, load {p.rss[2] / 2**20:.0f}"
-                     + (f"; server warnings: {p.warnings}" if p.warnings != "-" else ""))
-    ratio = server.deliveries / server.wall_s / (baseline.deliveries / baseline.wall_s) if baseline.deliveries else 0.0
-    return "\n".join([
-        f"wallboard bench fanout: {server.clients:,} clients over {server.tenants} tenants in {procs} processes, "
-        f"{procs_server} server process(es), "
-        f"{versions[0]}, {versions[1]}, {cores} cores, load average {os.getloadavg()[0]:.1f} at the end",
-        table(header, rows),
-        f"ratio deliveries/s server/baseline: {ratio:.2f} ({TARGET})",
-        f"quiet tenant beside the load (1 board, one event every ~{EVERY_S:.0f} s): {server.quiet} "
-        "(target: median < 50 ms, max < 300 ms)",
-        *notes,
-        "CPU % is of one core over the load window; KiB/conn is the server's RSS growth over its empty state.",
-    ])
