@@ -402,7 +402,7 @@ async def test_weekly_trends_in_kolkata_equal_a_recount(server: RunningServer) -
     tenant = new_tenant("kol")
     await put_settings(server, tenant, timezone="Asia/Kolkata", day_starts_at="00:00")
     now = datetime.now(UTC).replace(microsecond=0)
-    config = SimulationConfig(agents=8, queues=2, calls_per_hour=60, seed=9)
+    config = SimulationConfig(agents=4, queues=2, calls_per_hour=20, seed=9)
     events = generate(config, now - timedelta(days=9), timedelta(days=9) - timedelta(seconds=30))
     async with server.client(server.token(tenant, "ingest")) as client:
         totals = await post_all(client, delivery(events, random.Random(5), dup_share=0.02, disorder_share=0.1))
