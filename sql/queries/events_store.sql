@@ -39,16 +39,23 @@ WITH input AS (
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.completed') / 1000.0) AS completed_at,
            (array_agg(agent_id ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS completed_by,
            (array_agg(doc ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS done,
+           -- hold and unhold events that name the queue: the leg's hold spans (015_hold_spans.sql)
+           jsonb_agg(jsonb_build_array(ts_ms, (type = 'call.hold')::int, agent_id, event_id))
+               FILTER (WHERE type IN ('call.hold', 'call.unhold')) AS holds,
            max(sl_ms) AS sl_ms, max(sa_ms) AS sa_ms
     FROM e
     WHERE type IN ('call.queued', 'call.answered', 'call.abandoned', 'call.completed')
+       OR type IN ('call.hold', 'call.unhold') AND queue_id IS NOT NULL
     GROUP BY call_id, queue_id
 ), legs AS (
     INSERT INTO call_legs AS l (client_id, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at,
                                 completed_at, completed_by, talk_ms, hold_ms, wrap_ms, resolved, transferred,
-                                disposition, revenue_cents, sl_ms, short_abandon_ms, news)
+                                disposition, revenue_cents, sl_ms, short_abandon_ms, news, holds, reported_hold_ms)
     SELECT $1, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
-           round((done->>'talk_s')::float8 * 1000)::bigint, round((done->>'hold_s')::float8 * 1000)::bigint,
+           round((done->>'talk_s')::float8 * 1000)::bigint,
+           CASE WHEN holds IS NULL THEN round((done->>'hold_s')::float8 * 1000)::bigint
+                ELSE leg_hold_ms(holds, completed_by, completed_at, round((done->>'hold_s')::float8 * 1000)::bigint)
+           END,
            round((done->>'wrap_s')::float8 * 1000)::bigint, (done->>'resolved')::boolean,
            coalesce((done->>'transferred')::boolean, false), done->>'disposition',
            round((done->>'revenue')::numeric * 100)::bigint, sl_ms, sa_ms,
@@ -57,7 +64,8 @@ WITH input AS (
            | (CASE WHEN abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
            | (CASE WHEN completed_at IS NOT NULL THEN 8 ELSE 0 END)
            | (CASE WHEN queued_at IS NOT NULL AND answered_at IS NOT NULL THEN 16 ELSE 0 END)
-           | (CASE WHEN queued_at IS NOT NULL AND abandoned_at IS NOT NULL THEN 32 ELSE 0 END)
+           | (CASE WHEN queued_at IS NOT NULL AND abandoned_at IS NOT NULL THEN 32 ELSE 0 END),
+           holds, round((done->>'hold_s')::float8 * 1000)::bigint
     FROM legs_in
     ORDER BY call_id, queue_id
     ON CONFLICT (client_id, call_id, queue_id) DO UPDATE SET
@@ -68,7 +76,22 @@ WITH input AS (
         completed_at = coalesce(l.completed_at, excluded.completed_at),
         completed_by = CASE WHEN l.completed_at IS NULL THEN excluded.completed_by ELSE l.completed_by END,
         talk_ms = CASE WHEN l.completed_at IS NULL THEN excluded.talk_ms ELSE l.talk_ms END,
-        hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END,
+        -- A leg with hold events takes its hold time from their spans, recounted when one comes in late; the
+        -- change to a leg completed before goes to hold_news (the rollups of its completion take it).
+        hold_ms = CASE WHEN l.holds IS NULL AND excluded.holds IS NULL
+                       THEN CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END
+                       ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
+                                        CASE WHEN l.completed_at IS NULL THEN excluded.completed_by
+                                             ELSE l.completed_by END,
+                                        coalesce(l.completed_at, excluded.completed_at),
+                                        CASE WHEN l.completed_at IS NULL THEN excluded.reported_hold_ms
+                                             ELSE coalesce(l.reported_hold_ms, l.hold_ms) END) END,
+        hold_news = CASE WHEN l.completed_at IS NULL OR excluded.holds IS NULL THEN 0
+                         ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, excluded.holds), l.completed_by,
+                                          l.completed_at, coalesce(l.reported_hold_ms, l.hold_ms)) - l.hold_ms END,
+        holds = coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
+        reported_hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.reported_hold_ms
+                                ELSE l.reported_hold_ms END,
         wrap_ms = CASE WHEN l.completed_at IS NULL THEN excluded.wrap_ms ELSE l.wrap_ms END,
         resolved = CASE WHEN l.completed_at IS NULL THEN excluded.resolved ELSE l.resolved END,
         transferred = CASE WHEN l.completed_at IS NULL THEN excluded.transferred ELSE l.transferred END,
@@ -164,6 +187,20 @@ WITH input AS (
            0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
            -- end counters
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
+    UNION ALL  -- a hold or unhold after its leg's completion: the change of its hold time, on the completed ts
+    SELECT 'queue', queue_id, completed_at,
+           -- counters: store hold_change
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0
+           -- end counters
+    FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+    UNION ALL
+    SELECT 'agent', completed_by, completed_at,
+           -- counters: store hold_change
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0
+           -- end counters
+    FROM waits WHERE news & 8 = 0 AND hold_news <> 0 AND completed_by IS NOT NULL
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
     SELECT 'tenant', '', at,
            -- counters: store feedback
@@ -400,6 +437,12 @@ WITH input AS (
            hold_ms / 1000.0, wrap_ms / 1000.0, (talk_ms + hold_ms + wrap_ms) / 1000.0, resolved, transferred,
            disposition
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
+), handled_holds AS (  -- the per-call record of a leg whose hold time a late hold or unhold changed
+    UPDATE agent_metrics AS m
+    SET hold_s = w.hold_ms / 1000.0, handle_s = (w.talk_ms + w.hold_ms + w.wrap_ms) / 1000.0
+    FROM waits AS w
+    WHERE w.news & 8 = 0 AND w.hold_news <> 0 AND m.client_id = $1 AND m.call_id = w.call_id
+      AND m.queue_id = w.queue_id AND m.completed_at = w.completed_at
 ), responses AS (
     INSERT INTO customer_satisfaction (client_id, event_id, call_id, agent_id, csat, nps, comment, responded_at)
     SELECT $1, event_id, call_id, agent_id, (doc->>'csat')::smallint, (doc->>'nps')::smallint,
