@@ -22,32 +22,45 @@ ALTER TABLE call_legs
 -- done_ms when none comes before it; marks after done_ms do not count; a hold while on hold changes nothing
 -- (the span counts from the first), an unhold while off hold neither.
 CREATE FUNCTION hold_span_ms(marks jsonb, agent text, done_ms bigint) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    WITH m AS (
-        SELECT (x ->> 0)::bigint AS ts, (x ->> 1)::int AS flag, x ->> 3 AS id
-        FROM jsonb_array_elements(marks) AS x
-        WHERE x ->> 2 = agent
-    ), ordered AS (
-        SELECT ts, flag, id, lag(flag) OVER (ORDER BY ts, id COLLATE "C") AS prev
-        FROM m WHERE ts <= done_ms
-    ), runs AS (  -- run n: from the n-th hold that starts a span up to the next one
-        SELECT ts, flag, count(*) FILTER (WHERE flag = 1 AND prev IS DISTINCT FROM 1)
-                             OVER (ORDER BY ts, id COLLATE "C") AS run
-        FROM ordered
-    ), spans AS (
-        SELECT coalesce(min(ts) FILTER (WHERE flag = 0), done_ms) - min(ts) AS ms
-        FROM runs WHERE run > 0 GROUP BY run
-    )
-    SELECT CASE WHEN EXISTS (SELECT FROM m WHERE flag = 1) THEN (SELECT coalesce(sum(ms), 0) FROM spans)::bigint END
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    m record;
+    total bigint := 0;
+    since bigint;
+    held boolean := false;
+BEGIN
+    FOR m IN SELECT (x ->> 0)::bigint AS ts, (x ->> 1)::int AS flag
+             FROM jsonb_array_elements(marks) AS x
+             WHERE x ->> 2 = agent
+             ORDER BY 1, (x ->> 3) COLLATE "C" LOOP
+        IF m.flag = 1 THEN
+            held := true;
+            IF m.ts <= done_ms AND since IS NULL THEN
+                since := m.ts;
+            END IF;
+        ELSIF m.ts <= done_ms AND since IS NOT NULL THEN
+            total := total + m.ts - since;
+            since := NULL;
+        END IF;
+    END LOOP;
+    IF NOT held THEN
+        RETURN NULL;
+    END IF;
+    RETURN total + coalesce(done_ms - since, 0);
+END
 $$;
 
 -- A leg's hold time: the spans of the agent who completed it, else the reported hold_s; NULL until completed.
 CREATE FUNCTION leg_hold_ms(marks jsonb, agent text, completed_at timestamptz, reported_ms bigint) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN completed_at IS NULL THEN NULL
-                WHEN marks IS NULL THEN reported_ms
-                ELSE coalesce(hold_span_ms(marks, agent, round(extract(epoch FROM completed_at) * 1000)::bigint),
-                              reported_ms) END
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF completed_at IS NULL THEN
+        RETURN NULL;
+    ELSIF marks IS NULL THEN
+        RETURN reported_ms;
+    END IF;
+    RETURN coalesce(hold_span_ms(marks, agent, round(extract(epoch FROM completed_at) * 1000)::bigint), reported_ms);
+END
 $$;
 
 -- A late hold or unhold corrects the per-call record of its completed leg (hold_s, handle_s).

@@ -1,7 +1,9 @@
 -- Store a batch of events and apply the new ones to the history tables: one statement, one
 -- round trip, in the ingest transaction. Returns the event_ids that were new (the others were
 -- stored already: duplicates, which touch nothing), then (as slow_agent) the agents whose new agent.state
--- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here).
+-- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here),
+-- then (as held_call, held_queue) the completed legs whose hold time a late hold or unhold changed, whose
+-- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own).
 -- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
 -- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
 -- start in minutes after midnight.
@@ -53,7 +55,7 @@ WITH input AS (
                                 disposition, revenue_cents, sl_ms, short_abandon_ms, news, holds, reported_hold_ms)
     SELECT $1, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
            round((done->>'talk_s')::float8 * 1000)::bigint,
-           CASE WHEN holds IS NULL THEN round((done->>'hold_s')::float8 * 1000)::bigint
+           CASE WHEN holds IS NULL OR completed_at IS NULL THEN round((done->>'hold_s')::float8 * 1000)::bigint
                 ELSE leg_hold_ms(holds, completed_by, completed_at, round((done->>'hold_s')::float8 * 1000)::bigint)
            END,
            round((done->>'wrap_s')::float8 * 1000)::bigint, (done->>'resolved')::boolean,
@@ -80,6 +82,7 @@ WITH input AS (
         -- change to a leg completed before goes to hold_news (the rollups of its completion take it).
         hold_ms = CASE WHEN l.holds IS NULL AND excluded.holds IS NULL
                        THEN CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END
+                       WHEN l.completed_at IS NULL AND excluded.completed_at IS NULL THEN NULL
                        ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
                                         CASE WHEN l.completed_at IS NULL THEN excluded.completed_by
                                              ELSE l.completed_by END,
@@ -437,12 +440,6 @@ WITH input AS (
            hold_ms / 1000.0, wrap_ms / 1000.0, (talk_ms + hold_ms + wrap_ms) / 1000.0, resolved, transferred,
            disposition
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
-), handled_holds AS (  -- the per-call record of a leg whose hold time a late hold or unhold changed
-    UPDATE agent_metrics AS m
-    SET hold_s = w.hold_ms / 1000.0, handle_s = (w.talk_ms + w.hold_ms + w.wrap_ms) / 1000.0
-    FROM waits AS w
-    WHERE w.news & 8 = 0 AND w.hold_news <> 0 AND m.client_id = $1 AND m.call_id = w.call_id
-      AND m.queue_id = w.queue_id AND m.completed_at = w.completed_at
 ), responses AS (
     INSERT INTO customer_satisfaction (client_id, event_id, call_id, agent_id, csat, nps, comment, responded_at)
     SELECT $1, event_id, call_id, agent_id, (doc->>'csat')::smallint, (doc->>'nps')::smallint,
@@ -521,7 +518,9 @@ WITH input AS (
                           ELSE before IS NULL OR before = 'logged_out' END
     ON CONFLICT DO NOTHING
 )
-SELECT event_id, NULL::text AS slow_agent FROM stored
+SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue FROM stored
 UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
-SELECT NULL, agent_id FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
+SELECT NULL, agent_id, NULL, NULL FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
 WHERE agent_id NOT IN (SELECT agent_id FROM st_fast)
+UNION ALL  -- the completed legs whose hold time a late hold or unhold changed: agent_metrics_holds.sql
+SELECT NULL, NULL, call_id, queue_id FROM waits WHERE news & 8 = 0 AND hold_news <> 0
