@@ -202,8 +202,10 @@ class Declared:
         if a is not None:
             if kind in "acshu":
                 e["ag"] = key(t.agent(a))
-            if kind in "cyromhkx":
+            if kind == "c":  # listed too: a late hold corrects the completion's agent day (apply.lua's AD)
                 e["ad"] = self.agent_day(e["d"], a)
+            elif kind in "yromhkx":
+                e["ad"] = key(t.agent_day(e["d"], a))
             if kind == "s":
                 e["at"] = key(t.agent_changes(a))
         if c is not None and (kind in "ahu" or (kind == "s" and q is not None)):
