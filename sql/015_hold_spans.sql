@@ -67,3 +67,62 @@ $$;
 GRANT UPDATE ON agent_metrics TO :app_role;
 GRANT EXECUTE ON FUNCTION hold_span_ms(jsonb, text, bigint) TO :app_role;
 GRANT EXECUTE ON FUNCTION leg_hold_ms(jsonb, text, timestamptz, bigint) TO :app_role;
+
+-- Retention: a leg that only hold events made (no queued, answered, abandoned or completed ts) goes with its
+-- first hold's ts; 010_retention.sql's function otherwise unchanged.
+CREATE OR REPLACE FUNCTION retention_delete_batch(events_days integer, history_days integer, max_rows integer) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    tenant text := (SELECT t.tenant FROM wallboard_tenant_bound t);
+    stored jsonb;
+    events_before timestamptz;
+    history_before timestamptz;
+    target record;
+    gone bigint;
+BEGIN
+    IF tenant IS NULL OR tenant = '' THEN
+        RAISE EXCEPTION 'retention_delete_batch runs inside a tenant transaction (Database.tenant)';
+    END IF;
+    SELECT settings INTO stored FROM tenants WHERE client_id = tenant;
+    events_before := now() - make_interval(days => greatest(coalesce((stored ->> 'raw_event_retention_days')::integer,
+                                                                     events_days), 7,
+                                                            coalesce((stored ->> 'ingest_window_days')::integer, 0)));
+    history_before := now() - make_interval(days => greatest(coalesce((stored ->> 'history_retention_days')::integer,
+                                                                      history_days), 31));
+    FOR target IN
+        SELECT * FROM (VALUES
+            ('call_legs', 'coalesce(completed_at, abandoned_at, answered_at, queued_at, '
+                           'to_timestamp((holds -> 0 ->> 0)::bigint / 1000.0))', 'events'),
+            ('agent_metrics', 'completed_at', 'history'),
+            ('customer_satisfaction', 'responded_at', 'history'),
+            ('call_quality_scores', 'scored_at', 'history'),
+            ('performance_trends', 'interval_start', 'history'),
+            ('performance_daily', 'day', 'history'),
+            ('performance_monthly', 'month', 'history'),
+            ('agent_state_time', 'interval_start', 'history'),
+            ('agent_state_marks', 'at', 'history'),
+            ('predictive_analytics', 'interval_start', 'history'),
+            ('anomaly_detection', 'interval_start', 'history'),
+            ('analytics_audit_log', 'at', 'history')
+        ) AS t(name, at, kind)
+    LOOP
+        EXECUTE format('DELETE FROM %I WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %I '
+                       'WHERE client_id = $1 AND %s < $2 LIMIT $3)', target.name, target.name, target.at)
+            USING tenant, CASE WHEN target.kind = 'events' THEN events_before ELSE history_before END, max_rows;
+        GET DIAGNOSTICS gone = ROW_COUNT;
+        IF gone > 0 THEN
+            RETURN gone;
+        END IF;
+    END LOOP;
+    -- Raw events last, with their ids (the ids keep "unique per tenant" only while the event is kept).
+    WITH old AS (
+        DELETE FROM events WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM events
+                                                     WHERE client_id = tenant AND ts < events_before LIMIT max_rows)
+        RETURNING event_id
+    ), ids AS (
+        DELETE FROM event_ids WHERE client_id = tenant AND event_id IN (SELECT event_id FROM old)
+    )
+    SELECT count(*) INTO gone FROM old;
+    RETURN gone;
+END
+$$;
