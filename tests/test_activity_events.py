@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import defaultdict
@@ -294,3 +295,51 @@ async def test_rebuild_brings_back_callbacks_requested_before_its_window(server:
     assert await pending() == 1
     rebuild_live(server, tenant)
     assert await pending() == 1
+
+
+@pytest.mark.timeout(300)
+async def test_holds_posted_beside_their_completion_count_once(server: RunningServer) -> None:
+    """Each call's completion and its holds posted at the same moment in two requests (their commits race on
+    the leg): the hold time is counted exactly once, live and in the rollups."""
+    tenant = new_tenant("holdrace")
+    starts_at, day_start = day_started_hours_ago(3)
+    await put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
+    rng = random.Random(29)
+    pairs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    events: list[dict[str, Any]] = []
+    for c in range(60):
+        q, agent, at = QUEUES[c % 3], AGENTS[c % len(AGENTS)], day_start + 120_000 + c * 60_000
+        call = {"call_id": f"r{c}", "queue_id": q}
+        done = [{"event_id": f"r{c}q", "type": "call.queued", "ts": at, **call},
+                {"event_id": f"r{c}a", "type": "call.answered", "ts": at + 1000, "agent_id": agent, **call},
+                {"event_id": f"r{c}c", "type": "call.completed", "ts": at + 50_000, "agent_id": agent, "talk_s": 40.0,
+                 "hold_s": 0.0, "wrap_s": 3.0, **call}]
+        hold_at, holds = at + 5000, []
+        for k in range(rng.randint(1, 3)):
+            length = rng.randint(500, 9000)
+            holds += [{"event_id": f"r{c}h{k}", "type": "call.hold", "ts": hold_at, "agent_id": agent, **call},
+                      {"event_id": f"r{c}u{k}", "type": "call.unhold", "ts": hold_at + length, "agent_id": agent, **call}]
+            hold_at += length + 1000
+        pairs.append((done, holds))
+        events += done + holds
+    async with server.client(server.token(tenant, "ingest")) as client:
+        for i in range(0, len(pairs), 6):
+            sends = [client.post("/api/events", json=batch) for pair in pairs[i:i + 6] for batch in pair]
+            for response in await asyncio.gather(*sends):
+                assert response.status_code == 200, response.text
+    ref = recount(events)
+    assert all(ref["queues"][q]["hold_ms"] > 0 for q in QUEUES)
+    overview, _ = await live_documents(server, tenant)
+    for row in overview["queues"]:
+        counted = ref["queues"][row["queue_id"]]
+        assert row["today"]["aht_s"] == pytest.approx(counted["handle_ms"] / counted["handled"] / 1000, rel=1e-12)
+    dsn = server.settings.database_url
+    assert dsn is not None
+    conn = await tenant_conn(dsn, tenant)
+    try:
+        _, daily, _ = await rollups(conn, tenant)
+    finally:
+        await conn.close()
+    got = {(d, k): (row["hold_ms"], row["handle_ms"]) for (d, k, _), row in daily.items() if row["handled"]}
+    assert got == {**{("queue", q): (ref["queues"][q]["hold_ms"], ref["queues"][q]["handle_ms"]) for q in QUEUES},
+                   **{("agent", a): (ref["agents"][a]["hold_ms"], ref["agents"][a]["handle_ms"]) for a in AGENTS}}
