@@ -20,6 +20,40 @@ def div(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+def hold_ms_of(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Hold time in ms of each completion (by event id), as README says: the agent's hold spans on that leg.
+
+    The hold and unhold events of the completion's call that name its queue and its agent, walked in event
+    time (ts, then event id) up to the completion: on hold from a hold (a second hold changes nothing) to
+    the next unhold or the completion; later ones do not count. No such hold at all: the completion's hold_s.
+    ``events`` unique by event id.
+    """
+    marks: dict[tuple[str, str, str], list[tuple[int, str, bool]]] = defaultdict(list)
+    for e in events:
+        if e["type"] in ("call.hold", "call.unhold") and e.get("queue_id"):
+            marks[(e["call_id"], e["queue_id"], e["agent_id"])].append((ms(e["ts"]), e["event_id"],
+                                                                           e["type"] == "call.hold"))
+    out: dict[str, int] = {}
+    for e in events:
+        if e["type"] != "call.completed":
+            continue
+        mine = sorted(marks.get((e["call_id"], e["queue_id"], e["agent_id"]), []))
+        if not any(on for _, _, on in mine):
+            out[e["event_id"]] = round(e["hold_s"] * 1000)
+            continue
+        done, total, since = ms(e["ts"]), 0, None
+        for ts, _, on in mine:
+            if ts > done:
+                break
+            if on and since is None:
+                since = ts
+            elif not on and since is not None:
+                total += ts - since
+                since = None
+        out[e["event_id"]] = total + (done - since if since is not None else 0)
+    return out
+
+
 def recompute(events: list[dict[str, Any]], day_start: int, day_end: int, *, sl_s: float = 20,
               short_s: float = 5, now: int | None = None) -> dict[str, Any]:
     """Per-queue counters and rates for [day_start, day_end), waiting calls, agent states and today's agent figures."""
@@ -27,6 +61,7 @@ def recompute(events: list[dict[str, Any]], day_start: int, day_end: int, *, sl_
     for e in events:
         unique.setdefault(e["event_id"], e)
     evs = sorted(unique.values(), key=lambda e: ms(e["ts"]))
+    held = hold_ms_of(evs)
     today = lambda e: day_start <= ms(e["ts"]) < day_end  # noqa: E731
     queued: dict[tuple[str, str], int] = {}
     ended: set[tuple[str, str]] = set()
@@ -61,7 +96,7 @@ def recompute(events: list[dict[str, Any]], day_start: int, day_end: int, *, sl_
                     c["abandoned_within_sl"] += max(wait, 0) <= sl_s
         elif t == "call.completed":
             c = q[e["queue_id"]]
-            handle = e["talk_s"] + e["hold_s"] + e["wrap_s"]
+            handle = e["talk_s"] + held[e["event_id"]] / 1000 + e["wrap_s"]
             c["handled"] += 1
             c["handle"] += handle
             if isinstance(e.get("resolved"), bool):

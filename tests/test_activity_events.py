@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import defaultdict
@@ -15,7 +16,7 @@ from server.core.db import query
 from server.core.tenant_settings import TenantSettings
 
 from .conftest import RunningServer
-from .live_reference import ms
+from .live_reference import hold_ms_of, ms
 from .test_cli import run
 from .test_live_exact import day_started_hours_ago, live_documents, new_tenant, post_all, put_settings
 from .test_seed_history import rollups, tenant_conn
@@ -60,20 +61,31 @@ def scenario(start: int, rng: random.Random) -> list[dict[str, Any]]:
         ev("agent.state", at + 401, agent_id=agent, state="on_call", call_id=call, queue_id=q, team=team_of(agent))
         span = at + 500
         for _ in range(rng.randint(0, 3)):
-            where = {"queue_id": q} if rng.random() < 0.5 else {}
+            where = {"queue_id": q} if rng.random() < 0.6 else {}
             ev("call.hold", span, call_id=call, agent_id=agent, **where)
+            if rng.random() < 0.15:  # on hold again while on hold: the span counts from the first
+                ev("call.hold", span + rng.randint(0, 3000), call_id=call, agent_id=agent, **where)
             span += rng.randint(1000, 20_000)
             ev("call.unhold", span, call_id=call, agent_id=agent, **where)
-            span += 500
+            if rng.random() < 0.1:  # an unhold while off hold changes nothing
+                ev("call.unhold", span + 700, call_id=call, agent_id=agent, **where)
+            span += 1500  # some intervals between two holds cross a 15-minute boundary: the span is on the completion
         last = c >= 240 - len(AGENTS)
         if last:
             if rng.random() < 0.6:
                 ev("call.hold", span, call_id=call, agent_id=agent)
         else:
+            if rng.random() < 0.15:  # still on hold at the completion: the span runs to it
+                ev("call.hold", span, call_id=call, queue_id=q, agent_id=agent)
             money = rng.choice([{}, {"revenue": 0}, {"revenue": round(rng.uniform(1, 500), 2)}, {"revenue": 19.995}])
-            ev("call.completed", span + 1000, call_id=call, queue_id=q, agent_id=agent, talk_s=60.0, hold_s=5.0,
+            # hold_s 0 with hold events (queue_log), a connector's own total, or a total with no hold events at all
+            hold_s = rng.choice([0.0, 5.0, round(rng.uniform(1, 90), 3)])
+            ev("call.completed", span + 1000, call_id=call, queue_id=q, agent_id=agent, talk_s=60.0, hold_s=hold_s,
                wrap_s=10.0, **money)
             ev("agent.state", span + 1000, agent_id=agent, state="available", team=team_of(agent))
+            if rng.random() < 0.1:  # after the completion: not part of its hold time
+                ev("call.hold", span + 1200, call_id=call, queue_id=q, agent_id=agent)
+                ev("call.unhold", span + 1400, call_id=call, queue_id=q, agent_id=agent)
         t[agent] = span + 2000
     for b in range(60):
         q = rng.choice(QUEUES)
@@ -91,6 +103,9 @@ def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
     """What METRICS.md says each figure is, counted by hand from the events (all of them lie in today)."""
     q: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     agent_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # hold and handle time per completion, on the 15-minute interval of the completion
+    held = hold_ms_of(events)
+    intervals: dict[tuple[str, str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     current: dict[str, tuple[int, str, str, str]] = {}  # agent → its newest state: (ts, event id, call, queue)
     holds: dict[str, tuple[int, str, bool]] = {}
     requested: dict[str, str] = {}
@@ -114,6 +129,12 @@ def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
         if t == "call.completed":
             q[queue]["handled"] += 1
             agent_day[agent]["handled"] += 1
+            hold = held[e["event_id"]]
+            handle = round(e["talk_s"] * 1000) + hold + round(e["wrap_s"] * 1000)
+            cell = ms(e["ts"]) // 900_000 * 900_000
+            for d in (q[queue], agent_day[agent], intervals[("queue", queue, cell)], intervals[("agent", agent, cell)]):
+                d["hold_ms"] += hold
+                d["handle_ms"] += handle
         if t == "agent.state" and (ms(e["ts"]), e["event_id"]) > current.get(agent, (0, "", "", ""))[:2]:
             current[agent] = (ms(e["ts"]), e["event_id"], e.get("call_id", ""), e.get("queue_id", ""))
         if t in ("call.hold", "call.unhold") and (ms(e["ts"]), e["event_id"]) > holds.get(e["call_id"], (0, ""))[:2]:
@@ -130,7 +151,7 @@ def recount(events: list[dict[str, Any]]) -> dict[str, Any]:
     for cb, queue in requested.items():
         if cb not in closed:
             pending[queue] += 1
-    return {"queues": q, "agents": agent_day, "on_hold": on_hold, "pending": pending,
+    return {"queues": q, "agents": agent_day, "on_hold": on_hold, "pending": pending, "intervals": intervals,
             "held_agents": {a: holds[call][0] for a, (_, _, call, _) in current.items()
                             if call and holds.get(call, (0, "", False))[2]}}
 
@@ -143,15 +164,25 @@ def assert_live(overview: dict[str, Any], agents: list[dict[str, Any]], ref: dic
         assert row["today"]["missed_rate"] == pytest.approx(counted["missed"] / counted["rings"]), name
         assert row["on_hold"] == ref["on_hold"][name], (name, row["on_hold"], ref["on_hold"][name])
         assert row["callbacks_pending"] == ref["pending"][name], name
+        aht = counted["handle_ms"] / counted["handled"] / 1000
+        assert row["today"]["aht_s"] == pytest.approx(aht, rel=1e-12, abs=1e-9), name
     assert overview["today"]["on_hold"] == sum(ref["on_hold"].values())
     assert overview["today"]["callbacks_pending"] == sum(ref["pending"].values())
     listed = {a["agent_id"]: a for a in agents}
     for agent in AGENTS:
         assert listed[agent]["today"]["missed"] == ref["agents"][agent]["missed"], agent
         assert listed[agent]["today"]["offers"] == ref["agents"][agent]["rings"], agent
+        figures = ref["agents"][agent]
+        assert listed[agent]["today"]["aht_s"] == pytest.approx(figures["handle_ms"] / figures["handled"] / 1000,
+                                                                 rel=1e-12, abs=1e-9), agent
         assert listed[agent]["on_hold"] == (agent in ref["held_agents"]), agent
         since = listed[agent]["on_hold_since"]
         assert (ms(since) if since else None) == ref["held_agents"].get(agent), agent
+
+
+def batches_apart(later: int, earlier: int, size: int = 173) -> bool:
+    """Whether the event at position ``later`` of the stream was posted in a batch after the one at ``earlier``."""
+    return later // size > earlier // size
 
 
 def rebuild_live(server: RunningServer, tenant: str) -> None:
@@ -163,7 +194,7 @@ def rebuild_live(server: RunningServer, tenant: str) -> None:
 
 
 COUNTED = ("rings", "missed", "missed_ring_ms", "holds", "callbacks_requested", "callbacks_completed",
-           "callbacks_reached", "revenue_cents", "converted")
+           "callbacks_reached", "revenue_cents", "converted", "hold_ms", "handle_ms")
 
 
 @pytest.mark.timeout(300)
@@ -183,6 +214,19 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
         totals = await post_all(client, batches)
     assert (totals["accepted"], totals["duplicates"]) == (len(events), len(stream) - len(events))
     ref = recount(events)
+    # the scenario covers what the hold rule distinguishes: holds that came in after their completion was
+    # stored, calls with holds and hold_s 0, and calls with hold_s and no hold events
+    arrived = {e["event_id"]: i for i, e in reversed(list(enumerate(stream)))}
+    done = {(e["call_id"], e["queue_id"]): e for e in events if e["type"] == "call.completed"}
+    late = [e for e in events if e["type"] in ("call.hold", "call.unhold") and (e["call_id"], e.get("queue_id")) in done
+            and batches_apart(arrived[e["event_id"]], arrived[done[(e["call_id"], e["queue_id"])]["event_id"]])]
+    held = hold_ms_of(events)
+    spans = {d["event_id"] for d in done.values()
+             if any(e["type"] == "call.hold" and e.get("queue_id") == d["queue_id"] and e["call_id"] == d["call_id"]
+                    for e in events)}
+    assert len(late) > 20
+    assert sum(1 for d in done.values() if d["event_id"] in spans and d["hold_s"] == 0 and held[d["event_id"]]) > 10
+    assert sum(1 for d in done.values() if d["event_id"] not in spans and d["hold_s"] > 0) > 10
     assert sum(ref["on_hold"].values()) > 0 and sum(ref["pending"].values()) > 0
     assert_live(*await live_documents(server, tenant), ref)
 
@@ -196,6 +240,10 @@ async def test_new_event_types_shuffled_with_duplicates_equal_a_recount(server: 
             for key in keys:
                 got = {f: sum(row[f] for (d, k, _), row in daily.items() if (d, k) == (dimension, key)) for f in COUNTED}
                 assert got == {f: counted[key].get(f, 0) for f in COUNTED}, (dimension, key)
+        # hold and handle time on the 15-minute interval of the completion
+        cells = {(d, k, int(at.timestamp() * 1000)): {f: row[f] for f in ("hold_ms", "handle_ms")}
+                 for (d, k, at), row in trends.items() if d in ("queue", "agent") and row["handled"]}
+        assert cells == {key: dict(v) for key, v in ref["intervals"].items()}
         # A rebuild of the rollups from the stored facts and events gives the same rows.
         lo = day_start // 900_000 * 900_000
         await conn.execute(query("history_rebuild"), tenant, datetime.fromtimestamp(lo / 1000, UTC),
@@ -247,3 +295,51 @@ async def test_rebuild_brings_back_callbacks_requested_before_its_window(server:
     assert await pending() == 1
     rebuild_live(server, tenant)
     assert await pending() == 1
+
+
+@pytest.mark.timeout(300)
+async def test_holds_posted_beside_their_completion_count_once(server: RunningServer) -> None:
+    """Each call's completion and its holds posted at the same moment in two requests (their commits race on
+    the leg): the hold time is counted exactly once, live and in the rollups."""
+    tenant = new_tenant("holdrace")
+    starts_at, day_start = day_started_hours_ago(3)
+    await put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
+    rng = random.Random(29)
+    pairs: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    events: list[dict[str, Any]] = []
+    for c in range(60):
+        q, agent, at = QUEUES[c % 3], AGENTS[c % len(AGENTS)], day_start + 120_000 + c * 60_000
+        call = {"call_id": f"r{c}", "queue_id": q}
+        done = [{"event_id": f"r{c}q", "type": "call.queued", "ts": at, **call},
+                {"event_id": f"r{c}a", "type": "call.answered", "ts": at + 1000, "agent_id": agent, **call},
+                {"event_id": f"r{c}c", "type": "call.completed", "ts": at + 50_000, "agent_id": agent, "talk_s": 40.0,
+                 "hold_s": 0.0, "wrap_s": 3.0, **call}]
+        hold_at, holds = at + 5000, []
+        for k in range(rng.randint(1, 3)):
+            length = rng.randint(500, 9000)
+            holds += [{"event_id": f"r{c}h{k}", "type": "call.hold", "ts": hold_at, "agent_id": agent, **call},
+                      {"event_id": f"r{c}u{k}", "type": "call.unhold", "ts": hold_at + length, "agent_id": agent, **call}]
+            hold_at += length + 1000
+        pairs.append((done, holds))
+        events += done + holds
+    async with server.client(server.token(tenant, "ingest")) as client:
+        for i in range(0, len(pairs), 6):
+            sends = [client.post("/api/events", json=batch) for pair in pairs[i:i + 6] for batch in pair]
+            for response in await asyncio.gather(*sends):
+                assert response.status_code == 200, response.text
+    ref = recount(events)
+    assert all(ref["queues"][q]["hold_ms"] > 0 for q in QUEUES)
+    overview, _ = await live_documents(server, tenant)
+    for row in overview["queues"]:
+        counted = ref["queues"][row["queue_id"]]
+        assert row["today"]["aht_s"] == pytest.approx(counted["handle_ms"] / counted["handled"] / 1000, rel=1e-12)
+    dsn = server.settings.database_url
+    assert dsn is not None
+    conn = await tenant_conn(dsn, tenant)
+    try:
+        _, daily, _ = await rollups(conn, tenant)
+    finally:
+        await conn.close()
+    got = {(d, k): (row["hold_ms"], row["handle_ms"]) for (d, k, _), row in daily.items() if row["handled"]}
+    assert got == {**{("queue", q): (ref["queues"][q]["hold_ms"], ref["queues"][q]["handle_ms"]) for q in QUEUES},
+                   **{("agent", a): (ref["agents"][a]["hold_ms"], ref["agents"][a]["handle_ms"]) for a in AGENTS}}

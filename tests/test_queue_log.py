@@ -364,3 +364,59 @@ async def test_wrong_content_type_and_garbage(ql_server: RunningServer) -> None:
     async with ql_server.client(ql_server.token(tenant, "supervisor")) as client:
         forbidden = await client.post(url, content=b"", headers={"Content-Type": "text/plain"})
     assert forbidden.status_code == 403
+
+
+async def test_hold_lines_give_aht_with_hold_time(ql_server: RunningServer) -> None:
+    """HOLD/UNHOLD lines make the call's hold time (COMPLETEAGENT carries none): live AHT and the rollups count the
+    spans, also when the hold lines come after the completion; the same file again changes nothing."""
+    from .test_activity_events import rebuild_live
+    from .test_seed_history import rollups, tenant_conn
+
+    tenant = await prepared_tenant(ql_server, "qlhold")
+    t0 = int(time.time()) - 3600
+    held = [f"{t0 + 40}|{t0}.1|sales|SIP/2001|HOLD|", f"{t0 + 70}|{t0}.1|sales|SIP/2001|UNHOLD|",
+            f"{t0 + 100}|{t0}.1|sales|SIP/2001|HOLD|"]  # 30 s, then on hold until the completion: 30 s more
+    rest = [f"{t0}|{t0}.1|sales|NONE|ENTERQUEUE||5551234", f"{t0 + 10}|{t0}.1|sales|SIP/2001|CONNECT|10|x|1",
+            f"{t0 + 130}|{t0}.1|sales|SIP/2001|COMPLETEAGENT|10|120|1",
+            f"{t0}|{t0}.2|sales|NONE|ENTERQUEUE||5551235", f"{t0 + 5}|{t0}.2|sales|SIP/2002|CONNECT|5|y|1",
+            f"{t0 + 65}|{t0}.2|sales|SIP/2002|COMPLETEAGENT|5|60|1"]
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+
+    async def post(lines: list[str]) -> dict[str, Any]:
+        async with ql_server.client(ql_server.token(tenant, "ingest")) as client:
+            response = await client.post("/api/ingest/asterisk/queue-log", content="".join(f"{x}\n" for x in lines),
+                                         headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    async def aht() -> tuple[float, float, float]:
+        async with ql_server.client(ql_server.token(tenant, "supervisor")) as client:
+            overview = (await client.get("/api/metrics/live")).json()["data"]
+            agents = (await client.get("/api/metrics/agents/status")).json()["data"]
+        by_agent = {a["agent_id"]: a["today"]["aht_s"] for a in agents}
+        (sales,) = [q for q in overview["queues"] if q["queue_id"] == "sales"]
+        return sales["today"]["aht_s"], by_agent["2001"], by_agent["2002"]
+
+    assert (await post(rest))["accepted"] == len(rest)
+    assert await aht() == (90.0, 120.0, 60.0)  # no hold events yet: hold_s 0
+    assert (await post(held))["accepted"] == len(held)  # after the completion
+    assert await aht() == (120.0, 180.0, 60.0)
+    assert (await post(held + rest))["duplicates"] == len(held) + len(rest)
+    assert await aht() == (120.0, 180.0, 60.0)
+
+    dsn = ql_server.settings.database_url
+    assert dsn is not None
+    conn = await tenant_conn(dsn, tenant)
+    try:
+        _, daily, _ = await rollups(conn, tenant)
+        got = {(d, k): (row["handled"], row["hold_ms"], row["handle_ms"]) for (d, k, _), row in daily.items()
+               if row["handled"]}
+        assert got == {("queue", "sales"): (2, 60_000, 240_000), ("agent", "2001"): (1, 60_000, 180_000),
+                       ("agent", "2002"): (1, 0, 60_000)}
+        record = await conn.fetchrow("SELECT hold_s, handle_s FROM agent_metrics WHERE client_id = $1 AND call_id = $2",
+                                     tenant, f"{t0}.1")
+        assert (record["hold_s"], record["handle_s"]) == (60.0, 180.0)
+    finally:
+        await conn.close()
+    rebuild_live(ql_server, tenant)
+    assert await aht() == (120.0, 180.0, 60.0)

@@ -30,6 +30,10 @@ async def add_rows(conn: asyncpg.Connection, tenant: str, day: date, tag: str) -
                        "wrap_s, handle_s) VALUES ($1, $2, 'q', 'a', $3, 1, 0, 0, 1)", tenant, f"{tag}-c", at)
     await conn.execute("INSERT INTO performance_daily (client_id, dimension, key, day, offered) VALUES ($1, 'queue', 'q', $2, 1)",
                        tenant, day)
+    # a leg that only hold events made (no other ts): it goes with its first hold's ts
+    await conn.execute("INSERT INTO call_legs (client_id, call_id, queue_id, sl_ms, short_abandon_ms, holds) "
+                       "VALUES ($1, $2, 'q', 20000, 5000, $3::jsonb)", tenant, f"{tag}-h",
+                       f'[[{int(at.timestamp() * 1000)}, 1, "a", "{tag}-hold"]]')
 
 
 async def test_sweep_drops_old_partitions_and_trims_each_tenant(
@@ -82,8 +86,10 @@ async def test_sweep_drops_old_partitions_and_trims_each_tenant(
         for tenant in (keeper, trimmed):  # 500 days is past both history retentions (450, 400)
             assert await kept("performance_daily", tenant, "day::text") == sorted(d.isoformat() for d in (old, recent))
             assert await kept("agent_metrics", tenant, "call_id") == ["old-c", "recent-c"]
+        assert await kept("call_legs", keeper, "call_id") == ["old-h", "recent-h"]  # legs go with the events (200 days)
+        assert await kept("call_legs", trimmed, "call_id") == ["recent-h"]
         assert audit is not None and (audit["sub"], audit["role"]) == ("retention", "system"), audit
-        assert '"rows": 2' in audit["parameters"], audit  # the old event and the ancient daily row
+        assert '"rows": 4' in audit["parameters"], audit  # the old event, the ancient daily row, two hold-only legs
     finally:
         await conn.close()
 

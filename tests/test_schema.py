@@ -18,7 +18,7 @@ from server.core.db import query
 from server.core.tenant_settings import TenantSettings
 from server.history import figures, formulas
 from server.ingest import events, schema, schema_sql
-from server.ingest.schema import COUNTERS, EVENTS, FACTS, ROLLUP_COUNTERS
+from server.ingest.schema import COUNTERS, EVENTS, FACTS, HOLD_CHANGE, ROLLUP_COUNTERS
 from server.live import view
 from server.live.keys import Keys
 from server.live.members import Members
@@ -181,6 +181,11 @@ def test_events_store_counts_each_counter_on_its_fact() -> None:
         assert len(items) == 3 + len(ROLLUP_COUNTERS), f"events_store.sql: a facts branch has {len(items)} values"
         tail = branch[branch.index("FROM"):]
         source = re.match(r"FROM (\w+)", tail)
+        if "hold_news <> 0" in tail:  # a late hold or unhold: the change of a completed leg's hold time
+            assert "news & 8 = 0" in tail, f"events_store.sql: a hold change branch that counts a new completion: {tail}"
+            moved = {c.name for c, value in zip(COUNTERS, items[3:], strict=True) if value not in ("0", "0::bigint")}
+            assert moved == set(HOLD_CHANGE), f"events_store.sql: the hold change branch moves {sorted(moved)}"
+            continue
         if source and source[1] in {f.group for f in FACTS.values() if f.bit == 0}:  # one fact per row, no leg
             facts = {f.name for f in FACTS.values() if f.bit == 0 and f.group == source[1]}
         else:
@@ -267,6 +272,8 @@ def lua_counts(body: str, helpers: dict[str, set[tuple[str, str]]]) -> set[tuple
             out.add((m[1], "queue"))
         for m in re.finditer(r'\bactivity\(e, "(\w+)"', line):  # the queue and the agent the event names
             out |= {(m[1], "queue"), (m[1], "agent")}
+        for m in re.finditer(r'\bbump\(KEYS\[ad\], "(\w+)"', line):  # an agent day found in the AD map
+            out.add((m[1], "agent"))
         for m in re.finditer(r'\bbump\((\w+), "(\w+)"', line):
             local = re.search(rf"local {m[1]} = KEYS\[e\.(\w+)\]", body)
             prefixes = [local[1]] if local else re.findall(r"KEYS\[e\.(td|ad)\]", body)
@@ -288,6 +295,8 @@ def test_apply_lua_counts_what_is_declared() -> None:
     assert set(handlers) == set(schema.EVENT_TYPES), "apply.lua: one handler per event kind"
     for kind, got in handlers.items():
         wanted = {(c.name, place) for c in COUNTERS if kind in c.events for place in c.live}
+        if kind in ("call.hold", "call.unhold"):  # a late one corrects its completed leg's hold time
+            wanted |= {(c.name, place) for c in COUNTERS if c.name in HOLD_CHANGE for place in c.live}
         assert got == wanted, f"apply.lua, {kind}: extra {sorted(got - wanted)}, missing {sorted(wanted - got)}"
     for c in COUNTERS:
         if compared(c) and c.live:

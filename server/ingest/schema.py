@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "AGENT_STATES", "COUNTERS", "EVENTS", "EVENT_TYPES", "FACTS", "FEEDBACK_COUNTERS", "QUEUE_COUNTERS",
+    "AGENT_STATES", "COUNTERS", "EVENTS", "EVENT_TYPES", "FACTS", "FEEDBACK_COUNTERS", "HOLD_CHANGE", "QUEUE_COUNTERS",
     "ROLLUP_COUNTERS", "Counter", "EventKind", "Fact", "Field", "counter_names",
 ]  # fmt: skip
 
@@ -256,6 +256,12 @@ COUNTERS: tuple[Counter, ...] = (
             when=("revenue", ">=", 1),
             sql=("coalesce(revenue_cents >= 1, false)::int", "count(*) FILTER (WHERE revenue_cents >= 1)")),
 )  # fmt: skip
+
+
+# A hold or unhold that comes in after its leg's completion changes that call's hold time (sql/015_hold_spans.sql):
+# these counters take the change (call_legs.hold_news in events_store.sql), on the completion's interval and day,
+# for its queue and agent; every other counter of the completion stays as it was counted.
+HOLD_CHANGE: dict[str, str] = {"handle_ms": "hold_news", "hold_ms": "hold_news"}
 
 
 def counter_names(*, live: str | None = None, rollup: str | None = None) -> tuple[str, ...]:

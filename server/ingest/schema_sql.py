@@ -12,8 +12,9 @@ offered, …``), ``bigint [PREFIX]`` (``sum(PREFIX.offered)::bigint AS offered, 
 (``coalesce(offered, 0) AS offered, …``), ``add`` and ``replace`` (the ``SET`` of an upsert that adds to a
 row or overwrites it), ``store GROUP`` (the values of one branch of events_store.sql's ``facts``: each
 counter's SQL where its fact belongs to the group, else 0; ``store GROUP first`` types the zeros of bigint
-counters, as the first branch of a UNION must) and ``rebuild GROUP`` (history_rebuild.sql's aggregates of
-one group of facts). tests/test_schema.py fails while a query differs from what this writes.
+counters, as the first branch of a UNION must; ``store hold_change``: schema.HOLD_CHANGE's values, the late
+change of a completed leg's hold time) and ``rebuild GROUP`` (history_rebuild.sql's aggregates of one group of
+facts). tests/test_schema.py fails while a query differs from what this writes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from collections.abc import Callable
 
 from server.core.resources import sql_dir
-from server.ingest.schema import COUNTERS, FACTS, ROLLUP_COUNTERS, Counter
+from server.ingest.schema import COUNTERS, FACTS, HOLD_CHANGE, ROLLUP_COUNTERS, Counter
 
 WIDTH = 116
 _MARK = re.compile(r"^( *)-- counters: (.+?)\s*$")
@@ -52,6 +53,8 @@ def _in_group(c: Counter, group: str) -> bool:
 
 def _store(args: list[str]) -> list[str]:
     group, first = args[0], args[1:] == ["first"]
+    if group == "hold_change":  # not a fact: the late change of a completed leg's hold time
+        return [HOLD_CHANGE.get(c.name, "0") for c in COUNTERS]
     return [c.sql[0] if _in_group(c, group) else "0::bigint" if first and _bigint(c) else "0" for c in COUNTERS]
 
 

@@ -158,6 +158,9 @@ class Ingestor:
                     slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
                     if slow:
                         await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)
+                    held = [(row["held_call"], row["held_queue"]) for row in rows if row["held_call"] is not None]
+                    if held:  # late holds changed completed calls' hold time: their per-call records follow
+                        await conn.execute(query("agent_metrics_holds"), tenant, *map(list, zip(*held, strict=True)))
                 break
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",

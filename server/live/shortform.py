@@ -134,13 +134,15 @@ class Declared:
     :meth:`add` gives a short event the KEYS index of every key its handler touches (``l`` its call leg,
     ``w`` the waiting zset, ``qd``/``qi`` the queue's day and interval hashes, ``ag`` the agent record,
     ``ad`` the agent's day, ``at`` its state changes, ``td`` the tenant day, ``ho`` the call's hold state,
-    ``sn`` the day's seen ids, ``cl`` the callback). The queue hashes are also listed by ``day|queue`` and
-    ``interval|queue`` (:meth:`maps`): a queued event that comes after its answer counts the wait in the
-    answer's day and interval, which only the stored leg knows; apply.lua looks them up there and, when
-    one was not declared, names it and changes nothing (:meth:`queue` declares it, the call is repeated).
+    ``sn`` the day's seen ids, ``cl`` the callback; a hold or unhold naming a queue: ``l`` that leg). The queue
+    hashes are also listed by ``day|queue`` and ``interval|queue``, the agent days by ``day|agent`` (:meth:`maps`):
+    a queued event that comes after its answer counts the wait in the answer's day and interval, and a hold or
+    unhold that comes after the leg's completion corrects its hold time in the completion's day, interval and
+    agent day, which only the stored leg knows; apply.lua looks them up there and, when one was not declared,
+    names it and changes nothing (:meth:`queue` and :meth:`agent_day` declare it, the call is repeated).
     """
 
-    __slots__ = ("t", "names", "index", "days", "intervals")
+    __slots__ = ("t", "names", "index", "days", "intervals", "agent_days")
 
     def __init__(self, t: TenantKeys) -> None:
         self.t = t
@@ -148,6 +150,7 @@ class Declared:
         self.index = {name: i for i, name in enumerate(self.names, 1)}
         self.days: dict[str, int] = {}
         self.intervals: dict[str, int] = {}
+        self.agent_days: dict[str, int] = {}
 
     def key(self, name: str) -> int:
         found = self.index.get(name)
@@ -166,8 +169,16 @@ class Declared:
             ki = self.intervals[i] = self.key(self.t.queue_interval(interval, queue_id))
         return kd, ki
 
+    def agent_day(self, day: str, agent_id: str) -> int:
+        """KEYS index of the agent's day hash."""
+        d = f"{day}|{agent_id}"
+        found = self.agent_days.get(d)
+        if found is None:
+            found = self.agent_days[d] = self.key(self.t.agent_day(day, agent_id))
+        return found
+
     def maps(self) -> bytes:
-        return orjson.dumps({"qd": self.days, "qi": self.intervals})
+        return orjson.dumps({"qd": self.days, "qi": self.intervals, "ad": self.agent_days})
 
     def add(self, e: dict[str, Any]) -> dict[str, Any]:
         """The short event with the KEYS index of each key its handler in apply.lua touches."""
@@ -180,6 +191,8 @@ class Declared:
             if kind != "c":
                 e["w"] = key(t.waiting(q))  # type: ignore[arg-type]
         else:
+            if kind in "hu" and q is not None and c is not None:
+                e["l"] = key(t.leg(q, c))
             if kind in "yr":
                 e["td"] = key(t.tenant_day(e["d"]))
             if kind != "s":
@@ -189,7 +202,9 @@ class Declared:
         if a is not None:
             if kind in "acshu":
                 e["ag"] = key(t.agent(a))
-            if kind in "cyromhkx":
+            if kind == "c":  # listed too: a late hold corrects the completion's agent day (apply.lua's AD)
+                e["ad"] = self.agent_day(e["d"], a)
+            elif kind in "yromhkx":
                 e["ad"] = key(t.agent_day(e["d"], a))
             if kind == "s":
                 e["at"] = key(t.agent_changes(a))

@@ -126,7 +126,8 @@ class LiveState:
         """apply.lua over the batch with every key it touches declared (see Declared).
 
         A queued event that came after its answer or abandon counts the wait in that end's day and
-        interval hashes, which only the stored leg knows: the script then names them and changes
+        interval hashes, a hold or unhold after the leg's completion corrects its hold time in the completion's
+        day, interval and agent day, which only the stored leg knows: the script then names them and changes
         nothing, and the call is repeated with them declared (each round declares more; it ends).
         """
         while True:
@@ -138,8 +139,10 @@ class LiveState:
             if result[0] != -2:
                 break
             wanted = [_text(v) for v in result[2:]]
-            for day, interval, queue in zip(wanted[::3], wanted[1::3], wanted[2::3], strict=True):
+            for day, interval, queue, agent in zip(wanted[::4], wanted[1::4], wanted[2::4], wanted[3::4], strict=True):
                 declared.queue(day, interval, queue)
+                if agent:
+                    declared.agent_day(day, agent)
         if self.channels.sharded and result[0] > 0:
             await self.channels.changed(tenant)  # a cluster's sharded channel: after the script, not in it
         return result

@@ -1,7 +1,9 @@
 -- Store a batch of events and apply the new ones to the history tables: one statement, one
 -- round trip, in the ingest transaction. Returns the event_ids that were new (the others were
 -- stored already: duplicates, which touch nothing), then (as slow_agent) the agents whose new agent.state
--- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here).
+-- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here),
+-- then (as held_call, held_queue) the completed legs whose hold time a late hold or unhold changed, whose
+-- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own).
 -- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
 -- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
 -- start in minutes after midnight.
@@ -39,16 +41,23 @@ WITH input AS (
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.completed') / 1000.0) AS completed_at,
            (array_agg(agent_id ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS completed_by,
            (array_agg(doc ORDER BY ts_ms, event_id) FILTER (WHERE type = 'call.completed'))[1] AS done,
+           -- hold and unhold events that name the queue: the leg's hold spans (015_hold_spans.sql)
+           jsonb_agg(jsonb_build_array(ts_ms, (type = 'call.hold')::int, agent_id, event_id))
+               FILTER (WHERE type IN ('call.hold', 'call.unhold')) AS holds,
            max(sl_ms) AS sl_ms, max(sa_ms) AS sa_ms
     FROM e
     WHERE type IN ('call.queued', 'call.answered', 'call.abandoned', 'call.completed')
+       OR type IN ('call.hold', 'call.unhold') AND queue_id IS NOT NULL
     GROUP BY call_id, queue_id
 ), legs AS (
     INSERT INTO call_legs AS l (client_id, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at,
                                 completed_at, completed_by, talk_ms, hold_ms, wrap_ms, resolved, transferred,
-                                disposition, revenue_cents, sl_ms, short_abandon_ms, news)
+                                disposition, revenue_cents, sl_ms, short_abandon_ms, news, holds, reported_hold_ms)
     SELECT $1, call_id, queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
-           round((done->>'talk_s')::float8 * 1000)::bigint, round((done->>'hold_s')::float8 * 1000)::bigint,
+           round((done->>'talk_s')::float8 * 1000)::bigint,
+           CASE WHEN holds IS NULL OR completed_at IS NULL THEN round((done->>'hold_s')::float8 * 1000)::bigint
+                ELSE leg_hold_ms(holds, completed_by, completed_at, round((done->>'hold_s')::float8 * 1000)::bigint)
+           END,
            round((done->>'wrap_s')::float8 * 1000)::bigint, (done->>'resolved')::boolean,
            coalesce((done->>'transferred')::boolean, false), done->>'disposition',
            round((done->>'revenue')::numeric * 100)::bigint, sl_ms, sa_ms,
@@ -57,7 +66,8 @@ WITH input AS (
            | (CASE WHEN abandoned_at IS NOT NULL THEN 4 ELSE 0 END)
            | (CASE WHEN completed_at IS NOT NULL THEN 8 ELSE 0 END)
            | (CASE WHEN queued_at IS NOT NULL AND answered_at IS NOT NULL THEN 16 ELSE 0 END)
-           | (CASE WHEN queued_at IS NOT NULL AND abandoned_at IS NOT NULL THEN 32 ELSE 0 END)
+           | (CASE WHEN queued_at IS NOT NULL AND abandoned_at IS NOT NULL THEN 32 ELSE 0 END),
+           holds, round((done->>'hold_s')::float8 * 1000)::bigint
     FROM legs_in
     ORDER BY call_id, queue_id
     ON CONFLICT (client_id, call_id, queue_id) DO UPDATE SET
@@ -68,7 +78,23 @@ WITH input AS (
         completed_at = coalesce(l.completed_at, excluded.completed_at),
         completed_by = CASE WHEN l.completed_at IS NULL THEN excluded.completed_by ELSE l.completed_by END,
         talk_ms = CASE WHEN l.completed_at IS NULL THEN excluded.talk_ms ELSE l.talk_ms END,
-        hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END,
+        -- A leg with hold events takes its hold time from their spans, recounted when one comes in late; the
+        -- change to a leg completed before goes to hold_news (the rollups of its completion take it).
+        hold_ms = CASE WHEN l.holds IS NULL AND excluded.holds IS NULL
+                       THEN CASE WHEN l.completed_at IS NULL THEN excluded.hold_ms ELSE l.hold_ms END
+                       WHEN l.completed_at IS NULL AND excluded.completed_at IS NULL THEN NULL
+                       ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
+                                        CASE WHEN l.completed_at IS NULL THEN excluded.completed_by
+                                             ELSE l.completed_by END,
+                                        coalesce(l.completed_at, excluded.completed_at),
+                                        CASE WHEN l.completed_at IS NULL THEN excluded.reported_hold_ms
+                                             ELSE coalesce(l.reported_hold_ms, l.hold_ms) END) END,
+        hold_news = CASE WHEN l.completed_at IS NULL OR excluded.holds IS NULL THEN 0
+                         ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, excluded.holds), l.completed_by,
+                                          l.completed_at, coalesce(l.reported_hold_ms, l.hold_ms)) - l.hold_ms END,
+        holds = coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
+        reported_hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.reported_hold_ms
+                                ELSE l.reported_hold_ms END,
         wrap_ms = CASE WHEN l.completed_at IS NULL THEN excluded.wrap_ms ELSE l.wrap_ms END,
         resolved = CASE WHEN l.completed_at IS NULL THEN excluded.resolved ELSE l.resolved END,
         transferred = CASE WHEN l.completed_at IS NULL THEN excluded.transferred ELSE l.transferred END,
@@ -164,6 +190,20 @@ WITH input AS (
            0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
            -- end counters
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
+    UNION ALL  -- a hold or unhold after its leg's completion: the change of its hold time, on the completed ts
+    SELECT 'queue', queue_id, completed_at,
+           -- counters: store hold_change
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0
+           -- end counters
+    FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+    UNION ALL
+    SELECT 'agent', completed_by, completed_at,
+           -- counters: store hold_change
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0
+           -- end counters
+    FROM waits WHERE news & 8 = 0 AND hold_news <> 0 AND completed_by IS NOT NULL
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
     SELECT 'tenant', '', at,
            -- counters: store feedback
@@ -478,7 +518,9 @@ WITH input AS (
                           ELSE before IS NULL OR before = 'logged_out' END
     ON CONFLICT DO NOTHING
 )
-SELECT event_id, NULL::text AS slow_agent FROM stored
+SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue FROM stored
 UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
-SELECT NULL, agent_id FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
+SELECT NULL, agent_id, NULL, NULL FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
 WHERE agent_id NOT IN (SELECT agent_id FROM st_fast)
+UNION ALL  -- the completed legs whose hold time a late hold or unhold changed: agent_metrics_holds.sql
+SELECT NULL, NULL, call_id, queue_id FROM waits WHERE news & 8 = 0 AND hold_news <> 0

@@ -8,7 +8,7 @@
 -- Every counter is the one events_store.sql keeps incrementally, on the interval and day of its own fact's
 -- ts: offered on queued_at; answered (and its wait, once queued_at is known) on answered_at for the queue
 -- and answered_by; abandoned (and its wait) on abandoned_at for the queue; handled on completed_at for the
--- queue and completed_by; CSAT, NPS and quality on the tenant row and the named agent's. Thresholds are
+-- queue and completed_by (its hold time recounted from the leg's hold spans, 015_hold_spans.sql); CSAT, NPS and quality on the tenant row and the named agent's. Thresholds are
 -- the leg's own (call_legs.sl_ms, short_abandon_ms). What a bulk load (`wallboard seed-history`) or a
 -- change of thresholds runs; chunks that meet at tenant day starts cover both tables exactly once.
 --
@@ -20,7 +20,10 @@
 -- `python -m server.ingest.schema_sql`: edit the declaration, not them.
 WITH legs AS MATERIALIZED (
     SELECT queue_id, queued_at, answered_at, answered_by, abandoned_at, completed_at, completed_by,
-           talk_ms, hold_ms, wrap_ms, resolved, transferred, revenue_cents, sl_ms, short_abandon_ms,
+           talk_ms, wrap_ms, resolved, transferred, revenue_cents, sl_ms, short_abandon_ms,
+           -- recounted from the leg's hold spans when it has hold events (015_hold_spans.sql)
+           CASE WHEN holds IS NULL THEN hold_ms
+                ELSE leg_hold_ms(holds, completed_by, completed_at, coalesce(reported_hold_ms, hold_ms)) END AS hold_ms,
            -- NULL while an end is unknown (greatest() would make that 0)
            CASE WHEN queued_at IS NOT NULL AND answered_at IS NOT NULL
                 THEN greatest(0, round(extract(epoch FROM answered_at - queued_at) * 1000))::bigint END AS wait_a,

@@ -10,13 +10,16 @@
 -- ARGV[3]  pub/sub channel announcing changes ("" on a Redis Cluster: the caller SPUBLISHes)
 -- ARGV[4]  tenant id (the message published)
 -- ARGV[5]  "force": apply even when the state is not ready (used by the rebuild)
--- ARGV[6]  JSON {qd = {"day|queue": index}, qi = {"interval|queue": index}}: the declared queue hashes
+-- ARGV[6]  JSON {qd = {"day|queue": index}, qi = {"interval|queue": index}, ad = {"day|agent": index}}: the
+--          declared queue hashes and agent days
 -- ARGV[7]  TTL of the pending callbacks' records and counts (CB, CBN), seconds
 --
 -- Returns {applied, skipped}, {-1, 0} when the tenant's state is missing (the caller rebuilds it
--- from PostgreSQL, which holds every event), or {-2, 0, day, interval, queue, …} without changing
+-- from PostgreSQL, which holds every event), or {-2, 0, day, interval, queue, agent, …} without changing
 -- anything when a queued event must count a wait into an answer's or abandon's day and interval
--- hashes (read from its stored leg) that were not declared: the caller declares them and repeats.
+-- hashes, or a late hold or unhold must correct a completion's hold time in its day and interval hashes
+-- and its agent's day (read from the stored leg), that were not declared: the caller declares them
+-- (agent "" for none) and repeats.
 --
 -- Idempotent and order-free: every counter moves only when a fact about a
 -- queue leg becomes known for the first time (queued, answered, abandoned,
@@ -24,7 +27,9 @@
 -- are known, whichever came first. Replaying any subset of events again, in
 -- any order, leaves the state unchanged. Agent state follows the newest ts.
 -- Rings, misses, holds and callbacks count once per event id (the "seen" hash);
--- a call's hold state follows its newest hold/unhold, and a callback stays
+-- a call's hold state follows its newest hold/unhold; a completed leg's hold time is the sum of
+-- its hold spans (hold/unhold naming its queue, by the agent who completed it) when there is a hold,
+-- recounted when one comes in late; and a callback stays
 -- pending until its completion is known, whichever of the two came first.
 
 if ARGV[5] ~= "force" and redis.call("EXISTS", KEYS[1]) == 0 then
@@ -34,7 +39,7 @@ local events = cjson.decode(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local cb_ttl = tonumber(ARGV[7])  -- the pending callbacks' records and counts: longer, see state.py CALLBACK_DAYS
 local maps = cjson.decode(ARGV[6])
-local QD, QI = maps.qd, maps.qi
+local QD, QI, AD = maps.qd, maps.qi, maps.ad
 local QUEUES, AGENTS, CB, CBN = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local applied, skipped = 0, 0
 
@@ -42,14 +47,34 @@ local applied, skipped = 0, 0
 -- end's day and interval: check, before any write, that those hashes were declared. What was read
 -- is kept for the handler while no event of the batch changed the leg.
 local before, dirty, wanted = {}, {}, {}
+local function want(day, interval, queue, agent)
+  wanted[#wanted + 1] = day; wanted[#wanted + 1] = interval; wanted[#wanted + 1] = queue
+  wanted[#wanted + 1] = agent
+end
+-- A completed leg's "cx": "day|interval|counted hold ms|reported hold ms|agent" of its completion.
+local function completion(cx)
+  local day, iv, counted, reported, agent = string.match(cx, "^([^|]*)|([^|]*)|(-?%d+)|(-?%d+)|(.*)$")
+  return day, iv, tonumber(counted), tonumber(reported), agent
+end
+local checked = {}
 for _, e in ipairs(events) do
+  if e.l and (e.k == "h" or e.k == "u") and not checked[e.l] then
+    checked[e.l] = true
+    local cx = redis.call("HGET", KEYS[e.l], "cx")
+    if cx then
+      local day, iv, _, _, agent = completion(cx)
+      if not (QD[day .. "|" .. e.q] and QI[iv .. "|" .. e.q] and AD[day .. "|" .. agent]) then
+        want(day, iv, e.q, agent)
+      end
+    end
+  end
   if e.k == "q" and not before[e.l] then
     local f = redis.call("HMGET", KEYS[e.l], "qts", "ats", "aday", "aiv", "bts", "bday", "biv")
     before[e.l] = f
     if not f[1] then
       for _, at in ipairs({3, 6}) do
         if f[at] and not (QD[f[at] .. "|" .. e.q] and QI[f[at + 1] .. "|" .. e.q]) then
-          wanted[#wanted + 1] = f[at]; wanted[#wanted + 1] = f[at + 1]; wanted[#wanted + 1] = e.q
+          want(f[at], f[at + 1], e.q, "")
         end
       end
     end
@@ -186,17 +211,43 @@ handlers.b = function(e)  -- call.abandoned
   return true
 end
 
+-- The sum of an agent's hold spans in a leg's marks ("hm": JSON [[ts, 1 hold | 0 unhold, agent, event id], …])
+-- up to the completion's ts, nil when that agent has no hold mark (sql/015_hold_spans.sql: the same rule).
+local function hold_spans(all, agent, done)
+  local marks, any = {}, false
+  for _, m in ipairs(all) do
+    if m[3] == agent then
+      if m[2] == 1 then any = true end
+      if m[1] <= done then marks[#marks + 1] = m end
+    end
+  end
+  if not any then return nil end
+  table.sort(marks, function(x, y) if x[1] ~= y[1] then return x[1] < y[1] end return x[4] < y[4] end)
+  local total, since = 0, nil
+  for _, m in ipairs(marks) do
+    if m[2] == 1 then
+      if not since then since = m[1] end
+    elseif since then
+      total = total + m[1] - since; since = nil
+    end
+  end
+  if since then total = total + done - since end
+  return total
+end
+
 handlers.c = function(e)  -- call.completed
   local k = KEYS[e.l]
-  local f = leg_fields(e, "cts", "qts", "ats")
+  local f = leg_fields(e, "cts", "qts", "ats", "hm")
   if f[1] then return false end
-  redis.call("HSET", k, "cts", e.ts)
-  if not f[2] and not f[3] then keep(k, ttl) end
+  local hd = f[4] and hold_spans(cjson.decode(f[4]), e.a, e.ts) or e.hd  -- a leg without hold marks: one field checked
+  local h = e.h - e.hd + hd
+  redis.call("HSET", k, "cts", e.ts, "cx", e.d .. "|" .. e.i .. "|" .. hd .. "|" .. e.hd .. "|" .. e.a)
+  if not f[2] and not f[3] and not f[4] then keep(k, ttl) end
   members[QUEUES][e.q] = true
   count(e.qd, e.qi, "handled", 1)
-  count(e.qd, e.qi, "handle_ms", e.h)
+  count(e.qd, e.qi, "handle_ms", h)
   count(e.qd, e.qi, "talk_ms", e.tk)
-  count(e.qd, e.qi, "hold_ms", e.hd)
+  count(e.qd, e.qi, "hold_ms", hd)
   count(e.qd, e.qi, "wrap_ms", e.wr)
   if e.rs then
     count(e.qd, e.qi, "resolved_given", 1)
@@ -205,7 +256,7 @@ handlers.c = function(e)  -- call.completed
   if e.tr == 1 then count(e.qd, e.qi, "transferred", 1) end
   local ad = KEYS[e.ad]
   bump(ad, "handled", 1)
-  bump(ad, "handle_ms", e.h)
+  bump(ad, "handle_ms", h)
   if e.rv then
     count(e.qd, e.qi, "revenue_cents", e.rv); bump(ad, "revenue_cents", e.rv)
     if e.rv >= 1 then count(e.qd, e.qi, "converted", 1); bump(ad, "converted", 1) end
@@ -316,16 +367,40 @@ local function hold(e, flag)  -- the call's hold state, newest ts first; the age
   end
 end
 
+-- A hold or unhold naming a queue is a mark of that leg's hold spans; when the leg was completed before,
+-- its hold time is recounted and the change goes to the completion's day, interval and agent day.
+local function mark(e, flag)
+  local k = KEYS[e.l]
+  local f = redis.call("HMGET", k, "hm", "cx", "cts")
+  local marks = f[1] and cjson.decode(f[1]) or {}
+  marks[#marks + 1] = {e.ts, flag, e.a, e.id}
+  redis.call("HSET", k, "hm", cjson.encode(marks))
+  keep(k, ttl)
+  if not f[2] then return end
+  local day, iv, counted, reported, agent = completion(f[2])
+  if agent ~= e.a then return end
+  local hd = hold_spans(marks, agent, tonumber(f[3])) or reported
+  if hd == counted then return end
+  local qd, qi, ad = QD[day .. "|" .. e.q], QI[iv .. "|" .. e.q], AD[day .. "|" .. agent]
+  count(qd, qi, "hold_ms", hd - counted)
+  count(qd, qi, "handle_ms", hd - counted)
+  bump(KEYS[ad], "handle_ms", hd - counted)
+  redis.call("HSET", k, "cx", day .. "|" .. iv .. "|" .. hd .. "|" .. reported .. "|" .. agent)
+end
+
 handlers.h = function(e)  -- call.hold
   hold(e, 1)
   if not once(e) then return false end
+  if e.l then mark(e, 1) end
   activity(e, "holds", 1)
   return true
 end
 
 handlers.u = function(e)  -- call.unhold
   hold(e, 0)
-  return once(e)
+  if not once(e) then return false end
+  if e.l then mark(e, 0) end
+  return true
 end
 
 -- A callback: its record (KEYS[e.cl]) remembers that it was requested / completed (whichever came
