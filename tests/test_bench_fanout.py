@@ -14,7 +14,7 @@ from .conftest import ROOT, Backends
 
 
 @pytest.mark.slow
-async def test_bench_fanout_with_two_server_processes(backends: Backends) -> None:
+async def test_bench_fanout_prints_both_phases(backends: Backends) -> None:
     """A small run exits 0 and prints a server and a baseline row with positive deliveries/s, and the ratio;
     --procs-server 2 runs the server phase on serve --workers 2, and with --ingest-apart every event is posted
     to a third process and still reaches every board."""
@@ -27,8 +27,6 @@ async def test_bench_fanout_with_two_server_processes(backends: Backends) -> Non
                                      timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 server process(es)" in result.stdout, result.stdout
-    row = re.search(r"^server\s+60\s+2\s+[\d,]+\s+([\d,]+)\s", result.stdout, re.MULTILINE)
-    assert row and float(row.group(1).replace(",", "")) > 0, result.stdout
     assert ", 0 never seen;" in result.stdout.split("server:", 1)[1].split("\n", 1)[0], result.stdout
     for phase in ("server", "baseline"):
         row = re.search(rf"^{phase}\s+60\s+2\s+[\d,]+\s+([\d,]+)\s+([\d,]+)\s", result.stdout, re.MULTILINE)
