@@ -20,12 +20,16 @@ def div(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+HOLD_MARKS = 64  # the hold/unhold marks a leg keeps (sql/016_hold_marks_cap.sql, apply.lua)
+
+
 def hold_ms_of(events: list[dict[str, Any]]) -> dict[str, int]:
     """Hold time in ms of each completion (by event id), as README says: the agent's hold spans on that leg.
 
     The hold and unhold events of the completion's call that name its queue and its agent, walked in event
     time (ts, then event id) up to the completion: on hold from a hold (a second hold changes nothing) to
-    the next unhold or the completion; later ones do not count. No such hold at all: the completion's hold_s.
+    the next unhold or the completion; later ones do not count. No such hold at all, or more than HOLD_MARKS
+    hold and unhold events on the leg: the completion's hold_s.
     ``events`` unique by event id.
     """
     marks: dict[tuple[str, str, str], list[tuple[int, str, bool]]] = defaultdict(list)
@@ -33,12 +37,15 @@ def hold_ms_of(events: list[dict[str, Any]]) -> dict[str, int]:
         if e["type"] in ("call.hold", "call.unhold") and e.get("queue_id"):
             marks[(e["call_id"], e["queue_id"], e["agent_id"])].append((ms(e["ts"]), e["event_id"],
                                                                            e["type"] == "call.hold"))
+    per_leg: dict[tuple[str, str], int] = defaultdict(int)  # a leg with more than HOLD_MARKS marks counts hold_s
+    for (call, queue, _), found in marks.items():
+        per_leg[(call, queue)] += len(found)
     out: dict[str, int] = {}
     for e in events:
         if e["type"] != "call.completed":
             continue
         mine = sorted(marks.get((e["call_id"], e["queue_id"], e["agent_id"]), []))
-        if not any(on for _, _, on in mine):
+        if per_leg[(e["call_id"], e["queue_id"])] > HOLD_MARKS or not any(on for _, _, on in mine):
             out[e["event_id"]] = round(e["hold_s"] * 1000)
             continue
         done, total, since = ms(e["ts"]), 0, None

@@ -11,9 +11,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from server.core.db import query
 from server.core.tenant_settings import TenantSettings
+from server.live.keys import Keys
 
 from .conftest import RunningServer
 from .live_reference import hold_ms_of, ms
@@ -343,3 +345,57 @@ async def test_holds_posted_beside_their_completion_count_once(server: RunningSe
     got = {(d, k): (row["hold_ms"], row["handle_ms"]) for (d, k, _), row in daily.items() if row["handled"]}
     assert got == {**{("queue", q): (ref["queues"][q]["hold_ms"], ref["queues"][q]["handle_ms"]) for q in QUEUES},
                    **{("agent", a): (ref["agents"][a]["hold_ms"], ref["agents"][a]["handle_ms"]) for a in AGENTS}}
+
+
+@pytest.mark.timeout(300)
+async def test_a_flood_of_holds_on_one_call_counts_its_hold_s(server: RunningServer) -> None:
+    """300 holds and unholds on one call (past the 64 marks a leg keeps) make its hold time the completion's
+    hold_s, in any order, live, in the rollups and after rebuild-live; the leg keeps no more marks, in Redis
+    or PostgreSQL; a call beside it with a few holds still counts their spans."""
+    tenant = new_tenant("holdflood")
+    starts_at, day_start = day_started_hours_ago(3)
+    await put_settings(server, tenant, day_starts_at=starts_at, timezone="UTC")
+    events: list[dict[str, Any]] = []
+    for c, pairs in (("flood", 150), ("calm", 2)):
+        call, at = {"call_id": c, "queue_id": QUEUES[0]}, day_start + 600_000
+        events += [{"event_id": f"{c}q", "type": "call.queued", "ts": at, **call},
+                   {"event_id": f"{c}a", "type": "call.answered", "ts": at + 1000, "agent_id": AGENTS[0], **call},
+                   {"event_id": f"{c}c", "type": "call.completed", "ts": at + 900_000, "agent_id": AGENTS[0],
+                    "talk_s": 600.0, "hold_s": 7.0, "wrap_s": 3.0, **call}]
+        for k in range(pairs):
+            events += [{"event_id": f"{c}h{k}", "type": "call.hold", "ts": at + 2000 + k * 4000, "agent_id": AGENTS[0],
+                        **call},
+                       {"event_id": f"{c}u{k}", "type": "call.unhold", "ts": at + 4000 + k * 4000,
+                        "agent_id": AGENTS[0], **call}]
+    held = hold_ms_of(events)
+    assert (held["floodc"], held["calmc"]) == (7000, 4000)  # the calm call: two spans of 2 s
+    rng = random.Random(41)
+    stream = events + rng.sample(events, 30)
+    rng.shuffle(stream)
+    async with server.client(server.token(tenant, "ingest")) as client:
+        await post_all(client, [stream[i:i + 50] for i in range(0, len(stream), 50)], workers=1)
+
+    async def check() -> None:
+        overview, _ = await live_documents(server, tenant)
+        row = next(q for q in overview["queues"] if q["queue_id"] == QUEUES[0])
+        assert row["today"]["aht_s"] == pytest.approx((600 + 7 + 3 + 600 + 4 + 3) / 2, rel=1e-12)
+
+    await check()
+    conn = await tenant_conn(server.settings.database_url or "", tenant)
+    try:
+        _, daily, _ = await rollups(conn, tenant)
+        queue_day = next(row for (d, k, _), row in daily.items() if (d, k) == ("queue", QUEUES[0]))
+        assert (queue_day["hold_ms"], queue_day["handle_ms"]) == (11_000, 1_217_000)
+        kept = await conn.fetchval("SELECT jsonb_array_length(holds) FROM call_legs WHERE client_id = $1 "
+                                   "AND call_id = 'flood'", tenant)
+        assert kept <= 64 + 50  # it stopped taking marks in the batch that passed the cap
+    finally:
+        await conn.close()
+    leg = Keys(server.settings.key_prefix).call_leg(tenant, QUEUES[0], "flood")
+    redis = aioredis.Redis.from_url(server.settings.redis_url or "")
+    try:
+        assert await redis.hget(leg, "hm") is None and await redis.hget(leg, "ho") == b"1"
+    finally:
+        await redis.aclose()
+    rebuild_live(server, tenant)
+    await check()

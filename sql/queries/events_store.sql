@@ -92,7 +92,8 @@ WITH input AS (
         hold_news = CASE WHEN l.completed_at IS NULL OR excluded.holds IS NULL THEN 0
                          ELSE leg_hold_ms(coalesce(l.holds || excluded.holds, excluded.holds), l.completed_by,
                                           l.completed_at, coalesce(l.reported_hold_ms, l.hold_ms)) - l.hold_ms END,
-        holds = coalesce(l.holds || excluded.holds, l.holds, excluded.holds),
+        holds = CASE WHEN jsonb_array_length(l.holds) > 64 THEN l.holds  -- over the cap: 016_hold_marks_cap.sql
+                     ELSE coalesce(l.holds || excluded.holds, l.holds, excluded.holds) END,
         reported_hold_ms = CASE WHEN l.completed_at IS NULL THEN excluded.reported_hold_ms
                                 ELSE l.reported_hold_ms END,
         wrap_ms = CASE WHEN l.completed_at IS NULL THEN excluded.wrap_ms ELSE l.wrap_ms END,

@@ -211,6 +211,11 @@ handlers.b = function(e)  -- call.abandoned
   return true
 end
 
+-- A leg keeps at most HOLD_MARKS hold/unhold marks: past them it is "over" ("ho"), its marks are dropped
+-- and its hold time is the completion's hold_s (sql/016_hold_marks_cap.sql: the same rule), so a flood of
+-- holds on one call costs Redis no more than that many per event.
+local HOLD_MARKS = 64
+
 -- The sum of an agent's hold spans in a leg's marks ("hm": JSON [[ts, 1 hold | 0 unhold, agent, event id], …])
 -- up to the completion's ts, nil when that agent has no hold mark (sql/015_hold_spans.sql: the same rule).
 local function hold_spans(all, agent, done)
@@ -237,12 +242,12 @@ end
 
 handlers.c = function(e)  -- call.completed
   local k = KEYS[e.l]
-  local f = leg_fields(e, "cts", "qts", "ats", "hm")
+  local f = leg_fields(e, "cts", "qts", "ats", "hm", "ho")
   if f[1] then return false end
-  local hd = f[4] and hold_spans(cjson.decode(f[4]), e.a, e.ts) or e.hd  -- a leg without hold marks: one field checked
+  local hd = not f[5] and f[4] and hold_spans(cjson.decode(f[4]), e.a, e.ts) or e.hd  -- no marks: two fields checked
   local h = e.h - e.hd + hd
   redis.call("HSET", k, "cts", e.ts, "cx", e.d .. "|" .. e.i .. "|" .. hd .. "|" .. e.hd .. "|" .. e.a)
-  if not f[2] and not f[3] and not f[4] then keep(k, ttl) end
+  if not f[2] and not f[3] and not f[4] and not f[5] then keep(k, ttl) end
   members[QUEUES][e.q] = true
   count(e.qd, e.qi, "handled", 1)
   count(e.qd, e.qi, "handle_ms", h)
@@ -371,15 +376,21 @@ end
 -- its hold time is recounted and the change goes to the completion's day, interval and agent day.
 local function mark(e, flag)
   local k = KEYS[e.l]
-  local f = redis.call("HMGET", k, "hm", "cx", "cts")
+  local f = redis.call("HMGET", k, "hm", "cx", "cts", "ho")
+  if f[4] then return end  -- over HOLD_MARKS: its hold time is the reported one already
   local marks = f[1] and cjson.decode(f[1]) or {}
   marks[#marks + 1] = {e.ts, flag, e.a, e.id}
-  redis.call("HSET", k, "hm", cjson.encode(marks))
+  local over = #marks > HOLD_MARKS
+  if over then
+    redis.call("HSET", k, "ho", 1); redis.call("HDEL", k, "hm")
+  else
+    redis.call("HSET", k, "hm", cjson.encode(marks))
+  end
   keep(k, ttl)
   if not f[2] then return end
   local day, iv, counted, reported, agent = completion(f[2])
-  if agent ~= e.a then return end
-  local hd = hold_spans(marks, agent, tonumber(f[3])) or reported
+  if agent ~= e.a and not over then return end
+  local hd = not over and hold_spans(marks, agent, tonumber(f[3])) or reported
   if hd == counted then return end
   local qd, qi, ad = QD[day .. "|" .. e.q], QI[iv .. "|" .. e.q], AD[day .. "|" .. agent]
   count(qd, qi, "hold_ms", hd - counted)
