@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,18 +26,43 @@ REDIS_CLI = shutil.which("redis-cli") or shutil.which("valkey-cli")
 NODE_TIMEOUT_MS = 1000
 
 
-def free_port() -> int:
-    sock = free_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
+BUS_OFFSET = 10_000  # a cluster node also listens on its port + 10000 (the cluster bus)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports whose cluster-bus ports are free too, all held open until every one is chosen.
+
+    Closing each probe socket before taking the next can hand the same port out twice.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = free_socket()
+            held.append(sock)
+            port = int(sock.getsockname()[1])
+            if port + BUS_OFFSET > 65_535:
+                continue
+            bus = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            bus.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                bus.bind(("127.0.0.1", port + BUS_OFFSET))
+            except OSError:
+                bus.close()
+                continue
+            held.append(bus)
+            ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
 
 
 class Node:
     """One cluster node: a redis-server process on its own port and directory."""
 
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
+    def __init__(self, directory: Path, port: int) -> None:
+        self.port = port
         self.dir = directory / str(self.port)
         self.dir.mkdir(parents=True)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -71,8 +97,9 @@ class Cluster:
     """Three primaries (``primaries``) and a replica of the first (``replica``)."""
 
     def __init__(self, directory: Path) -> None:
-        self.primaries = [Node(directory) for _ in range(3)]
-        self.replica = Node(directory)
+        ports = free_ports(4)
+        self.primaries = [Node(directory, port) for port in ports[:3]]
+        self.replica = Node(directory, ports[3])
 
     @property
     def url(self) -> str:
