@@ -74,6 +74,7 @@ from server.live.hub import Hub
 from server.live.keys import Keys
 from server.live.outbox import FanoutCounts
 from server.live.recorder import Ingestor
+from server.live.roster import Roster
 from server.live.state import LiveState
 
 log = logging.getLogger("wallboard.app")
@@ -125,7 +126,8 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
     retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
                           claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
     analytics = Analytics(settings, db, client, keys, store, hub)
-    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer,
+    roster = Roster(client, keys, max_queues=settings.live_queues_max, max_agents=settings.live_agents_max)
+    ingestor = Ingestor(db, live, store, analytics.activity.touch, healer, roster=roster,
                         group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
     instrument(metrics, db=db, redis=client, live=live, hub=hub, healer=healer, refresher=refresher,
                analytics=analytics, ingestor=ingestor)

@@ -44,6 +44,9 @@ class Settings:
     # Group commit (server/live/committer.py): requests of a tenant behind its commit share the next one.
     ingest_group_max_events: int = 1000
     ingest_group_inflight: int = 2
+    live_queues_max: int = 1000
+    live_agents_max: int = 2000
+    ws_render_share: float = 0.1
     db_pool_min: int = 2
     db_pool_max: int = 10
     redis_pool_max: int = 64
@@ -205,6 +208,9 @@ class Settings:
             max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
             ingest_group_max_events=get.int("WALLBOARD_INGEST_GROUP_MAX_EVENTS", 1000, 1, 100_000),
             ingest_group_inflight=get.int("WALLBOARD_INGEST_GROUP_INFLIGHT", 2, 1, 64),
+            live_queues_max=get.int("WALLBOARD_LIVE_QUEUES_MAX", 1000, 1, 1_000_000),
+            live_agents_max=get.int("WALLBOARD_LIVE_AGENTS_MAX", 2000, 1, 1_000_000),
+            ws_render_share=get.float("WALLBOARD_WS_RENDER_SHARE", 0.1, 0.01, 1.0),
             db_pool_min=get.int("WALLBOARD_DB_POOL_MIN", 2, 1, 100),
             db_pool_max=db_pool_max,
             redis_pool_max=get.int("WALLBOARD_REDIS_POOL_MAX", 64, 2, 10_000),

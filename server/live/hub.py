@@ -9,7 +9,9 @@ offers the same bytes to every subscriber. The tick is per tenant: a change of a
 tenant last sent more than a tick ago is sent at once (leading edge); changes
 within the tick after a send are coalesced into one send at its end (trailing
 edge). So a quiet board sees an event in milliseconds and each stream carries
-at most one update per tick. Every read is also kept for REST polls
+at most one update per tick. A tenant whose render takes more than
+``ws_render_share`` of its tick has its tick stretched to match (big tenants
+update less often rather than holding up everyone's event loop). Every read is also kept for REST polls
 (:mod:`server.live.renderings`).
 
 Trade-offs, stated plainly:
@@ -98,6 +100,9 @@ class Hub:
         self.rebuilding: dict[str, int] = {}
         live.listeners.append(self._rebuild_event)
         self._sent: dict[str, float] = {}  # tenant → when its last tick's publish began (monotonic)
+        # tenant → its tick, stretched (up to ws_refresh_s) while its renders take more than ws_render_share of it
+        self._period: dict[str, float] = {}
+        self.render_share = settings.ws_render_share
         self._timers: dict[str, asyncio.TimerHandle] = {}  # tenant → its trailing-edge publish
         self.renderings = Renderings(live, store, self.tick_s, settings.live_cache_tenants)
         # Reads in flight at once: never more than half the Redis pool, so ingest always finds a connection.
@@ -204,6 +209,7 @@ class Hub:
             need_agents = any(k.view in FULL_VIEWS for k in keys)
             async with self._reading:
                 raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+            rendering = time.monotonic()
             snap = Snapshot(raw, settings, now_ms)
             self.renderings.put(tenant, Rendering(snap, began, need_agents))
             agents = snap.agents_list() if need_agents else []
@@ -229,6 +235,8 @@ class Hub:
                 counts.deliveries += n
                 counts.bytes += n * len(data)
                 counts.dropped += dropped
+            cost = time.monotonic() - rendering  # the event loop's time on this tenant: no await since
+            self._period[tenant] = min(self.refresh_s, max(self.tick_s, cost / self.render_share))
 
     def changed(self, tenant: str) -> None:
         """The tenant changed: publish now if its last publish began a tick ago or more, else at that tick's end."""
@@ -241,7 +249,7 @@ class Hub:
         if not self.live_ok or tenant in self._inflight or tenant in self._timers:
             self.counts.coalesced += 1
             return  # the publish in flight or the timer set takes this change too
-        wait = self._sent.get(tenant, -self.tick_s) + self.tick_s - time.monotonic()
+        wait = self._sent.get(tenant, -self.tick_s) + self._period.get(tenant, self.tick_s) - time.monotonic()
         if wait > 0:
             self._timers[tenant] = asyncio.get_running_loop().call_later(wait, self._trailing, tenant)
             return
@@ -290,6 +298,7 @@ class Hub:
         self.renderings.prune(now)
         for tenant in [t for t in self._sent if t not in self.by_tenant]:
             del self._sent[tenant]
+            self._period.pop(tenant, None)
         for box in sweep_clients(self.clients, now, self.send_timeout_s, self.counts):
             self.remove(box)  # stop feeding them: a stuck client holds no more than what is in flight
 

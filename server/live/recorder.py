@@ -26,6 +26,7 @@ from server.core.settings_store import SettingsStore
 from server.ingest.events import Event
 from server.live.committer import GroupCommit
 from server.live.heal import Healer
+from server.live.roster import Roster
 from server.live.state import Calendar, LiveState
 
 log = logging.getLogger("wallboard.ingest")
@@ -61,12 +62,13 @@ class Ingestor:
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
                  on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
-                 group_max_events: int = 1000, group_inflight: int = 2) -> None:
+                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 2) -> None:
         self.db = db
         self.live = live
         self.store = store
         self.on_change = on_change  # told the tenant after new events were committed
         self.healer = healer  # keeps a marker of each batch from its commit to its apply (heal.py)
+        self.roster = roster  # refuses events that would pass the tenant's live size budget (roster.py)
         self._partitions: set[date] = set()
         # Concurrent small requests of a tenant share one commit (committer.py).
         self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight)
@@ -93,6 +95,10 @@ class Ingestor:
         return outcome
 
     async def _ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
+        if self.roster is not None and valid:
+            valid, refused = await self.roster.admit(tenant, valid)
+            if refused:
+                rejected = sorted([*rejected, *refused], key=_index)
         outcome = Outcome(rejected=rejected)
         unique: dict[str, Event] = {}
         for _, event in valid:
@@ -186,3 +192,9 @@ class Ingestor:
         await conn.execute(query("agent_state_lock"), tenant, sorted({e.agent_id for e in new}))
         await conn.execute(query("agent_states_store"), tenant, [e.event_id for e in new], [e.agent_id for e in new],
                            [e.ts_ms for e in new], cal.settings.timezone, cal.settings.day_start_minutes)
+
+
+def _index(rejection: dict[str, object]) -> int:
+    """A rejection's place in its batch (those of no event, a queue_log line's, first)."""
+    index = rejection.get("index")
+    return index if isinstance(index, int) else -1
