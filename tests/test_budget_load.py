@@ -112,8 +112,8 @@ async def serve(settings: Settings, env: dict[str, str], log: Path) -> AsyncIter
             await asyncio.to_thread(process.wait)
 
 
-async def poll(client: httpx.AsyncClient, seconds: float) -> list[float]:
-    """A calm tenant: GET /api/metrics/live every B_EVERY_S for ``seconds``; each answer's latency in ms (all 200)."""
+async def poll(client: httpx.AsyncClient, seconds: float, every_s: float = B_EVERY_S) -> list[float]:
+    """A calm tenant: GET /api/metrics/live every ``every_s`` for ``seconds``; each answer's latency in ms (all 200)."""
     latencies = []
     deadline = time.monotonic() + seconds
     tick = time.monotonic()
@@ -124,7 +124,7 @@ async def poll(client: httpx.AsyncClient, seconds: float) -> list[float]:
         assert response.status_code == 200, response.text
         # A slow answer does not make the next ones go at once to catch up: a burst would pass the
         # tenant's budget, and B stays a tenant inside it.
-        tick = max(tick + B_EVERY_S, time.monotonic())
+        tick = max(tick + every_s, time.monotonic())
         await asyncio.sleep(tick - time.monotonic())
     return latencies
 

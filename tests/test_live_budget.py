@@ -17,7 +17,7 @@ import pytest
 from server.core.auth import mint
 from server.core.config import Settings
 
-from .test_budget_load import on_cpu, p99, serve
+from .test_budget_load import on_cpu, p99, poll, serve
 from .test_ws import board
 
 MAX_QUEUES, MAX_AGENTS = 300, 600
@@ -42,19 +42,6 @@ async def post(client: httpx.AsyncClient, events: list[dict[str, Any]]) -> httpx
     return await client.post("/api/events", content=orjson.dumps(events), headers=JSON)
 
 
-async def b_latencies(client: httpx.AsyncClient, seconds: float, every_s: float = 0.05) -> list[float]:
-    """Tenant B polling its overview every ``every_s``: each answer's latency in ms."""
-    latencies = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        began = time.perf_counter()
-        reply = await client.get("/api/metrics/live")
-        latencies.append((time.perf_counter() - began) * 1000)
-        assert reply.status_code == 200, reply.text
-        await asyncio.sleep(every_s)
-    return latencies
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_made_up_ids_past_the_budget_are_refused_and_the_full_tenant_does_not_stall_another(
@@ -76,7 +63,7 @@ async def test_made_up_ids_past_the_budget_are_refused_and_the_full_tenant_does_
             await read_b.get("/api/metrics/live")
 
             # B's latency while A is quiet: the reference.
-            idle = await b_latencies(read_b, 8)
+            idle = await poll(read_b, 8, every_s=0.05)
 
             # A sends thousands of made-up queue and agent ids: past its budget each such event is refused.
             accepted, refused = 0, []
@@ -118,7 +105,7 @@ async def test_made_up_ids_past_the_budget_are_refused_and_the_full_tenant_does_
                         await post(ingest_a, [state(i, ts, f"agent-{i % MAX_AGENTS}", ("busy", "available")[i % 2])])
                         await asyncio.sleep(0.05)
 
-                busy = (await asyncio.gather(trickle(), b_latencies(read_b, 8)))[1]
+                busy = (await asyncio.gather(trickle(), poll(read_b, 8, every_s=0.05)))[1]
                 updates = len(wall.of("update"))
     print(f"\nB alone: p50 {statistics.median(idle):.2f} ms, p99 {p99(idle):.2f} ms ({len(idle)} polls); "
           f"A full ({MAX_QUEUES} queues, {MAX_AGENTS} agents) with a board and an event every 50 ms: "
