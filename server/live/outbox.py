@@ -75,8 +75,10 @@ class Writer(Protocol):
     async def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` (a bounded wait; never raises)."""
 
+    due: float  # (monotonic) the earliest time keepalive() can have something to do: the sweep calls it from then on
+
     def keepalive(self, now: float) -> bool:
-        """Called by the hub's sweep each second: ping when due; True when an unanswered ping closed the connection."""
+        """Called by the hub's sweep from ``due`` on: ping when due; True when an unanswered ping closed the connection."""
 
 
 class Outbox:
@@ -232,7 +234,7 @@ def sweep_clients(clients: dict[str, set[Outbox]], now: float, send_timeout_s: f
             elif box.blocked_since and box.blocked_since < stuck_before:
                 box.evict(1013, "client is not reading its messages")
                 counts.closed("send_timeout")
-            elif box.wire.keepalive(now):
+            elif box.wire.due <= now and box.wire.keepalive(now):
                 counts.closed("ping_timeout")  # closed by its wire (1011); its reader sees the disconnect
                 continue
             else:
