@@ -49,6 +49,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -60,10 +61,10 @@ from server.live import alert_feed
 from server.live.admission import Admission
 from server.live.channels import SETTINGS_MARK
 from server.live.keys import Keys
-from server.live.outbox import FULL_VIEWS, FanoutCounts, Outbox, Stream, StreamKey, encode, render, status_message, sweep_clients
+from server.live.outbox import FULL_VIEWS, FanoutCounts, Outbox, Stream, StreamKey, render, status_message, stream_message, sweep_clients
 from server.live.renderings import Rendering, Renderings
 from server.live.state import LiveState
-from server.live.view import Snapshot, etag
+from server.live.view import Snapshot, state_digest
 
 log = logging.getLogger("wallboard.hub")
 
@@ -180,14 +181,14 @@ class Hub:
         # snapshot (built after any publish in flight) already holds the newest document.
         box.joining = set(keys)
         try:
-            if any(self.streams[k].doc is None for k in keys):
+            if any(self.streams[k].body is None for k in keys):
                 await self.publish(box.tenant)
             for key in keys:
                 stream = self.streams.get(key)
-                if stream is None or stream.doc is None:
+                if stream is None or stream.body is None:
                     continue
                 if stream.snapshot is None:
-                    stream.snapshot = encode({"type": "snapshot", "view": key.view, "seq": stream.seq, "data": stream.doc})
+                    stream.snapshot = stream_message("snapshot", key.view, stream.seq, stream.body)
                 box.joining.discard(key)
                 box.offer(key, stream.snapshot)
         finally:
@@ -218,14 +219,14 @@ class Hub:
                 stream = self.streams.get(key)
                 if stream is None:
                     continue
-                doc = render(key, snap, agents)
-                tag = etag(doc)
+                body = orjson.dumps(render(key, snap, agents))
+                tag = state_digest(body)
                 if not force and tag == stream.tag and now - stream.sent_at < self.refresh_s:
                     continue
                 stream.seq += 1
-                stream.doc, stream.tag, stream.sent_at = doc, tag, now
+                stream.body, stream.tag, stream.sent_at = body, tag, now
                 stream.snapshot = None
-                data = encode({"type": kind, "view": key.view, "seq": stream.seq, "data": doc})
+                data = stream_message(kind, key.view, stream.seq, body)
                 if kind == "snapshot":
                     stream.snapshot = data
                 dropped = 0

@@ -42,6 +42,14 @@ def encode(body: Any) -> Frame:
     return frame(orjson.dumps(body))
 
 
+def stream_message(kind: str, view: str, seq: int, data: bytes) -> Frame:
+    """``{"type": kind, "view": view, "seq": seq, "data": …}`` framed, around a document already serialised.
+
+    The same bytes as :func:`encode` of that dict (orjson writes no spaces), without serialising the document again.
+    """
+    return frame(b'{"type":%b,"view":%b,"seq":%d,"data":%b}' % (orjson.dumps(kind), orjson.dumps(view), seq, data))
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKey:
     """One distinct rendering: a tenant's view, filtered to some queues, or to one agent."""
@@ -57,8 +65,8 @@ class Stream:
     key: StreamKey
     subscribers: set[Outbox] = field(default_factory=set)
     seq: int = 0
-    tag: str | None = None
-    doc: Any = None
+    tag: bytes | None = None  # view.state_digest of ``body``
+    body: bytes | None = None  # the last document sent, as JSON
     sent_at: float = 0.0
     snapshot: Frame | None = None  # the encoded snapshot of ``seq``
 
