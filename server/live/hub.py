@@ -3,16 +3,15 @@
 How an event reaches a wallboard: the apply script publishes the tenant id on
 one channel; every server process holds ONE subscription to it and marks the
 tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state
-once, renders each distinct stream (tenant × view × queue filter × agent) once,
-encodes it once with orjson, frames it once as a WebSocket text frame, and
-offers the same bytes to every subscriber. The tick is per tenant: a change of a
+once (the reads due together in one Redis pipeline: :mod:`server.live.reads`), renders
+each distinct stream (tenant × view × queue filter × agent) once, serialises it once with
+orjson, frames it once, and offers the same bytes to every subscriber. The tick is per tenant: a change of a
 tenant last sent more than a tick ago is sent at once (leading edge); changes
 within the tick after a send are coalesced into one send at its end (trailing
 edge). So a quiet board sees an event in milliseconds and each stream carries
 at most one update per tick. A tenant whose render takes more than
 ``ws_render_share`` of its tick has its tick stretched to match (big tenants
-update less often rather than holding up everyone's event loop). Every read is also kept for REST polls
-(:mod:`server.live.renderings`).
+update less often rather than holding up everyone's event loop). Every read is also kept for REST polls.
 
 Trade-offs, stated plainly:
 
@@ -62,6 +61,7 @@ from server.live.admission import Admission
 from server.live.channels import SETTINGS_MARK
 from server.live.keys import Keys
 from server.live.outbox import FULL_VIEWS, FanoutCounts, Outbox, Stream, StreamKey, render, status_message, stream_message, sweep_clients
+from server.live.reads import ReadBatch
 from server.live.renderings import Rendering, Renderings
 from server.live.state import LiveState
 from server.live.view import Snapshot, state_digest
@@ -106,6 +106,7 @@ class Hub:
         self.render_share = settings.ws_render_share
         self._timers: dict[str, asyncio.TimerHandle] = {}  # tenant → its trailing-edge publish
         self.renderings = Renderings(live, store, self.tick_s, settings.live_cache_tenants)
+        self.reads = ReadBatch(live)
         # Reads in flight at once: never more than half the Redis pool, so ingest always finds a connection.
         self._reading = asyncio.Semaphore(max(1, settings.redis_pool_max // 2))
 
@@ -209,7 +210,7 @@ class Hub:
             now_ms = int(time.time() * 1000)
             need_agents = any(k.view in FULL_VIEWS for k in keys)
             async with self._reading:
-                raw = await self.live.read(tenant, settings, now_ms, agent_changes=need_agents)
+                raw = await self.reads.read(tenant, settings, now_ms, agent_changes=need_agents)
             rendering = time.monotonic()
             snap = Snapshot(raw, settings, now_ms)
             self.renderings.put(tenant, Rendering(snap, began, need_agents))

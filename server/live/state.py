@@ -71,6 +71,7 @@ class LiveState:
         self.store = store
         self._apply = load_script(redis, "apply")
         self._read = load_script(redis, "read")
+        self.read_sha: str = self._read.sha  # for the hub's pipelined reads (server/live/reads.py)
         self.channels = Channels(redis, keys)
         self.members = MembersCache()  # each tenant's queues and agents, whose keys a read declares
         self.needs_rebuild: set[str] = set()
@@ -297,15 +298,7 @@ class LiveState:
         ``agent_changes`` asks for the full read the ``agents`` and ``calls`` views need: each agent's
         state changes of the day, each queue's waiting calls and the pending callbacks.
         """
-        day = settings.local_day(now_ms)
-        interval = settings.interval_start(now_ms)
-        args = [settings.day_bounds(day)[0], "1" if agent_changes else "0", now_ms - 86_400_000,
-                WAITING_LISTED if agent_changes else 0]
-
-        def call(members: Members) -> tuple[list[str], list[Any]]:
-            keys, named = members.read_call(self.keys.of(tenant), day, interval, agent_changes)
-            return keys, [*args, *named]
-
+        call = self.read_call(tenant, settings, now_ms, agent_changes)
         for attempt in range(2):
             try:
                 raw = await self.declared(tenant, call, self._read, gated=True)
@@ -324,6 +317,20 @@ class LiveState:
                 raise ServiceUnavailable("the live state is being rebuilt; retry shortly",
                                          code="live_rebuilding") from None
         raise AssertionError("unreachable")
+
+    def read_call(self, tenant: str, settings: TenantSettings, now_ms: int,
+                  agent_changes: bool) -> Callable[[Members], tuple[list[str], list[Any]]]:
+        """KEYS and ARGV of read.lua for the tenant's members, as ``call(members)`` (see :meth:`declared`)."""
+        day = settings.local_day(now_ms)
+        interval = settings.interval_start(now_ms)
+        args = [settings.day_bounds(day)[0], "1" if agent_changes else "0", now_ms - 86_400_000,
+                WAITING_LISTED if agent_changes else 0]
+
+        def call(members: Members) -> tuple[list[str], list[Any]]:
+            keys, named = members.read_call(self.keys.of(tenant), day, interval, agent_changes)
+            return keys, [*args, *named]
+
+        return call
 
     async def declared(self, tenant: str, call: Callable[[Members], tuple[list[str], list[Any]]], script: Any,
                        *, gated: bool = False, agents: bool = True) -> list[Any]:
