@@ -284,7 +284,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                 quiet.stop()
                 await quieting
                 took = sorted(ingest.took_ms) or [0.0]
-                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window), quiet=quiet.summary(),
+                return replace(phase, retries=ingest.retried, warnings=warnings(log, phase.window), quiet=quiet.summary(phase.window),
                                posts_ms=(took[len(took) // 2], took[int(len(took) * 0.99)], took[-1]))
             finally:
                 quiet.stop()

@@ -31,6 +31,7 @@ class Quiet:
     ingest_token: str
     board_token: str
     latencies_ms: list[float] = field(default_factory=list)
+    posted_ms: list[float] = field(default_factory=list)  # when each measured event was posted (epoch ms)
     error: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -62,7 +63,7 @@ class Quiet:
                     call = f"quiet-{offered}-{random.getrandbits(32):08x}"
                     event = {"event_id": call, "type": "call.queued", "ts": int(time.time() * 1000),
                              "call_id": call, "queue_id": "sales"}
-                    sent = time.perf_counter()
+                    sent, posted = time.perf_counter(), time.time() * 1000
                     status, reply = await poster.post(orjson.dumps([event]))
                     if status != 200:
                         raise BenchFailed(f"quiet tenant: POST /api/events answered {status}: {reply[:200]!r}")
@@ -70,6 +71,7 @@ class Quiet:
                         body = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
                         if body.get("type") == "update" and body["data"]["today"]["offered"] >= offered:
                             self.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                            self.posted_ms.append(posted)
                             break
             finally:
                 poster.close()
@@ -81,10 +83,20 @@ class Quiet:
             if body.get("type") == "snapshot":
                 return int(body["data"]["today"]["offered"])
 
-    def summary(self) -> str:
-        """``12 events, POST-to-update median 8 ms, max 31 ms``, or why there are no figures."""
+    def summary(self, window: tuple[float, float] | None = None) -> str:
+        """``12 events, POST-to-update median 8 ms, max 31 ms``, or why there are no figures.
+
+        With the load ``window`` (epoch ms), the events posted within it are summed up on their own too: the
+        others fall while the clients connect, idle, or disconnect all at once, which is not the steady load."""
         if not self.latencies_ms:
             return f"no event measured{': ' + self.error if self.error else ''}"
-        ordered = sorted(self.latencies_ms)
-        return (f"{len(ordered)} events, POST-to-update median {ordered[len(ordered) // 2]:.0f} ms, "
-                f"max {ordered[-1]:.0f} ms" + (f" (then: {self.error})" if self.error else ""))
+        text = _figures(self.latencies_ms)
+        if window is not None:
+            inside = [ms for ms, at in zip(self.latencies_ms, self.posted_ms, strict=True) if window[0] <= at <= window[1]]
+            text += f"; in the load window: {_figures(inside) if inside else 'none'}"
+        return text + (f" (then: {self.error})" if self.error else "")
+
+
+def _figures(latencies_ms: list[float]) -> str:
+    ordered = sorted(latencies_ms)
+    return f"{len(ordered)} events, POST-to-update median {ordered[len(ordered) // 2]:.0f} ms, max {ordered[-1]:.0f} ms"
