@@ -607,3 +607,25 @@ async def test_other_websocket_implementation_gets_the_same_protocol(settings: S
         server.should_exit = True
         await task
         sock.close()
+
+
+async def test_tenants_read_together_each_see_their_own_figures(server_factory: Factory, settings: Settings) -> None:
+    """Boards of eight tenants whose reads go to Redis together (events at once, then refreshes on the same tick) each
+    see their own queue and count."""
+    server = await server_factory(settings.replace(ws_refresh_s=1))
+    tenants = [new_tenant("batch") for _ in range(8)]
+    async with contextlib.AsyncExitStack() as stack:
+        boards = [await stack.enter_async_context(board(server.url, server.token(t))) for t in tenants]
+        for client in boards:
+            await client.subscribe(["overview"])
+            await client.next(lambda m: m["type"] == "snapshot")
+        for rounds in (1, 2):  # the first round declares each tenant's new queue, the second reads it as known
+            await asyncio.gather(*(post(server, t, queued(f"q{i}", i + 1)) for i, t in enumerate(tenants)))
+            for i, client in enumerate(boards):
+                update = await client.next(update_offered(rounds * (i + 1)))
+                assert [q["queue_id"] for q in update["data"]["queues"]] == [f"q{i}"]
+        seen = [len(client.messages) for client in boards]
+        for i, client in enumerate(boards):  # the refreshes of the quiet tenants fall due on the same ticks
+            refresh = await client.next(lambda m: m["type"] == "update", after=seen[i], timeout=5)
+            assert [q["queue_id"] for q in refresh["data"]["queues"]] == [f"q{i}"]
+            assert offered(refresh) == 2 * (i + 1)

@@ -49,7 +49,11 @@ class ReadBatch:
             future: asyncio.Future[list[Any] | None] = asyncio.get_running_loop().create_future()
             self._pending.append((keys, argv, future))
             if len(self._pending) == 1:  # the turn's first read sends them all, once the turn's others are in
-                await asyncio.sleep(0)
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:  # cancelled before sending: the others go alone rather than wait
+                    self._release(self._pending, [])
+                    raise
                 await self._send()
             raw = await future
             if raw is not None:
@@ -57,19 +61,25 @@ class ReadBatch:
         return await self.live.read(tenant, settings, now_ms, agent_changes=agent_changes)
 
     async def _send(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending, []  # reads asked for from now on make the next batch
         results: list[Any] = []
         try:
             pipe = self.live.redis.pipeline(transaction=False)
             for keys, argv, _ in pending:
                 pipe.evalsha(self.live.read_sha, len(keys), *keys, *argv)
             results = await pipe.execute(raise_on_error=False)
+            self.live.redis_ok = True
         except REDIS_DOWN:
             pass  # each read goes again alone: LiveState.read tells Redis is down
         finally:  # also when cancelled: no read waits for an answer that will not come
-            for index, (_, _, future) in enumerate(pending):
-                raw = results[index] if index < len(results) else None
-                ready = isinstance(raw, list) and len(raw) > 0 and raw[0] == b"1" and (len(raw) < 2 or raw[1] != CHANGED)
-                if not future.done():
-                    future.set_result(raw if ready else None)
-        self.live.redis_ok = True
+            self._release(pending, results)
+
+    def _release(self, pending: list[Pending], results: list[Any]) -> None:
+        """Hand each read its answer, or None (made again alone) when there is none or it is not the common case."""
+        if pending is self._pending:
+            self._pending = []
+        for index, (_, _, future) in enumerate(pending):
+            raw = results[index] if index < len(results) else None
+            ready = isinstance(raw, list) and len(raw) > 0 and raw[0] == b"1" and (len(raw) < 2 or raw[1] != CHANGED)
+            if not future.done():
+                future.set_result(raw if ready else None)
