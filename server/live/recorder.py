@@ -62,7 +62,7 @@ class Ingestor:
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
                  on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
-                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 2) -> None:
+                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 1) -> None:
         self.db = db
         self.live = live
         self.store = store
