@@ -104,6 +104,11 @@ class GroupCommit:
         self._start(tenant, lane)
         return await asyncio.shield(request.answer)
 
+    def waiting(self, tenant: str) -> bool:
+        """Whether requests of the tenant wait for a commit (its next group is there already)."""
+        lane = self._lanes.get(tenant)
+        return lane is not None and bool(lane.waiting) and not self._closing
+
     def _start(self, tenant: str, lane: _Lane) -> None:
         """A commit for the lane's waiting requests when fewer than ``inflight`` of its commits are storing.
 

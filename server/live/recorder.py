@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 import asyncpg
 import orjson
@@ -120,7 +121,9 @@ class Ingestor:
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
         batch = self.healer.new_batch() if self.healer is not None else None
-        fresh = await self.store_events(tenant, events, cal, batch=batch)
+        # A group's transaction chains into the next one when the tenant's next group already waits (db.py).
+        chain = partial(self.groups.waiting, tenant) if stored is not None else None
+        fresh = await self.store_events(tenant, events, cal, batch=batch, chain=chain)
         if stored is not None:
             stored()
         applied = True
@@ -133,11 +136,13 @@ class Ingestor:
             (self.healer.applied if applied else self.healer.failed)(tenant, batch)
         return fresh
 
-    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None) -> set[str]:
+    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None,
+                           chain: Callable[[], bool] | None = None) -> set[str]:
         """Insert the batch and apply the new events to the history tables, in one statement
         (events_store.sql); return the ids that were new. 503 when PostgreSQL is away.
 
-        ``batch``: the id of the batch's pending-apply marker, written by the same statement."""
+        ``batch``: the id of the batch's pending-apply marker, written by the same statement.
+        ``chain``: asked before the COMMIT whether the tenant's next transaction follows at once (Database.tenant)."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
@@ -156,7 +161,7 @@ class Ingestor:
             short_abandon.append(sa_ms)
         for attempt in range(5):
             try:
-                async with self.db.tenant(tenant) as conn:
+                async with self.db.tenant(tenant, chain=chain) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
