@@ -250,7 +250,8 @@ class Database:
         ``chain`` is asked once the block's work is done: when it answers True (ingest's group commit
         asks whether the tenant's next group already waits), the COMMIT and the next transaction's
         BEGIN and binding go in one round trip, and the connection is kept, bound, for the tenant's
-        next transaction (one round trip less for each of a busy tenant's commits). A kept connection
+        next transaction (one round trip less for each of a busy tenant's commits), as long as the pool
+        has a connection to spare for the other tenants. A kept connection
         nobody takes within ``CHAIN_KEEP_S`` is rolled back (its transaction is empty) and released.
         An error of that COMMIT leaves unknown whether it committed: it is raised, nothing is acknowledged.
         """
@@ -277,7 +278,7 @@ class Database:
                             # when this fails: the exception that ended the transaction is the one to raise.
                             await conn.execute("ROLLBACK")
                     raise
-                if chain is not None and tenant not in self._chained and chain():
+                if chain is not None and tenant not in self._chained and self._spare() and chain():
                     await conn.execute("COMMIT; " + self._begin(tenant, conn.get_server_pid()))
                     self._keep(tenant, conn)
                     kept = True
@@ -295,6 +296,11 @@ class Database:
         finally:
             if not kept:
                 self.slots.give(tenant)
+
+    def _spare(self) -> bool:
+        """Whether the pool can give a connection at once (nobody waits for one): only then is one kept
+        for a tenant, so that a busy tenant never holds a connection another tenant is waiting for."""
+        return self.pool.get_idle_size() > 0 or self.pool.get_size() < self.pool.get_max_size()
 
     def _keep(self, tenant: str, conn: asyncpg.Connection) -> None:
         """Hold ``conn`` (in a begun, bound transaction) and its slot for the tenant's next transaction."""
