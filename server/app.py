@@ -29,7 +29,6 @@ from server.api import (
     boards,
     costs,
     events,
-    headers,
     history,
     openapi,
     predictions,
@@ -291,11 +290,11 @@ class WallboardApp(Starlette):
             refused = early_refusal(scope)  # a flooding client's 429, before any other per-request work
             if refused is not None:
                 answer, tenant = refused
-                await self.observer.answer(scope, headers.secured(send), 429, answer.headers, answer.body, tenant)
+                await self.observer.answer(scope, send, 429, answer.headers, answer.body, tenant)
                 return
             # The one-event ingest requests a connector sends by the thousand skip Starlette (events.py).
             app = events.post_events if scope["path"] == events.PATH and scope["method"] == "POST" else super().__call__
-            await self.observer(scope, receive, headers.secured(send), app)
+            await self.observer(scope, receive, send, app)
             return
         await super().__call__(scope, receive, send)
 
