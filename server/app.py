@@ -29,7 +29,6 @@ from server.api import (
     boards,
     costs,
     events,
-    headers,
     history,
     openapi,
     predictions,
@@ -55,13 +54,13 @@ from server.api.bodies import BodyLimit
 from server.api.budget import BudgetMiddleware, Budgets, early_refusal
 from server.api.context import Services
 from server.api.observe import Observer
-from server.api.responses import JSON, failure
+from server.api.responses import error_answer, failure
 from server.api.wire import Wires
 from server.core.auth import TokenVerifier
 from server.core.config import Settings
 from server.core.connections import protocol_class
 from server.core.db import Database
-from server.core.errors import ConfigError, ServiceUnavailable, TooManyRequests, WallboardError
+from server.core.errors import ConfigError, WallboardError
 from server.core.metrics import Metrics
 from server.core.redis_client import redis_client
 from server.core.resources import static_dir
@@ -236,14 +235,7 @@ async def close_services(svc: Services) -> None:
 
 async def on_wallboard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WallboardError)
-    headers = {}
-    if isinstance(exc, ServiceUnavailable | TooManyRequests):
-        headers["Retry-After"] = str(exc.retry_after)
-    if exc.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="wallboard"'
-    if exc.status >= 500:
-        log.warning("request.unavailable", extra={"path": request.url.path, "code": exc.code, "error": exc.message})
-    return JSON(exc.envelope(), status_code=exc.status, headers=headers)
+    return error_answer(exc, request.url.path)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -255,8 +247,7 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("request.failed", exc_info=exc, extra={"path": request.url.path})
-    return failure(500, "internal_error", "the server failed on this request; it has been logged")
+    return error_answer(exc, request.url.path)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -277,6 +268,9 @@ class WallboardApp(Starlette):
     one of thousands of idle connections. ``ws.serve`` handles its own errors;
     ``wires`` chooses how its frames reach the socket (server/api/wire.py).
 
+    ``POST /api/events`` goes straight to its endpoint, which does the budget charge, the body cap
+    and the error answers itself (server/api/events.py).
+
     A request whose budget the process already knows spent gets its prebuilt 429 here too,
     before the observer's and Starlette's per-request work (``early_refusal``): a tenant
     flooding at many times its budget then costs the event loop a few microseconds per request,
@@ -296,9 +290,11 @@ class WallboardApp(Starlette):
             refused = early_refusal(scope)  # a flooding client's 429, before any other per-request work
             if refused is not None:
                 answer, tenant = refused
-                await self.observer.answer(scope, headers.secured(send), 429, answer.headers, answer.body, tenant)
+                await self.observer.answer(scope, send, 429, answer.headers, answer.body, tenant)
                 return
-            await self.observer(scope, receive, headers.secured(send), super().__call__)
+            # The one-event ingest requests a connector sends by the thousand skip Starlette (events.py).
+            app = events.post_events if scope["path"] == events.PATH and scope["method"] == "POST" else super().__call__
+            await self.observer(scope, receive, send, app)
             return
         await super().__call__(scope, receive, send)
 

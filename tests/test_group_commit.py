@@ -135,3 +135,22 @@ async def test_the_next_group_stores_while_the_last_one_is_applied() -> None:
     assert await first == {"first"}
     assert stores == [["first"], ["second"]]
     await groups.close()
+
+
+async def test_two_tenants_posting_one_by_one_on_a_one_connection_pool_both_get_everything_stored(
+        server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> None:
+    """On a pool of one connection, a busy tenant's commits do not keep it from another tenant: both are stored."""
+    server = await server_factory(settings.replace(db_pool_min=1, db_pool_max=1, rate_ingest_tenant=0,
+                                                   rate_ingest_token=0, rate_read_tenant=0, rate_read_token=0))
+    a = [queued(f"gp-a-{i}", f"pa{i}") for i in range(200)]
+    b = [queued(f"gp-b-{i}", f"pb{i}", queue="support") for i in range(100)]
+    replies_a, replies_b = await asyncio.gather(post_one_by_one(server, "gp-a", a),
+                                                post_one_by_one(server, "gp-b", b, connections=8))
+    assert all(r == {"accepted": 1, "duplicates": 0, "rejected": []} for r in replies_a + replies_b)
+    conn = await asyncpg.connect(server.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT client_id, count(DISTINCT event_id) AS ids FROM events "
+                                "WHERE client_id IN ('gp-a', 'gp-b') GROUP BY client_id ORDER BY client_id")
+    finally:
+        await conn.close()
+    assert [(r["client_id"], r["ids"]) for r in rows] == [("gp-a", 200), ("gp-b", 100)]

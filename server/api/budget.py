@@ -53,6 +53,8 @@ log = logging.getLogger("wallboard.budget")
 
 INGEST = frozenset({("POST", "/api/events"), ("POST", "/api/ingest/asterisk/queue-log")})
 EXEMPT = frozenset({"/api/metrics/health"})
+# Endpoints that charge their requests themselves (server/api/events.py: the app calls it past this middleware).
+SELF_CHARGED = frozenset({("POST", "/api/events")})
 CHECK_TIMEOUT_S = 1.0
 FAIL_OPEN_S = 5.0
 SPENT_KEPT = 10_000  # spent budgets remembered per process
@@ -245,7 +247,8 @@ class BudgetMiddleware:
         path = scope.get("path", "")
         svc = scope.get("state", {}).get("services") if scope["type"] == "http" else None
         budgets = getattr(svc, "budgets", None)
-        if budgets is None or not path.startswith("/api/") or path in EXEMPT:
+        if (budgets is None or not path.startswith("/api/") or path in EXEMPT
+                or (scope["method"], path) in SELF_CHARGED):
             await self.app(scope, receive, send)
             return
         try:

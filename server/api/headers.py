@@ -6,11 +6,12 @@ code at all: the pages keep every script and style in files under ``static/``. N
 framed (``frame-ancestors 'none'``, and ``X-Frame-Options`` for older browsers), no answer is
 sniffed into another type, and no request carries a ``Referer``. The token never is in a URL
 the server sees: the pages move it from the fragment into ``sessionStorage`` at once.
+
+The observer (server/api/observe.py), which every HTTP request of the app passes, adds them to the
+start of every answer (errors and 500s included), with the request id: one wrapper of ``send``, not two.
 """
 
 from __future__ import annotations
-
-from starlette.types import Message, Send
 
 CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
                            "object-src 'none'")
@@ -21,13 +22,3 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
 )
 
-
-def secured(send: Send) -> Send:
-    """``send`` that adds HEADERS to the start of an HTTP response (errors and 500s included)."""
-
-    async def send_secured(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *HEADERS]
-        await send(message)
-
-    return send_secured

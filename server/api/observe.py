@@ -21,6 +21,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.api.headers import HEADERS
 from server.core import logs
 from server.core.config import Settings
 from server.core.metrics import Metrics
@@ -66,7 +67,8 @@ class Observer:
         self.exact = {r.path: r.path for r in routes if isinstance(r, Route) and "{" not in r.path}
         self.others = [r for r in routes if not (isinstance(r, Route) and "{" not in r.path)]
         self.metrics = metrics
-        self.extra = tuple(process_headers(settings) or ())
+        # Added to every answer after X-Request-Id: the serving process (workers only), the security headers.
+        self.extra = (*(process_headers(settings) or ()), *HEADERS)
         self.new_id = id_maker()
         # Label children by their values: a dict lookup per request instead of prometheus_client's labels().
         self._counted: dict[tuple[str, str, int], Any] = {}

@@ -41,6 +41,9 @@ MIGRATION_LOCK = int.from_bytes(hashlib.sha1(b"wallboard.migrate").digest()[:8],
 # PostgreSQL CPU per request.
 STATEMENT_CACHE_BYTES = 64 * 1024
 
+# Longest a connection is kept in a begun transaction for its tenant's next one (Database.tenant(chain=...)).
+CHAIN_KEEP_S = 0.5
+
 # Errors that mean "PostgreSQL is not there right now", as opposed to a bug.
 UNAVAILABLE = (
     OSError,
@@ -197,6 +200,9 @@ class Database:
         # Rows written a moment ago may not be there yet (replication lag); nothing that writes uses it.
         self.reader: Database = self
         self.on_wait: Callable[[float], None] | None = None  # told each tenant transaction's wait for a connection
+        # tenant → a connection kept in a begun, bound transaction for its next one (see tenant(chain=...)), its timer
+        self._chained: dict[str, tuple[asyncpg.Connection, asyncio.TimerHandle]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
@@ -222,6 +228,12 @@ class Database:
             await self.reader.close(timeout_s)
         if self.health is not None:
             self.health.terminate()
+        for tenant in list(self._chained):
+            conn = self._unchain(tenant)
+            if conn is not None:
+                self._release_later(tenant, conn)
+        if self._releasing:
+            await asyncio.wait(list(self._releasing), timeout=timeout_s)
         try:
             await asyncio.wait_for(self.pool.close(), timeout_s)
         except TimeoutError:
@@ -229,21 +241,34 @@ class Database:
             self.pool.terminate()
 
     @asynccontextmanager
-    async def tenant(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+    async def tenant(self, tenant: str, *, chain: Callable[[], bool] | None = None) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the application role with ``wallboard.tenant`` set to ``tenant``.
 
         Raises ServiceUnavailable (503, Retry-After) when PostgreSQL cannot be reached, or
         ``database_busy`` when the tenant holds its share of the pool (:class:`TenantSlots`) too long.
+
+        ``chain`` is asked once the block's work is done: when it answers True (ingest's group commit
+        asks whether the tenant's next group already waits), the COMMIT and the next transaction's
+        BEGIN and binding go in one round trip, and the connection is kept, bound, for the tenant's
+        next transaction (one round trip less for each of a busy tenant's commits), as long as the pool
+        has a connection to spare for the other tenants. A kept connection
+        nobody takes within ``CHAIN_KEEP_S`` is rolled back (its transaction is empty) and released.
+        An error of that COMMIT leaves unknown whether it committed: it is raised, nothing is acknowledged.
         """
         began = time.perf_counter()
-        await self.slots.take(tenant)
+        conn = self._unchain(tenant)  # keeps the slot it held
+        if conn is None:
+            await self.slots.take(tenant)
+        kept = False
         try:
-            async with self.pool.acquire(timeout=5) as conn:
-                if self.on_wait is not None:
-                    self.on_wait(time.perf_counter() - began)
-                # BEGIN and the binding in one simple-query round trip (a transaction of asyncpg's would
-                # send BEGIN alone first); COMMIT or ROLLBACK below, as asyncpg's Transaction does them.
-                await conn.execute(self._begin(tenant, conn.get_server_pid()))
+            try:
+                if conn is None:
+                    conn = await self.pool.acquire(timeout=5)
+                    if self.on_wait is not None:
+                        self.on_wait(time.perf_counter() - began)
+                    # BEGIN and the binding in one simple-query round trip (a transaction of asyncpg's would
+                    # send BEGIN alone first); COMMIT or ROLLBACK below, as asyncpg's Transaction does them.
+                    await conn.execute(self._begin(tenant, conn.get_server_pid()))
                 try:
                     yield conn
                 except BaseException:
@@ -253,7 +278,15 @@ class Database:
                             # when this fails: the exception that ended the transaction is the one to raise.
                             await conn.execute("ROLLBACK")
                     raise
-                await conn.execute("COMMIT")
+                if chain is not None and tenant not in self._chained and self._spare() and chain():
+                    await conn.execute("COMMIT; " + self._begin(tenant, conn.get_server_pid()))
+                    self._keep(tenant, conn)
+                    kept = True
+                else:
+                    await conn.execute("COMMIT")
+            finally:
+                if conn is not None and not kept:
+                    await self.pool.release(conn)
         except UNAVAILABLE as exc:
             raise ServiceUnavailable(f"PostgreSQL is unreachable ({_one_line(exc)}); retry shortly",
                                      code="database_unavailable") from None
@@ -261,7 +294,48 @@ class Database:
             raise ServiceUnavailable("PostgreSQL did not answer in time; retry shortly",
                                      code="database_unavailable") from None
         finally:
-            self.slots.give(tenant)
+            if not kept:
+                self.slots.give(tenant)
+
+    def _spare(self) -> bool:
+        """Whether the pool can give a connection at once (nobody waits for one): only then is one kept
+        for a tenant, so that a busy tenant never holds a connection another tenant is waiting for."""
+        return self.pool.get_idle_size() > 0 or self.pool.get_size() < self.pool.get_max_size()
+
+    def _keep(self, tenant: str, conn: asyncpg.Connection) -> None:
+        """Hold ``conn`` (in a begun, bound transaction) and its slot for the tenant's next transaction."""
+        timer = asyncio.get_running_loop().call_later(CHAIN_KEEP_S, self._expire, tenant, conn)
+        self._chained[tenant] = (conn, timer)
+
+    def _unchain(self, tenant: str) -> asyncpg.Connection | None:
+        """The tenant's kept connection (its slot passes on with it), or None."""
+        kept = self._chained.pop(tenant, None)
+        if kept is None:
+            return None
+        conn, timer = kept
+        timer.cancel()
+        if conn.is_closed() or not conn.is_in_transaction():  # PostgreSQL ended it meanwhile: start afresh
+            self._release_later(tenant, conn)
+            return None
+        return conn
+
+    def _expire(self, tenant: str, conn: asyncpg.Connection) -> None:
+        if self._chained.get(tenant, (None,))[0] is conn:
+            del self._chained[tenant]
+            self._release_later(tenant, conn)
+
+    def _release_later(self, tenant: str, conn: asyncpg.Connection) -> None:
+        """Give back a kept connection (the pool's release rolls its empty transaction back) and its slot."""
+        async def release() -> None:
+            try:
+                with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError, TimeoutError):
+                    await self.pool.release(conn)
+            finally:
+                self.slots.give(tenant)
+
+        task = asyncio.get_running_loop().create_task(release(), name=f"db-release:{tenant}")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     def _begin(self, tenant: str, pid: int) -> str:
         """``BEGIN`` and the tenant binding of :meth:`tenant` as one simple-query string.

@@ -73,7 +73,7 @@ class _Lane:
 class GroupCommit:
     """Stores the events of concurrent requests of one tenant with one commit (see the module docstring)."""
 
-    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 2) -> None:
+    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 1) -> None:
         self._commit = commit  # stores and applies a batch of unique events, returns the new ids
         self.max_events = max_events
         self.inflight = max(1, inflight)
@@ -103,6 +103,11 @@ class GroupCommit:
         lane.waiting.append(request)
         self._start(tenant, lane)
         return await asyncio.shield(request.answer)
+
+    def waiting(self, tenant: str) -> bool:
+        """Whether requests of the tenant wait for a commit (its next group is there already)."""
+        lane = self._lanes.get(tenant)
+        return lane is not None and bool(lane.waiting) and not self._closing
 
     def _start(self, tenant: str, lane: _Lane) -> None:
         """A commit for the lane's waiting requests when fewer than ``inflight`` of its commits are storing.

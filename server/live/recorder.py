@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 import asyncpg
 import orjson
@@ -62,7 +63,7 @@ class Ingestor:
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
                  on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
-                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 2) -> None:
+                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 1) -> None:
         self.db = db
         self.live = live
         self.store = store
@@ -89,9 +90,10 @@ class Ingestor:
         outcome = await self._ingest(tenant, valid, rejected)
         m = self.metrics
         m.ingest_seconds.observe(time.perf_counter() - began)
-        m.accepted.inc(outcome.accepted)
-        m.duplicates.inc(outcome.duplicates)
-        m.rejected.inc(len(outcome.rejected))
+        for counter, amount in ((m.accepted, outcome.accepted), (m.duplicates, outcome.duplicates),
+                                (m.rejected, len(outcome.rejected))):
+            if amount:  # each inc takes the counter's lock: a one-event request has one count to add
+                counter.inc(amount)
         return outcome
 
     async def _ingest(self, tenant: str, valid: Sequence[tuple[int, Event]], rejected: list[dict[str, object]]) -> Outcome:
@@ -120,7 +122,9 @@ class Ingestor:
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
         batch = self.healer.new_batch() if self.healer is not None else None
-        fresh = await self.store_events(tenant, events, cal, batch=batch)
+        # A group's transaction chains into the next one when the tenant's next group already waits (db.py).
+        chain = partial(self.groups.waiting, tenant) if stored is not None else None
+        fresh = await self.store_events(tenant, events, cal, batch=batch, chain=chain)
         if stored is not None:
             stored()
         applied = True
@@ -133,11 +137,13 @@ class Ingestor:
             (self.healer.applied if applied else self.healer.failed)(tenant, batch)
         return fresh
 
-    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None) -> set[str]:
+    async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None,
+                           chain: Callable[[], bool] | None = None) -> set[str]:
         """Insert the batch and apply the new events to the history tables, in one statement
         (events_store.sql); return the ids that were new. 503 when PostgreSQL is away.
 
-        ``batch``: the id of the batch's pending-apply marker, written by the same statement."""
+        ``batch``: the id of the batch's pending-apply marker, written by the same statement.
+        ``chain``: asked before the COMMIT whether the tenant's next transaction follows at once (Database.tenant)."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
@@ -156,7 +162,7 @@ class Ingestor:
             short_abandon.append(sa_ms)
         for attempt in range(5):
             try:
-                async with self.db.tenant(tenant) as conn:
+                async with self.db.tenant(tenant, chain=chain) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
