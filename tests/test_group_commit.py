@@ -47,20 +47,28 @@ async def post_one_by_one(server: RunningServer, tenant: str, events: Sequence[d
     return replies
 
 
-async def test_concurrent_one_event_posts_are_stored_once_each_in_their_tenant(grouped: RunningServer) -> None:
-    """Hundreds of one-event POSTs of two tenants at once: each accepted once, stored once, counted live in its tenant."""
-    a = [queued(f"gc-a-{i}", f"ca{i}") for i in range(240)]
-    b = [queued(f"gc-b-{i}", f"cb{i}", queue="support") for i in range(120)]
-    replies_a, replies_b = await asyncio.gather(post_one_by_one(grouped, "gc-a", a),
-                                                post_one_by_one(grouped, "gc-b", b, connections=16))
+async def two_tenants_one_by_one(server: RunningServer, prefix: str, n_a: int, n_b: int,
+                                 b_connections: int) -> list[tuple[str, int, int]]:
+    """Tenants ``<prefix>-a`` (n_a events on queue sales) and ``<prefix>-b`` (n_b on support, over ``b_connections``)
+    post one event per request at once; each request must be accepted. Per tenant: (tenant, stored events, ids)."""
+    a = [queued(f"{prefix}-a-{i}", f"{prefix}a{i}") for i in range(n_a)]
+    b = [queued(f"{prefix}-b-{i}", f"{prefix}b{i}", queue="support") for i in range(n_b)]
+    replies_a, replies_b = await asyncio.gather(post_one_by_one(server, f"{prefix}-a", a),
+                                                post_one_by_one(server, f"{prefix}-b", b, connections=b_connections))
     assert all(r == {"accepted": 1, "duplicates": 0, "rejected": []} for r in replies_a + replies_b)
-    conn = await asyncpg.connect(grouped.settings.database_url)
+    conn = await asyncpg.connect(server.settings.database_url)
     try:
         rows = await conn.fetch("SELECT client_id, count(*) AS n, count(DISTINCT event_id) AS ids FROM events "
-                                "WHERE client_id IN ('gc-a', 'gc-b') GROUP BY client_id ORDER BY client_id")
+                                "WHERE client_id = ANY ($1) GROUP BY client_id ORDER BY client_id",
+                                [f"{prefix}-a", f"{prefix}-b"])
     finally:
         await conn.close()
-    assert [(r["client_id"], r["n"], r["ids"]) for r in rows] == [("gc-a", 240, 240), ("gc-b", 120, 120)]
+    return [(r["client_id"], r["n"], r["ids"]) for r in rows]
+
+
+async def test_concurrent_one_event_posts_are_stored_once_each_in_their_tenant(grouped: RunningServer) -> None:
+    """Hundreds of one-event POSTs of two tenants at once: each accepted once, stored once, counted live in its tenant."""
+    assert await two_tenants_one_by_one(grouped, "gc", 240, 120, 16) == [("gc-a", 240, 240), ("gc-b", 120, 120)]
     for tenant, queue, n in (("gc-a", "sales", 240), ("gc-b", "support", 120)):
         async with grouped.client(grouped.token(tenant)) as client:
             overview = (await client.get("/api/metrics/live")).json()["data"]
@@ -142,15 +150,4 @@ async def test_two_tenants_posting_one_by_one_on_a_one_connection_pool_both_get_
     """On a pool of one connection, a busy tenant's commits do not keep it from another tenant: both are stored."""
     server = await server_factory(settings.replace(db_pool_min=1, db_pool_max=1, rate_ingest_tenant=0,
                                                    rate_ingest_token=0, rate_read_tenant=0, rate_read_token=0))
-    a = [queued(f"gp-a-{i}", f"pa{i}") for i in range(200)]
-    b = [queued(f"gp-b-{i}", f"pb{i}", queue="support") for i in range(100)]
-    replies_a, replies_b = await asyncio.gather(post_one_by_one(server, "gp-a", a),
-                                                post_one_by_one(server, "gp-b", b, connections=8))
-    assert all(r == {"accepted": 1, "duplicates": 0, "rejected": []} for r in replies_a + replies_b)
-    conn = await asyncpg.connect(server.settings.database_url)
-    try:
-        rows = await conn.fetch("SELECT client_id, count(DISTINCT event_id) AS ids FROM events "
-                                "WHERE client_id IN ('gp-a', 'gp-b') GROUP BY client_id ORDER BY client_id")
-    finally:
-        await conn.close()
-    assert [(r["client_id"], r["ids"]) for r in rows] == [("gp-a", 200), ("gp-b", 100)]
+    assert await two_tenants_one_by_one(server, "gp", 200, 100, 8) == [("gp-a", 200, 200), ("gp-b", 100, 100)]
