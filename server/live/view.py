@@ -221,6 +221,4 @@ def etag(document: Any) -> str:
     document's JSON by one regular expression (their values are numbers, null, a timestamp, or an object
     of numbers): a walk over the document in Python cost more than rendering it.
     """
-    digest = hashlib.blake2b(_CLOCK_FIELDS.sub(b"", orjson.dumps(document, option=orjson.OPT_SORT_KEYS)),
-                             digest_size=12).hexdigest()
-    return f'W/"{digest}"'
+    return f'W/"{state_digest(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hex()}"'
