@@ -18,7 +18,7 @@ import time
 from functools import partial
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -37,15 +37,37 @@ JSON_TYPE = (b"content-type", b"application/json")
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) past ``limit`` bytes without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes: at most {limit} bytes per request; split the batch",
-                              code="body_too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    check_declared(request.headers.get("content-length"), limit)
+    body = await receive_body(request.receive, limit)
+    if body is None:
+        raise ClientDisconnect()
+    return body
+
+
+def check_declared(declared: str | None, limit: int) -> None:
+    """413 when ``Content-Length`` says the body is past ``limit`` bytes (before any of it is read)."""
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise BadRequest("Content-Length is not a number", code="bad_content_length", details={"limit": limit})
+    if int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared[:20]} bytes: at most {limit} bytes per request; split the batch",
+                              code="body_too_large", details={"limit": limit})
+
+
+async def receive_body(receive: Receive, limit: int) -> bytes | None:
+    """The body as it arrives (413 past ``limit`` bytes); None when the client disconnected first."""
+    body = bytearray()  # grown in place: a big body in many chunks is not copied once per chunk
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
         if len(body) > limit:
-            raise PayloadTooLarge(f"the body exceeds {limit} bytes per request; split the batch", code="body_too_large")
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes per request; split the batch",
+                                  code="body_too_large", details={"limit": limit})
+        more = message.get("more_body", False)
     return bytes(body)
 
 
@@ -81,18 +103,14 @@ async def _post(scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, 
     content_type = None
     for name, value in scope["headers"]:
         if name == b"content-length":
-            if not value.isdigit():
-                raise BadRequest("Content-Length is not a number", code="bad_content_length", details={"limit": limit})
-            if int(value) > limit:
-                raise PayloadTooLarge(f"the body is {value.decode('latin-1')[:20]} bytes: at most {limit} bytes on "
-                                      "this route", code="body_too_large", details={"limit": limit})
+            check_declared(value.decode("latin-1"), limit)
         elif name == b"content-type":
             content_type = value.decode("latin-1")
     if denied is not None:
         raise denied
     who.require(INGEST)
     started = time.perf_counter()
-    body = await _read(receive, limit)
+    body = await receive_body(receive, limit)
     if body is None:
         return None
     window = (await svc.settings_store.get(who.tenant)).ingest_window_days
@@ -116,22 +134,6 @@ async def _post(scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, 
     else:
         reply = orjson.dumps({"success": True, "data": outcome.data()})
     return outcome.status, [(b"content-length", str(len(reply)).encode()), JSON_TYPE], reply
-
-
-async def _read(receive: Receive, limit: int) -> bytes | None:
-    """The body as it arrives (413 past ``limit`` bytes); None when the client disconnected first."""
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body exceeds {limit} bytes: the most this route takes", code="body_too_large",
-                                  details={"limit": limit})
-        more = message.get("more_body", False)
-    return body
 
 
 class _Endpoint:
