@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -22,22 +23,7 @@ async def test_overtaken_batches_equal_a_recount_and_a_rebuild(server: RunningSe
     """Consecutive chunks of a feed sent in runs of three, newest first, then in swapped pairs (the later chunk
     first); with login/logout changes in the split spans, every bucket equals a recount, and a rebuild of
     the range from the events finds the rollup, the marks and the heads as ingest kept them."""
-    tenant = new_tenant("late")
-    zone = ZoneInfo("UTC")
-    await put_settings(server, tenant, timezone="UTC", day_starts_at="00:00", ingest_window_days=400)
-    start = int(datetime(2026, 11, 3, 0, 0, tzinfo=UTC).timestamp() * 1000)
-    end = int(datetime(2026, 11, 4, 12, 0, tzinfo=UTC).timestamp() * 1000)
-    events = script(tenant, 6, start, end, random.Random(21))
-    for a in range(6):  # every agent ends logged out, so nothing is open
-        events.append({"event_id": f"{tenant}-a{a}-end", "type": "agent.state", "ts": end + 3_600_000,
-                       "agent_id": f"ag{a}", "state": "logged_out", "team": "blue" if a % 2 else "red"})
-    feed = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
-    rng = random.Random(22)
-    chunks = []
-    while feed:
-        size = rng.choice([4, 9, 15])
-        chunks.append(feed[:size])
-        feed = feed[size:]
+    tenant, events, chunks = await feed_in_chunks(server, "late", 21)
     batches = []
     third = len(chunks) // 3 * 3
     for i in range(0, third, 3):  # three chunks, newest first
@@ -50,7 +36,46 @@ async def test_overtaken_batches_equal_a_recount_and_a_rebuild(server: RunningSe
     async with server.client(server.token(tenant, "ingest")) as client:
         for batch in batches:
             assert (await post_all(client, [batch], workers=1))["accepted"] == len(batch)
+    await assert_exact(server, tenant, events)
 
+
+async def test_batches_from_concurrent_connections_equal_a_recount_and_a_rebuild(server: RunningServer) -> None:
+    """A connector posting its feed in order from four connections at once: its batches commit in any order, a
+    batch splitting spans that a later one, committed while it waited, opened or closed; buckets, logins and
+    logouts still equal a recount and a rebuild."""
+    for seed in (31, 41):  # batches over a tenth of WALLBOARD_MAX_EVENTS: each commits alone (no group commit)
+        tenant, events, chunks = await feed_in_chunks(server, f"conc{seed}", seed, agents=40, sizes=(110, 150, 190))
+        async with server.client(server.token(tenant, "ingest")) as client:
+            assert (await post_all(client, chunks, workers=4))["accepted"] == len(events)
+        await assert_exact(server, tenant, events)
+
+
+async def feed_in_chunks(server: RunningServer, name: str, seed: int, *, agents: int = 6,
+                         sizes: tuple[int, ...] = (4, 9, 15)) -> tuple[str, list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """A new tenant (UTC) and a random agent.state feed of ``agents`` agents over a day and a half, every agent logged
+    out at the end (nothing open), cut in consecutive chunks of one of ``sizes`` events."""
+    tenant = new_tenant(name)
+    await put_settings(server, tenant, timezone="UTC", day_starts_at="00:00", ingest_window_days=400)
+    start = int(datetime(2026, 11, 3, 0, 0, tzinfo=UTC).timestamp() * 1000)
+    end = int(datetime(2026, 11, 4, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    events = script(tenant, agents, start, end, random.Random(seed))
+    for a in range(agents):
+        events.append({"event_id": f"{tenant}-a{a}-end", "type": "agent.state", "ts": end + 3_600_000,
+                       "agent_id": f"ag{a}", "state": "logged_out", "team": "blue" if a % 2 else "red"})
+    feed = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
+    rng = random.Random(seed + 1)
+    chunks = []
+    while feed:
+        size = rng.choice(sizes)
+        chunks.append(feed[:size])
+        feed = feed[size:]
+    return tenant, events, chunks
+
+
+async def assert_exact(server: RunningServer, tenant: str, events: list[dict[str, Any]]) -> None:
+    """Every 15-minute and day bucket equals a recount of the events, and a rebuild of the range from the events
+    finds the rollup, the marks and the heads as ingest kept them."""
+    zone = ZoneInfo("UTC")
     first, last = date(2026, 11, 3), date(2026, 11, 5)
     for granularity in ("15m", "day"):
         bounds = bucket_bounds(granularity, zone, "00:00", first, last)
@@ -70,7 +95,7 @@ async def test_overtaken_batches_equal_a_recount_and_a_rebuild(server: RunningSe
             kept = [tuple(r) for r in await conn.fetch(read, tenant)]
             kept_marks = [tuple(r) for r in await conn.fetch(marks, tenant)]
             kept_heads = [tuple(r) for r in await conn.fetch(heads, tenant)]
-            assert len(kept) > 50 and kept_marks and len(kept_heads) == 6
+            assert len(kept) > 50 and kept_marks and len(kept_heads) == len({e["agent_id"] for e in events})
             assert await conn.fetchval("SELECT count(*) FROM agent_state_time WHERE client_id = $1 AND ms < 0",
                                        tenant) == 0
             lo = datetime(2026, 11, 2, tzinfo=UTC)

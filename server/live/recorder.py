@@ -167,9 +167,13 @@ class Ingestor:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes, batch)
-                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
+                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None and row["unmarked"] is None}
                     if slow:
                         await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)
+                    unmarked = [(row["slow_agent"], row["unmarked"]) for row in rows if row["unmarked"] is not None]
+                    if unmarked:  # an event's new predecessor unmade its login or logout mark
+                        await conn.execute(query("agent_states_unmark"), tenant,
+                                           *map(list, zip(*unmarked, strict=True)))
                     held = [(row["held_call"], row["held_queue"]) for row in rows if row["held_call"] is not None]
                     if held:  # late holds changed completed calls' hold time: their per-call records follow
                         await conn.execute(query("agent_metrics_holds"), tenant, *map(list, zip(*held, strict=True)))

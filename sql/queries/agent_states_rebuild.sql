@@ -60,7 +60,8 @@ WITH chain AS MATERIALIZED (
     UPDATE agents AS a
     SET state_ms = round(extract(epoch FROM l.ts) * 1000)::bigint, state_event_id = l.event_id,
         state = l.body->>'state',
-        state_reason = CASE WHEN l.body->>'state' IN ('break', 'other') THEN coalesce(l.body->>'reason', '') ELSE '' END
+        state_reason = CASE WHEN l.body->>'state' IN ('break', 'other') THEN coalesce(l.body->>'reason', '') ELSE '' END,
+        next_ms = NULL, after_ms = NULL  -- no pair of adjacent events is known until the next batch (017_agent_state_gap.sql)
     FROM agents AS g
     CROSS JOIN LATERAL (SELECT ts, event_id, body FROM events
                         WHERE client_id = $1 AND type = 'agent.state' AND agent_id = g.agent_id AND ts = g.seen_at

@@ -3,7 +3,8 @@
 -- stored already: duplicates, which touch nothing), then (as slow_agent) the agents whose new agent.state
 -- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here),
 -- then (as held_call, held_queue) the completed legs whose hold time a late hold or unhold changed, whose
--- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own).
+-- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own), then (as slow_agent,
+-- unmarked) the login or logout marks agent_states_unmark.sql deletes (rarely: a statement of its own).
 -- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
 -- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
 -- start in minutes after midnight.
@@ -452,76 +453,155 @@ WITH input AS (
     SELECT $1, event_id, call_id, agent_id, (doc->>'score')::numeric, doc->'criteria',
            doc->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
     FROM e WHERE type = 'quality.scored'
-), directory AS (  -- newest name and team; the head and the head before this batch (012_agent_states.sql)
-    INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at, state_ms, state_event_id, state, state_reason)
-    SELECT DISTINCT ON (agent_id) $1, agent_id, doc->>'name', doc->>'team', to_timestamp(ts_ms / 1000.0),
-           ts_ms, event_id, doc->>'state',
-           CASE WHEN doc->>'state' IN ('break', 'other') THEN coalesce(doc->>'reason', '') ELSE '' END
+), st_batch AS (  -- per agent: its new agent.state events' first and last (by ts, then event_id), one row
+    SELECT DISTINCT ON (agent_id) agent_id, doc->>'name' AS name, doc->>'team' AS team, ts_ms, event_id,
+           doc->>'state' AS state,
+           CASE WHEN doc->>'state' IN ('break', 'other') THEN coalesce(doc->>'reason', '') ELSE '' END AS reason,
+           first_value(ts_ms) OVER w AS lo_ms, first_value(event_id) OVER w AS lo_event_id,
+           first_value(doc->>'state') OVER w AS lo_state
     FROM e WHERE type = 'agent.state'
+    WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms, event_id COLLATE "C")
     ORDER BY agent_id, ts_ms DESC, event_id COLLATE "C" DESC
+), directory AS (  -- newest name and team; the head; the pair of adjacent stored events this batch split or made
+                   -- (017_agent_state_gap.sql): the split is done below, except for the batches that go to
+                   -- agent_states_store.sql (the row's next_ms is NULL then)
+    INSERT INTO agents AS a (client_id, agent_id, name, team, seen_at, state_ms, state_event_id, state, state_reason,
+                             next_ms, next_event_id, next_state)
+    SELECT $1, agent_id, name, team, to_timestamp(ts_ms / 1000.0), ts_ms, event_id, state, reason,
+           lo_ms, lo_event_id, lo_state
+    FROM st_batch
+    ORDER BY agent_id
     ON CONFLICT (client_id, agent_id) DO UPDATE SET
-        name = coalesce(excluded.name, a.name),
-        team = coalesce(excluded.team, a.team),
-        seen_at = excluded.seen_at,
-        -- a.* is the row as the last batch of this agent committed it: this one waited for it
-        prev_ms = a.state_ms, prev_event_id = a.state_event_id, prev_state = a.state, prev_reason = a.state_reason,
-        state_ms = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
-                             OR excluded.state_event_id COLLATE "C" > a.state_event_id
+        -- a.* is the row as the last batch of this agent committed it: this one waited for it. excluded.state_*
+        -- is this batch's last event of the agent, excluded.next_* its first.
+        name = CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.name, a.name) ELSE a.name END,
+        team = CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.team, a.team) ELSE a.team END,
+        seen_at = greatest(a.seen_at, excluded.seen_at),
+        state_ms = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                                   > (a.state_ms, a.state_event_id COLLATE "C")
                         THEN excluded.state_ms ELSE a.state_ms END,
-        state_event_id = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
-                                   OR excluded.state_event_id COLLATE "C" > a.state_event_id
+        state_event_id = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                                         > (a.state_ms, a.state_event_id COLLATE "C")
                               THEN excluded.state_event_id ELSE a.state_event_id END,
-        state = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
-                          OR excluded.state_event_id COLLATE "C" > a.state_event_id
+        state = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                                > (a.state_ms, a.state_event_id COLLATE "C")
                      THEN excluded.state ELSE a.state END,
-        state_reason = CASE WHEN a.state_ms IS NULL OR excluded.state_ms > a.state_ms
-                                 OR excluded.state_event_id COLLATE "C" > a.state_event_id
-                            THEN excluded.state_reason ELSE a.state_reason END
-    WHERE excluded.seen_at >= a.seen_at
-    RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.xmax = 0 AS inserted
-), st_fast AS MATERIALIZED (  -- agent-state time: the agents whose new events all follow their previous head
-    SELECT d.* FROM directory AS d
-    JOIN (SELECT agent_id, min(ts_ms) AS lo FROM e WHERE type = 'agent.state' GROUP BY 1) AS m USING (agent_id)
-    WHERE d.inserted OR m.lo > d.prev_ms
-), st_chain AS (  -- their previous head (its span was open), then their new events
+        state_reason = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                                       > (a.state_ms, a.state_event_id COLLATE "C")
+                            THEN excluded.state_reason ELSE a.state_reason END,
+        -- The batch follows the head: the pair is (the old head, its first event). It falls inside the pair
+        -- (between prev and next): the pair becomes (prev, its first event), the old next goes to after_*.
+        -- Anything else: no pair is known (agent_states_store.sql splits the batch).
+        prev_ms = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                          > (a.state_ms, a.state_event_id COLLATE "C")
+                            AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                      > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                            AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                < (a.next_ms, a.next_event_id COLLATE "C")
+                       THEN a.prev_ms ELSE a.state_ms END,
+        prev_event_id = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                                > (a.state_ms, a.state_event_id COLLATE "C")
+                                  AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                            > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                                  AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                      < (a.next_ms, a.next_event_id COLLATE "C")
+                             THEN a.prev_event_id ELSE a.state_event_id END,
+        prev_state = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                             > (a.state_ms, a.state_event_id COLLATE "C")
+                               AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                         > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                               AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                   < (a.next_ms, a.next_event_id COLLATE "C")
+                          THEN a.prev_state ELSE a.state END,
+        prev_reason = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                              > (a.state_ms, a.state_event_id COLLATE "C")
+                                AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                          > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                                AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                    < (a.next_ms, a.next_event_id COLLATE "C")
+                           THEN a.prev_reason ELSE a.state_reason END,
+        next_ms = CASE WHEN (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                            > (a.state_ms, a.state_event_id COLLATE "C")
+                         OR a.next_ms IS NOT NULL
+                            AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                      > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                            AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                < (a.next_ms, a.next_event_id COLLATE "C")
+                       THEN excluded.next_ms END,
+        next_event_id = excluded.next_event_id,
+        next_state = excluded.next_state,
+        after_ms = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                           > (a.state_ms, a.state_event_id COLLATE "C")
+                             AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                       > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                             AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                 < (a.next_ms, a.next_event_id COLLATE "C")
+                        THEN a.next_ms END,
+        after_event_id = a.next_event_id,
+        after_state = a.next_state
+    RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.next_ms, a.after_ms,
+              a.after_event_id, a.after_state
+), st_known AS MATERIALIZED (  -- the agents split here: their new events follow the head (or they are new), or
+                               -- all fall between prev and the old next (after_ms set)
+    SELECT * FROM directory WHERE next_ms IS NOT NULL
+), st_chain AS (  -- the stored event before (its span was open, or ran to after), the new events, the one after
     SELECT agent_id, prev_ms AS ts_ms, prev_event_id AS event_id, prev_state AS state, prev_reason AS reason,
-           false AS is_new
-    FROM st_fast WHERE NOT inserted
+           0 AS role, NULL::text AS was_before
+    FROM st_known WHERE prev_ms IS NOT NULL
     UNION ALL
     SELECT e.agent_id, e.ts_ms, e.event_id, e.doc->>'state',
-           CASE WHEN e.doc->>'state' IN ('break', 'other') THEN coalesce(e.doc->>'reason', '') ELSE '' END,
-           true
-    FROM e JOIN st_fast USING (agent_id) WHERE e.type = 'agent.state'
-), st_spans AS MATERIALIZED (  -- each state's span [a, b); the last one stays open (b NULL)
-    SELECT agent_id, event_id, state, reason, is_new, ts_ms AS a, lead(ts_ms) OVER w AS b, lag(state) OVER w AS before
+           CASE WHEN e.doc->>'state' IN ('break', 'other') THEN coalesce(e.doc->>'reason', '') ELSE '' END, 1, NULL
+    FROM e JOIN st_known USING (agent_id) WHERE e.type = 'agent.state'
+    UNION ALL
+    SELECT agent_id, after_ms, after_event_id, after_state, '', 2, prev_state
+    FROM st_known WHERE after_ms IS NOT NULL
+), st_spans AS MATERIALIZED (  -- each state's span [a, b), ver 1; the last one stays open (b NULL); and, ver -1,
+                               -- the span from prev to after that the new events split
+    SELECT agent_id, event_id, state, reason, role, was_before, 1 AS ver, ts_ms AS a, lead(ts_ms) OVER w AS b,
+           lag(state) OVER w AS before
     FROM st_chain
     WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms, event_id COLLATE "C")
+    UNION ALL
+    SELECT agent_id, prev_event_id, prev_state, prev_reason, 0, NULL, -1, prev_ms, after_ms, NULL
+    FROM st_known WHERE after_ms IS NOT NULL AND prev_ms IS NOT NULL
 ), st_rolled AS (  -- the closed spans of logged-in states, cut at the 15-minute grid and at tenant day starts
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
     SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)
     FROM (  -- a span inside one 15-minute cell, with day starts on the grid, is one piece: no function call
-        SELECT agent_id, state, reason, a - a % 900000 AS lo, b - a AS ms
+        SELECT agent_id, state, reason, a - a % 900000 AS lo, ver * (b - a) AS ms
         FROM st_spans
-        WHERE b > a AND state <> 'logged_out' AND b <= a - a % 900000 + 900000 AND $12 % 15 = 0
+        WHERE role < 2 AND b > a AND state <> 'logged_out' AND b <= a - a % 900000 + 900000 AND $12 % 15 = 0
         UNION ALL
-        SELECT s.agent_id, s.state, s.reason, k.lo, k.ms
+        SELECT s.agent_id, s.state, s.reason, k.lo, s.ver * k.ms
         FROM st_spans AS s CROSS JOIN LATERAL agent_state_pieces(s.a, s.b, $11, $12) AS k
-        WHERE s.b > s.a AND s.state <> 'logged_out' AND NOT (s.b <= s.a - s.a % 900000 + 900000 AND $12 % 15 = 0)
+        WHERE s.role < 2 AND s.b > s.a AND s.state <> 'logged_out'
+          AND NOT (s.b <= s.a - s.a % 900000 + 900000 AND $12 % 15 = 0)
     ) AS k
     GROUP BY agent_id, lo, state, reason
+    HAVING sum(ms) <> 0
     ORDER BY 2, 3, 4, 5
     ON CONFLICT (client_id, agent_id, interval_start, state, reason) DO UPDATE SET ms = r.ms + excluded.ms
-), st_marked AS (  -- logins (a logged-in state after logged_out or none) and logouts
-    INSERT INTO agent_state_marks (client_id, agent_id, event_id, at, kind)
-    SELECT $1, agent_id, event_id, to_timestamp(a / 1000.0), CASE WHEN state = 'logged_out' THEN 'logout' ELSE 'login' END
+), st_marks AS MATERIALIZED (  -- logins (a logged-in state after logged_out or none) and logouts of the new events,
+                               -- and of the event after them, which has a new predecessor: made (1) or unmade (-1)
+    SELECT agent_id, event_id, a, CASE WHEN state = 'logged_out' THEN 'logout' ELSE 'login' END AS kind,
+           CASE WHEN state = 'logged_out' THEN coalesce(before <> 'logged_out', false)
+                ELSE before IS NULL OR before = 'logged_out' END::int
+           - CASE WHEN role = 1 THEN 0
+                  WHEN state = 'logged_out' THEN coalesce(was_before <> 'logged_out', false)::int
+                  ELSE (was_before IS NULL OR was_before = 'logged_out')::int END AS change
     FROM st_spans
-    WHERE is_new AND CASE WHEN state = 'logged_out' THEN coalesce(before <> 'logged_out', false)
-                          ELSE before IS NULL OR before = 'logged_out' END
+    WHERE ver = 1 AND role > 0
+), st_marked AS (
+    INSERT INTO agent_state_marks (client_id, agent_id, event_id, at, kind)
+    SELECT $1, agent_id, event_id, to_timestamp(a / 1000.0), kind FROM st_marks WHERE change > 0
     ON CONFLICT DO NOTHING
 )
-SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue FROM stored
+SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue,
+       NULL::text AS unmarked FROM stored
 UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
-SELECT NULL, agent_id, NULL, NULL FROM (SELECT DISTINCT agent_id FROM e WHERE type = 'agent.state') AS m
-WHERE agent_id NOT IN (SELECT agent_id FROM st_fast)
+SELECT NULL, agent_id, NULL, NULL, NULL FROM directory WHERE next_ms IS NULL
 UNION ALL  -- the completed legs whose hold time a late hold or unhold changed: agent_metrics_holds.sql
-SELECT NULL, NULL, call_id, queue_id FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+SELECT NULL, NULL, call_id, queue_id, NULL FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+UNION ALL  -- the marks an event's new predecessor unmade: agent_states_unmark.sql deletes them (this statement's
+           -- snapshot may not hold them: the batch that wrote them may have committed while this one waited for it)
+SELECT NULL, agent_id, NULL, NULL, event_id FROM st_marks WHERE change < 0
