@@ -473,72 +473,36 @@ WITH input AS (
     ORDER BY agent_id
     ON CONFLICT (client_id, agent_id) DO UPDATE SET
         -- a.* is the row as the last batch of this agent committed it: this one waited for it. excluded.state_*
-        -- is this batch's last event of the agent, excluded.next_* its first.
-        name = CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.name, a.name) ELSE a.name END,
-        team = CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.team, a.team) ELSE a.team END,
-        seen_at = greatest(a.seen_at, excluded.seen_at),
-        state_ms = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                                   > (a.state_ms, a.state_event_id COLLATE "C")
-                        THEN excluded.state_ms ELSE a.state_ms END,
-        state_event_id = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                                         > (a.state_ms, a.state_event_id COLLATE "C")
-                              THEN excluded.state_event_id ELSE a.state_event_id END,
-        state = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                                > (a.state_ms, a.state_event_id COLLATE "C")
-                     THEN excluded.state ELSE a.state END,
-        state_reason = CASE WHEN a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                                       > (a.state_ms, a.state_event_id COLLATE "C")
-                            THEN excluded.state_reason ELSE a.state_reason END,
-        -- The batch follows the head: the pair is (the old head, its first event). It falls inside the pair
-        -- (between prev and next): the pair becomes (prev, its first event), the old next goes to after_*.
-        -- Anything else: no pair is known (agent_states_store.sql splits the batch).
-        prev_ms = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                          > (a.state_ms, a.state_event_id COLLATE "C")
-                            AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                      > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                            AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                < (a.next_ms, a.next_event_id COLLATE "C")
-                       THEN a.prev_ms ELSE a.state_ms END,
-        prev_event_id = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                                > (a.state_ms, a.state_event_id COLLATE "C")
-                                  AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                            > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                                  AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                      < (a.next_ms, a.next_event_id COLLATE "C")
-                             THEN a.prev_event_id ELSE a.state_event_id END,
-        prev_state = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                             > (a.state_ms, a.state_event_id COLLATE "C")
-                               AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                         > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                               AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                   < (a.next_ms, a.next_event_id COLLATE "C")
-                          THEN a.prev_state ELSE a.state END,
-        prev_reason = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                              > (a.state_ms, a.state_event_id COLLATE "C")
-                                AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                          > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                                AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                    < (a.next_ms, a.next_event_id COLLATE "C")
-                           THEN a.prev_reason ELSE a.state_reason END,
-        next_ms = CASE WHEN (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                            > (a.state_ms, a.state_event_id COLLATE "C")
-                         OR a.next_ms IS NOT NULL
-                            AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                      > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                            AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                < (a.next_ms, a.next_event_id COLLATE "C")
-                       THEN excluded.next_ms END,
-        next_event_id = excluded.next_event_id,
-        next_state = excluded.next_state,
-        after_ms = CASE WHEN a.next_ms IS NOT NULL AND NOT (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                           > (a.state_ms, a.state_event_id COLLATE "C")
-                             AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
-                                                       > (a.prev_ms, a.prev_event_id COLLATE "C"))
-                             AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
-                                 < (a.next_ms, a.next_event_id COLLATE "C")
-                        THEN a.next_ms END,
-        after_event_id = a.next_event_id,
-        after_state = a.next_state
+        -- is this batch's last event of the agent, excluded.next_* its first. `newer`: its last event is the
+        -- new head. `follows`: all its events follow the old head; the pair becomes (the old head, its first
+        -- event). `inside`: all fall between prev and next; the pair becomes (prev, its first event) and the old
+        -- next goes to after_*. Anything else: no pair is known (agent_states_store.sql splits the batch).
+        (name, team, seen_at, state_ms, state_event_id, state, state_reason, prev_ms, prev_event_id, prev_state,
+         prev_reason, next_ms, next_event_id, next_state, after_ms, after_event_id, after_state) = (
+            SELECT CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.name, a.name) ELSE a.name END,
+                   CASE WHEN excluded.seen_at >= a.seen_at THEN coalesce(excluded.team, a.team) ELSE a.team END,
+                   greatest(a.seen_at, excluded.seen_at),
+                   CASE WHEN m.newer THEN excluded.state_ms ELSE a.state_ms END,
+                   CASE WHEN m.newer THEN excluded.state_event_id ELSE a.state_event_id END,
+                   CASE WHEN m.newer THEN excluded.state ELSE a.state END,
+                   CASE WHEN m.newer THEN excluded.state_reason ELSE a.state_reason END,
+                   CASE WHEN m.inside THEN a.prev_ms ELSE a.state_ms END,
+                   CASE WHEN m.inside THEN a.prev_event_id ELSE a.state_event_id END,
+                   CASE WHEN m.inside THEN a.prev_state ELSE a.state END,
+                   CASE WHEN m.inside THEN a.prev_reason ELSE a.state_reason END,
+                   CASE WHEN m.follows OR m.inside THEN excluded.next_ms END, excluded.next_event_id,
+                   excluded.next_state,
+                   CASE WHEN m.inside THEN a.next_ms END, a.next_event_id, a.next_state
+            FROM (SELECT f.newer, f.follows,
+                         NOT f.follows AND a.next_ms IS NOT NULL
+                         AND (a.prev_ms IS NULL OR (excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                                   > (a.prev_ms, a.prev_event_id COLLATE "C"))
+                         AND (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                             < (a.next_ms, a.next_event_id COLLATE "C") AS inside
+                  FROM (SELECT a.state_ms IS NULL OR (excluded.state_ms, excluded.state_event_id COLLATE "C")
+                                                     > (a.state_ms, a.state_event_id COLLATE "C") AS newer,
+                               coalesce((excluded.next_ms, excluded.next_event_id COLLATE "C")
+                                        > (a.state_ms, a.state_event_id COLLATE "C"), false) AS follows) AS f) AS m)
     RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.next_ms, a.after_ms,
               a.after_event_id, a.after_state
 ), st_known AS MATERIALIZED (  -- the agents split here: their new events follow the head (or they are new), or
