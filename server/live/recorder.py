@@ -167,10 +167,11 @@ class Ingestor:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
                                             cal.settings.day_start_minutes, batch)
-                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None and row["unmarked"] is None}
+                    slow = {row["slow_agent"] for row in rows if row["slow_agent"] is not None}
                     if slow:
                         await self._store_states(conn, tenant, [e for e in events if e.agent_id in slow], rows, cal)
-                    unmarked = [(row["slow_agent"], row["unmarked"]) for row in rows if row["unmarked"] is not None]
+                    unmarked = [(row["unmarked_agent"], row["unmarked_event"]) for row in rows
+                                if row["unmarked_event"] is not None]
                     if unmarked:  # an event's new predecessor unmade its login or logout mark
                         await conn.execute(query("agent_states_unmark"), tenant,
                                            *map(list, zip(*unmarked, strict=True)))

@@ -3,8 +3,8 @@
 -- stored already: duplicates, which touch nothing), then (as slow_agent) the agents whose new agent.state
 -- events agent_states_store.sql must split, in a statement of its own (their other agents' are split here),
 -- then (as held_call, held_queue) the completed legs whose hold time a late hold or unhold changed, whose
--- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own), then (as slow_agent,
--- unmarked) the login or logout marks agent_states_unmark.sql deletes (rarely: a statement of its own).
+-- per-call record agent_metrics_holds.sql corrects (rarely: a statement of its own), then (as unmarked_agent,
+-- unmarked_event) the login or logout marks agent_states_unmark.sql deletes (rarely: a statement of its own).
 -- $1 tenant; $2..$10 parallel arrays, one element per event (ts as epoch ms; sl/sa: the queue's
 -- service-level and short-abandon thresholds in ms); $11 the tenant's time zone, $12 its day
 -- start in minutes after midnight.
@@ -561,11 +561,11 @@ WITH input AS (
     ON CONFLICT DO NOTHING
 )
 SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue,
-       NULL::text AS unmarked FROM stored
+       NULL::text AS unmarked_agent, NULL::text AS unmarked_event FROM stored
 UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
-SELECT NULL, agent_id, NULL, NULL, NULL FROM directory WHERE next_ms IS NULL
+SELECT NULL, agent_id, NULL, NULL, NULL, NULL FROM directory WHERE next_ms IS NULL
 UNION ALL  -- the completed legs whose hold time a late hold or unhold changed: agent_metrics_holds.sql
-SELECT NULL, NULL, call_id, queue_id, NULL FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+SELECT NULL, NULL, call_id, queue_id, NULL, NULL FROM waits WHERE news & 8 = 0 AND hold_news <> 0
 UNION ALL  -- the marks an event's new predecessor unmade: agent_states_unmark.sql deletes them (this statement's
            -- snapshot may not hold them: the batch that wrote them may have committed while this one waited for it)
-SELECT NULL, agent_id, NULL, NULL, event_id FROM st_marks WHERE change < 0
+SELECT NULL, NULL, NULL, NULL, agent_id, event_id FROM st_marks WHERE change < 0
