@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=None, help="stop each phase after this long (default: all events)")
     b.add_argument("--mix", choices=["full", "base"], default="full",
                    help="full: every event kind (default); base: without rings, holds, callbacks and revenue")
+    b.add_argument("--pg-sessions", action="store_true",
+                   help="also sample what PostgreSQL's sessions spend each server phase on (costs some CPU itself)")
     b.set_defaults(func=cmd_bench_ingest)
     b = bench.add_parser("fanout", help="WebSocket fan-out: ingest-to-client latency and deliveries/s against "
                                         "a plain broadcast server (baseline)")

@@ -43,10 +43,11 @@ async def test_bench_poll_refused_prints_both_phases_of_429s(backends: Backends)
 
 
 async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> None:
-    """A small run prints both phases and the ratio with positive figures, then drops its database and keys."""
+    """A small run prints both phases and the ratio with positive figures, and with --pg-sessions what PostgreSQL's
+    sessions spent the server phase on; then drops its database and keys."""
     env = bench_env(backends)
     args = [sys.executable, "-m", "server", "bench", "ingest", "--events", "3000", "--batch", "500",
-            "--concurrency", "2"]
+            "--concurrency", "2", "--pg-sessions"]
     result = await asyncio.to_thread(subprocess.run, args, env=env, cwd=ROOT, capture_output=True, text=True,
                                      timeout=240)
     assert result.returncode == 0, result.stderr
@@ -56,6 +57,9 @@ async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> 
         assert float(row.group(1).replace(",", "")) > 0 and float(row.group(2)) > 0, row.group(0)
     ratio = re.search(r"^ratio server/baseline: ([\d.]+)", result.stdout, re.MULTILINE)
     assert ratio and float(ratio.group(1)) > 0, result.stdout
+    sessions = re.search(r"^postgres sessions in the server phase .*: running ([\d.]+), row locks ([\d.]+), "
+                         r"WAL flush ([\d.]+), idle in transaction ([\d.]+)$", result.stdout, re.MULTILINE)
+    assert sessions and float(sessions.group(1)) > 0, result.stdout  # the phase's statements were seen running
     scratch = re.search(r"scratch database (wbbench_[0-9a-f]+), Redis key prefix (wbbench[0-9a-f]+)", result.stderr)
     assert scratch, result.stderr
     admin = await asyncpg.connect(backends.admin_dsn)

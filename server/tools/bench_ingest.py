@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -46,6 +46,7 @@ from server.live.shortform import Calendar, Declared, compact
 from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Progress, Scratch, run_async, say, table
 from server.tools.bench_server import Connection, free_port, mark_ready, stop, tail, wait_healthy
+from server.tools.pg_sessions import PERIOD_S, Sessions, Shares
 from server.tools.simulate_activity import base_mix
 from server.tools.simulate_model import ContactCenter, SimulationConfig
 
@@ -81,6 +82,7 @@ class Phase:
     cpu: CpuUsed
     has_server: bool
     latencies_ms: tuple[float, ...] = ()  # one per request (server phases)
+    sessions: Shares | None = None  # what PostgreSQL's sessions spent the phase on (server phases)
 
     def latency(self, share: float) -> float | None:
         """The request latency at ``share`` (0.5 = median, 0.99 = p99), in ms; None without requests."""
@@ -94,7 +96,8 @@ class Phase:
         return self.events / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def run(*, events: int, batch: int, concurrency: int, seconds: float | None, mix: str = "full") -> int:
+def run(*, events: int, batch: int, concurrency: int, seconds: float | None, mix: str = "full",
+        pg_sessions: bool = False) -> int:
     """Set up (embedded servers when DATABASE_URL/REDIS_URL are unset), run both phases, print the table."""
     settings = Settings.from_env()
     if events < 1 or concurrency < 1 or (seconds is not None and seconds <= 0):
@@ -105,14 +108,15 @@ def run(*, events: int, batch: int, concurrency: int, seconds: float | None, mix
     settings, embedded = with_runtime(settings)
     settings = as_owner(settings)
     try:
-        return run_async(bench(settings, events=events, batch=batch, concurrency=concurrency, seconds=seconds, mix=mix))
+        return run_async(bench(settings, events=events, batch=batch, concurrency=concurrency, seconds=seconds, mix=mix,
+                               pg_sessions=pg_sessions))
     finally:
         if embedded is not None:
             embedded.stop()
 
 
 async def bench(settings: Settings, *, events: int, batch: int, concurrency: int, seconds: float | None,
-                mix: str = "full") -> int:
+                mix: str = "full", pg_sessions: bool = False) -> int:
     assert settings.database_url is not None and settings.redis_url is not None
     scratch = Scratch.new(settings.database_url, settings.redis_url)
     secret = secrets.token_urlsafe(36)  # 48 characters
@@ -125,11 +129,12 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
         simulated = simulate(events, mix)
         batches = encode(simulated, batch)
         await scratch.reset_events()
-        phases = [await server_phase("server", SERVER_TENANT, local, scratch, batches, concurrency, seconds)]
+        phases = [await server_phase("server", SERVER_TENANT, local, scratch, batches, concurrency, seconds,
+                                     pg_sessions)]
         if batch < BATCHED:
             await scratch.reset_events()
             phases.append(await server_phase("batched", BATCHED_TENANT, local, scratch, encode(simulated, BATCHED),
-                                             min(concurrency, 4), seconds))
+                                             min(concurrency, 4), seconds, pg_sessions))
         await scratch.reset_events()
         phases.append(await baseline_phase(local, batches, concurrency, seconds))
     finally:
@@ -221,8 +226,9 @@ async def drive(name: str, work: Sequence[W], counts: Sequence[int], send: Calla
 
 
 async def server_phase(name: str, tenant: str, settings: Settings, scratch: Scratch, batches: Sequence[Batch],
-                       concurrency: int, seconds: float | None) -> Phase:
-    """``wallboard serve`` in a subprocess on the scratch database, fed over keep-alive connections."""
+                       concurrency: int, seconds: float | None, pg_sessions: bool = False) -> Phase:
+    """``wallboard serve`` in a subprocess on the scratch database, fed over keep-alive connections; with
+    ``pg_sessions``, PostgreSQL's sessions of the scratch database sampled meanwhile (pg_sessions.py)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items()
@@ -256,12 +262,17 @@ async def server_phase(name: str, tenant: str, settings: Settings, scratch: Scra
                 connections.put_nowait(connection)
                 check_reply(status, reply, batch.count)
 
+            sessions = Sessions(scratch.dsn, scratch.database) if pg_sessions else None
+            if sessions is not None:
+                await sessions.start()
             try:
-                return await drive(name, batches, [b.count for b in batches], post, concurrency=concurrency,
-                                   seconds=seconds, server_pid=proc.pid, latencies_ms=latencies)
+                phase = await drive(name, batches, [b.count for b in batches], post, concurrency=concurrency,
+                                    seconds=seconds, server_pid=proc.pid, latencies_ms=latencies)
             finally:
+                shares = await sessions.stop() if sessions is not None else None
                 while not connections.empty():
                     connections.get_nowait().close()
+            return replace(phase, sessions=shares)
         finally:
             stop(proc)
 
@@ -338,6 +349,13 @@ def report(phases: list[Phase], *, events: int, batch: int, concurrency: int, ve
         share = server.events_s / batched.events_s if batched.events_s else 0.0
         lines.append(f"ratio one-by-one/batched: {share:.2f}   (target: ≥ {TARGET_BATCHED_RATIO}, "
                      f"POST p99 < {TARGET_P99_MS:.0f} ms)")
+    for p in phases:
+        if p.sessions is not None:
+            lines.append(f"postgres sessions in the {p.name} phase (average number in each state, sampled every "
+                         f"{PERIOD_S * 1000:.0f} ms): {p.sessions.summary()}")
     lines.append("bench CPU: this process (the load generator, raw HTTP/1.1; in the baseline, the storage work itself). "
                  "postgres/redis CPU: every process of that name on the machine, best effort.")
+    if any(p.sessions is not None for p in phases):
+        lines.append("postgres sessions (--pg-sessions): see server/tools/pg_sessions.py; idle in transaction is "
+                     "waiting for the server's next command. The sampling costs CPU itself: compare runs without it.")
     return "\n".join(lines)
