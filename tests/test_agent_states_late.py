@@ -43,7 +43,7 @@ async def test_batches_from_concurrent_connections_equal_a_recount_and_a_rebuild
     """A connector posting its feed in order from four connections at once: its batches commit in any order, a
     batch splitting spans that a later one, committed while it waited, opened or closed; buckets, logins and
     logouts still equal a recount and a rebuild."""
-    for seed in (31, 41):  # batches over a tenth of WALLBOARD_MAX_EVENTS: each commits alone (no group commit)
+    for seed in (31, 41):  # over a tenth of WALLBOARD_INGEST_GROUP_MAX_EVENTS, a batch commits alone (no group commit)
         tenant, events, chunks = await feed_in_chunks(server, f"conc{seed}", seed, agents=40, sizes=(110, 150, 190))
         async with server.client(server.token(tenant, "ingest")) as client:
             assert (await post_all(client, chunks, workers=4))["accepted"] == len(events)
