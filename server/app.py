@@ -127,7 +127,8 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
     analytics = Analytics(settings, db, client, keys, store, hub)
     roster = Roster(client, keys, max_queues=settings.live_queues_max, max_agents=settings.live_agents_max)
     ingestor = Ingestor(db, live, store, analytics.activity.touch, healer, roster=roster,
-                        group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight)
+                        group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight,
+                        apply_ahead=settings.ingest_apply_ahead)
     instrument(metrics, db=db, redis=client, live=live, hub=hub, healer=healer, refresher=refresher,
                analytics=analytics, ingestor=ingestor)
     if background:

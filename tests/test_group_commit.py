@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 import pytest
 
 from server.core.config import Settings
@@ -95,7 +96,7 @@ async def test_a_request_whose_commit_fails_fails_alone() -> None:
     attempts: list[list[str]] = []
     release = asyncio.Event()
 
-    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[], None] | None) -> set[str]:
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[set[str]], None] | None) -> set[str]:
         await release.wait()
         ids = [e.event_id for e in events]
         attempts.append(ids)
@@ -124,16 +125,16 @@ async def test_the_next_group_stores_while_the_last_one_is_applied() -> None:
     stores: list[list[str]] = []
     applying = asyncio.Event()
 
-    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[], None] | None) -> set[str]:
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[set[str]], None] | None) -> set[str]:
         ids = [e.event_id for e in events]
         stores.append(ids)
         if stored is not None:
-            stored()
+            stored(set(ids))
         if ids == ["first"]:
             await applying.wait()  # the first group's apply to the live state is slow
         return set(ids)
 
-    groups = GroupCommit(commit, inflight=1)
+    groups = GroupCommit(commit, inflight=1, apply_ahead=0)
     first = asyncio.create_task(groups.store("t", [parsed("first")]))
     await asyncio.sleep(0.01)
     assert stores == [["first"]] and not first.done()
@@ -143,6 +144,67 @@ async def test_the_next_group_stores_while_the_last_one_is_applied() -> None:
     assert await first == {"first"}
     assert stores == [["first"], ["second"]]
     await groups.close()
+
+
+async def test_requests_are_answered_once_committed_and_at_most_apply_ahead_groups_before_their_apply() -> None:
+    """A committed group is answered while its apply runs; past ``apply_ahead`` such groups, the next waits for it."""
+    applies: dict[str, asyncio.Event] = {}
+
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[set[str]], None] | None) -> set[str]:
+        ids = [e.event_id for e in events]
+        if stored is not None:
+            stored(set(ids))
+        await applies.setdefault(ids[0], asyncio.Event()).wait()  # each apply to the live state is slow
+        return set(ids)
+
+    groups = GroupCommit(commit, inflight=1, apply_ahead=1)
+    first = await asyncio.wait_for(groups.store("t", [parsed("first")]), 5)  # answered, its apply still running
+    assert first == {"first"} and not applies["first"].is_set()
+    second = asyncio.create_task(groups.store("t", [parsed("second")]))
+    await asyncio.sleep(0.01)
+    assert "second" in applies and not second.done()  # committed, but one group is ahead of its apply already
+    applies["second"].set()
+    assert await asyncio.wait_for(second, 5) == {"second"}
+    applies["first"].set()
+    third = asyncio.create_task(groups.store("t", [parsed("third")]))
+    assert await asyncio.wait_for(third, 5) == {"third"}  # the first's apply ended: ahead again
+    assert not applies["third"].is_set()
+    applies["third"].set()
+    await groups.close()
+
+
+@pytest.mark.parametrize("ahead", [4, 0])
+async def test_a_post_is_answered_while_redis_holds_writes_and_the_posters_read_still_sees_it(
+        server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings, ahead: int) -> None:
+    """Redis paused for writes: the POST is answered once its event is committed (not with WALLBOARD_INGEST_APPLY_AHEAD
+    0), and the poster's read of the live view through the same process waits for the apply and shows the event."""
+    import redis.asyncio as aioredis
+
+    server = await server_factory(settings.replace(ingest_apply_ahead=ahead))
+    tenant = f"ahead-{ahead}"
+
+    def waiting(reply: httpx.Response) -> list[tuple[str, int]]:
+        return [(q["queue_id"], q["waiting"]) for q in reply.json()["data"]["queues"]]
+
+    admin = aioredis.from_url(settings.redis_url)
+    async with server.client(server.token(tenant, role="ingest")) as poster, server.client(server.token(tenant)) as board:
+        assert (await poster.post("/api/events", json=[queued(f"{tenant}-0", "c0")])).status_code == 200
+        for _ in range(100):  # the tenant's live state is built (its first event) before the pause
+            if waiting(await board.get("/api/metrics/live")) == [("sales", 1)]:
+                break
+            await asyncio.sleep(0.1)
+        await admin.execute_command("CLIENT", "PAUSE", "4000", "WRITE")
+        try:
+            post = asyncio.create_task(poster.post("/api/events", json=[queued(f"{tenant}-1", "c1")]))
+            done, _ = await asyncio.wait([post], timeout=1.5)
+            assert bool(done) == (ahead > 0)  # answered while its apply waits for Redis, or not
+            read = asyncio.create_task(board.get("/api/metrics/live"))
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            await admin.aclose()
+        assert (await asyncio.wait_for(post, 10)).json()["data"]["accepted"] == 1
+        assert waiting(await asyncio.wait_for(read, 10)) == [("sales", 2)]
 
 
 async def test_two_tenants_posting_one_by_one_on_a_one_connection_pool_both_get_everything_stored(

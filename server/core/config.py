@@ -44,6 +44,7 @@ class Settings:
     # Group commit (server/live/committer.py): requests of a tenant behind its commit share the next one.
     ingest_group_max_events: int = 1000
     ingest_group_inflight: int = 1
+    ingest_apply_ahead: int = 4  # groups of a tenant answered once committed, before their apply to Redis ended
     live_queues_max: int = 1000
     live_agents_max: int = 2000
     ws_render_share: float = 0.1
@@ -208,6 +209,7 @@ class Settings:
             max_events=get.int("WALLBOARD_MAX_EVENTS", 10_000, 1, 1_000_000),
             ingest_group_max_events=get.int("WALLBOARD_INGEST_GROUP_MAX_EVENTS", 1000, 1, 100_000),
             ingest_group_inflight=get.int("WALLBOARD_INGEST_GROUP_INFLIGHT", 1, 1, 64),
+            ingest_apply_ahead=get.int("WALLBOARD_INGEST_APPLY_AHEAD", 4, 0, 64),
             live_queues_max=get.int("WALLBOARD_LIVE_QUEUES_MAX", 1000, 1, 1_000_000),
             live_agents_max=get.int("WALLBOARD_LIVE_AGENTS_MAX", 2000, 1, 1_000_000),
             ws_render_share=get.float("WALLBOARD_WS_RENDER_SHARE", 0.1, 0.01, 1.0),

@@ -57,8 +57,9 @@ class Metrics:
         self.accepted = self.events.labels("accepted")
         self.duplicates = self.events.labels("duplicate")
         self.rejected = self.events.labels("rejected")
-        self.ingest_seconds = Histogram("wallboard_ingest_batch_seconds", "time to commit and apply one batch",
-                                        buckets=FAST, registry=r)
+        self.ingest_seconds = Histogram("wallboard_ingest_batch_seconds",
+                                        "time to answer one ingest request (its commit, and its apply unless "
+                                        "answered ahead of it)", buckets=FAST, registry=r)
         self.ws_clients = Gauge("wallboard_ws_clients", "WebSocket clients by subscribed view ('none': not subscribed)",
                                 ["view"], multiprocess_mode="livesum", registry=r)
         self.ws_streams = Gauge("wallboard_ws_streams", "distinct live streams rendered", multiprocess_mode="livesum",

@@ -23,16 +23,25 @@ nothing is acknowledged before it is durable.
 
 - **The next group stores while the last one applies**: a commit holds its lane's slot only
   while it stores in PostgreSQL; once its transaction committed (``stored``), the next group of
-  the lane starts storing while this one is applied to Redis and answered. Commits of one tenant
+  the lane starts storing while this one is applied to Redis. Commits of one tenant
   wait for each other on the same rollup rows anyway; the Redis apply (a round trip to a server
   that may be busy) no longer adds to that cycle.
+- **Answered once durable, ahead of the apply**: a group's requests are answered as soon as its
+  transaction committed, while its apply to Redis runs on (the answer promises durability, which
+  the commit gives; the apply's own failures were never the request's: the healer repairs them from
+  the batch's pending marker). The poster still reads what it posted from this process: the live reads
+  here wait for the tenant's applies in flight (:meth:`LiveState.settled`). At most ``apply_ahead``
+  groups of a lane are answered ahead of their apply at once; the next ones are answered after it, so
+  a slow Redis slows the tenant's answers down rather than piling up unapplied groups in memory. With
+  ``apply_ahead`` 0 every request is answered after its apply.
 
 Trade-off: at most ``inflight`` commits per tenant store at once; the rest queue behind
 them in the lane. A tenant flooding small requests therefore holds at most that many
 database connections, whatever its request rate. Its groups being applied to Redis are not
 bounded by it: there are as many as groups whose transactions committed and whose apply
-has not answered yet (each one ``apply.lua`` call), and live state applies them in any order,
-as it does the commits of concurrent requests.
+has not ended yet (each one ``apply.lua`` call): at most ``apply_ahead`` whose requests were
+answered, and those whose requests still wait (bounded by its clients' own concurrency); live state
+applies them in any order, as it does the commits of concurrent requests.
 """
 
 from __future__ import annotations
@@ -49,8 +58,8 @@ from server.ingest.events import Event
 log = logging.getLogger("wallboard.ingest")
 
 # (tenant, events unique by id, stored): stores and applies them, returns the new ids; calls ``stored``
-# (when given) once the events are committed, before the apply to the live state.
-Commit = Callable[[str, Sequence[Event], Callable[[], None] | None], Awaitable[set[str]]]
+# (when given) with the new ids once the events are committed, before the apply to the live state.
+Commit = Callable[[str, Sequence[Event], Callable[[set[str]], None] | None], Awaitable[set[str]]]
 
 
 @dataclass
@@ -67,16 +76,18 @@ class _Lane:
 
     waiting: list[_Request] = field(default_factory=list)
     running: int = 0  # commits storing (not yet committed in PostgreSQL)
-    applying: int = 0  # commits stored and not yet answered
+    applying: int = 0  # commits stored and not yet applied
+    ahead: int = 0  # of those, the ones whose requests were answered already
 
 
 class GroupCommit:
     """Stores the events of concurrent requests of one tenant with one commit (see the module docstring)."""
 
-    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 1) -> None:
+    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 1, apply_ahead: int = 0) -> None:
         self._commit = commit  # stores and applies a batch of unique events, returns the new ids
         self.max_events = max_events
         self.inflight = max(1, inflight)
+        self.apply_ahead = max(0, apply_ahead)
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -122,14 +133,21 @@ class GroupCommit:
     async def _drive(self, tenant: str, lane: _Lane) -> None:
         """Commit one group of the lane; once it is stored, the lane's next group may start (see the module docstring)."""
         storing = True
+        ahead = False
 
-        def stored() -> None:
-            nonlocal storing
-            if storing:
-                storing = False
-                lane.running -= 1
-                lane.applying += 1
-                self._start(tenant, lane)
+        def stored() -> bool:
+            """The group committed: the lane's next group may store. True when the group is answered now."""
+            nonlocal storing, ahead
+            if not storing:
+                return False
+            storing = False
+            lane.running -= 1
+            lane.applying += 1
+            if lane.ahead < self.apply_ahead:
+                lane.ahead += 1
+                ahead = True
+            self._start(tenant, lane)
+            return ahead
 
         try:
             if lane.waiting:
@@ -146,6 +164,7 @@ class GroupCommit:
                 self._start(tenant, lane)
             else:
                 lane.applying -= 1
+                lane.ahead -= ahead
             if not lane.running and not lane.applying and not lane.waiting and self._lanes.get(tenant) is lane:
                 del self._lanes[tenant]
 
@@ -159,15 +178,28 @@ class GroupCommit:
             count += len(request.events)
         return group
 
-    async def _run(self, tenant: str, group: list[_Request], stored: Callable[[], None]) -> None:
-        """One shared commit for the group; each request answered with the ids it made new."""
+    async def _run(self, tenant: str, group: list[_Request], stored: Callable[[], bool]) -> None:
+        """One shared commit for the group; each request answered with the ids it made new (once its events are
+        committed when ``stored`` says so, else once they are applied too)."""
         owner: dict[str, _Request] = {}
         for request in group:
             for event in request.events:
                 owner.setdefault(event.event_id, request)
         events = [event for request in group for event in request.events if owner[event.event_id] is request]
+
+        def answer(fresh: set[str]) -> None:
+            mine: dict[int, set[str]] = {id(request): set() for request in group}
+            for event_id in fresh:
+                mine[id(owner[event_id])].add(event_id)
+            for request in group:
+                _answer(request, mine[id(request)])
+
+        def committed(fresh: set[str]) -> None:
+            if stored():
+                answer(fresh)
+
         try:
-            fresh = await self._commit(tenant, events, stored)
+            fresh = await self._commit(tenant, events, committed)
         except asyncio.CancelledError:
             for request in group:
                 _fail(request, _stopping())
@@ -177,6 +209,10 @@ class GroupCommit:
                 _fail(request, exc)
             return
         except Exception as exc:
+            if all(request.answer.done() for request in group):  # answered once committed: its apply failed
+                log.warning("ingest.apply_failed", extra={"tenant": tenant, "requests": len(group),
+                                                          "error": type(exc).__name__})
+                return
             if len(group) == 1:
                 _fail(group[0], exc)
                 return
@@ -188,11 +224,7 @@ class GroupCommit:
                 except Exception as alone:
                     _fail(request, alone)
             return
-        mine: dict[int, set[str]] = {id(request): set() for request in group}
-        for event_id in fresh:
-            mine[id(owner[event_id])].add(event_id)
-        for request in group:
-            _answer(request, mine[id(request)])
+        answer(fresh)
 
 
 def _stopping() -> ServiceUnavailable:

@@ -63,7 +63,8 @@ class Ingestor:
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
                  on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
-                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 1) -> None:
+                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 1,
+                 apply_ahead: int = 0) -> None:
         self.db = db
         self.live = live
         self.store = store
@@ -72,7 +73,8 @@ class Ingestor:
         self.roster = roster  # refuses events that would pass the tenant's live size budget (roster.py)
         self._partitions: set[date] = set()
         # Concurrent small requests of a tenant share one commit (committer.py).
-        self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight)
+        self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight,
+                                  apply_ahead=apply_ahead)
         self.metrics: Metrics | None = None  # set by the app: events by outcome, batch latency
 
     async def close(self) -> None:
@@ -113,10 +115,13 @@ class Ingestor:
         outcome.duplicates += len(unique) - len(fresh)
         return outcome
 
-    async def commit(self, tenant: str, unique: Sequence[Event], stored: Callable[[], None] | None = None) -> set[str]:
+    async def commit(self, tenant: str, unique: Sequence[Event],
+                     stored: Callable[[set[str]], None] | None = None) -> set[str]:
         """Store events unique by id in one transaction, then apply the new ones to the live state; the new ids.
 
-        ``stored`` is called once the transaction committed, before the apply (group commit starts the next group then)."""
+        ``stored`` is told the new ids once the transaction committed, before the apply (group commit starts the next
+        group then, and may answer this one's requests: the apply registers with the live state before its first await,
+        so a read the answer leads to waits for it, :meth:`LiveState.settled`)."""
         # Sorted by id: concurrent batches sharing ids take their index locks in one order (no deadlock).
         events = sorted(unique, key=lambda e: e.event_id)
         settings = await self.store.get(tenant)
@@ -126,7 +131,7 @@ class Ingestor:
         chain = partial(self.groups.waiting, tenant) if stored is not None else None
         fresh = await self.store_events(tenant, events, cal, batch=batch, chain=chain)
         if stored is not None:
-            stored()
+            stored(fresh)
         applied = True
         if fresh:
             if self.on_change is not None:

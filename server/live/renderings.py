@@ -8,8 +8,9 @@ Redis round trip and no render.
 Freshness: a rendering is served for at most one tick (``ws_tick_ms``) after its read began,
 so an answer never reflects a state older than one tick; and a write through this process
 (an ingest, a settings change: :meth:`Renderings.changed`) is seen by the next read of the
-tenant here, so a client that posts then reads gets what it posted. The hub stores every read it makes
-for its WebSocket subscribers (:meth:`Renderings.put`); when it has none for the tenant, or its
+tenant here, so a client that posts then reads gets what it posted (ingest answers once the events are
+committed: the read first waits for the tenant's applies in flight here, :meth:`LiveState.settled`).
+The hub stores every read it makes for its WebSocket subscribers (:meth:`Renderings.put`); when it has none for the tenant, or its
 rendering is older than a tick, the first poller starts one read and every concurrent poller
 of the tenant awaits that same read (single flight).
 
@@ -133,6 +134,7 @@ class Renderings:
     async def _read(self, tenant: str, agents: bool) -> Rendering:
         self.reads += 1
         at = time.monotonic()
+        await self.live.settled(tenant)  # the events this process answered for are in the state read
         settings = await self.store.get(tenant)
         now_ms = int(time.time() * 1000)
         raw = await self.live.read(tenant, settings, now_ms, agent_changes=agents)

@@ -52,6 +52,7 @@ CALLBACK_TTL_S = (CALLBACK_DAYS + 3) * 86400
 REPLAY_PAGE = 5000
 WAITING_LISTED = 1000  # the most waiting calls of a queue that a read lists (the `calls` view), oldest first
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
+SETTLE_WAIT_S = 1.0  # longest a live read waits for the tenant's applies in flight here (settled())
 
 
 def load_script(redis: Any, name: str) -> Any:
@@ -76,6 +77,7 @@ class LiveState:
         self.members = MembersCache()  # each tenant's queues and agents, whose keys a read declares
         self.needs_rebuild: set[str] = set()
         self._failed_at: dict[str, float] = {}  # tenant → when an apply of it last failed (monotonic)
+        self._applying: dict[str, set[asyncio.Future[None]]] = {}  # tenant → its applies in flight (settled())
         self.redis_ok = True
         self._rebuilds: dict[str, asyncio.Task[int]] = {}
         self._repair: asyncio.Task[None] | None = None
@@ -109,19 +111,35 @@ class LiveState:
         """
         if not events:
             return True
-        cal = cal or Calendar(settings)
-        declared = Declared(self.keys.of(tenant))
-        payload = orjson.dumps([declared.add(compact(e, cal)) for e in events])
+        # Registered before the first await: a read that follows the request's answer waits for it (settled()).
+        done = asyncio.get_running_loop().create_future()
+        applying = self._applying.setdefault(tenant, set())
+        applying.add(done)
         try:
+            cal = cal or Calendar(settings)
+            declared = Declared(self.keys.of(tenant))
+            payload = orjson.dumps([declared.add(compact(e, cal)) for e in events])
             result = await self._run_apply(tenant, payload, declared, force=False)
         except REDIS_DOWN as exc:
             self._redis_failed(tenant, exc)
             return False
+        finally:
+            done.set_result(None)
+            applying.discard(done)
+            if not applying and self._applying.get(tenant) is applying:
+                del self._applying[tenant]
         self.redis_ok = True
         if result[0] == -1:
             self.schedule_rebuild(tenant, reason="missing")
             return False
         return True
+
+    async def settled(self, tenant: str, patience_s: float = SETTLE_WAIT_S) -> None:
+        """Wait until the tenant's applies begun in this process before now have ended (at most ``patience_s``):
+        ingest answers once events are committed, and the poster's next read must still see them."""
+        applying = self._applying.get(tenant)
+        if applying:
+            await asyncio.wait(list(applying), timeout=patience_s)
 
     async def _run_apply(self, tenant: str, payload: bytes, declared: Declared, *, force: bool) -> list[int]:
         """apply.lua over the batch with every key it touches declared (see Declared).
