@@ -10,9 +10,9 @@ so an answer never reflects a state older than one tick; and a write through thi
 (an ingest, a settings change: :meth:`Renderings.changed`) is seen by the next read of the
 tenant here, so a client that posts then reads gets what it posted (ingest answers once the events are
 committed: the read first waits for the tenant's applies in flight here, :meth:`LiveState.settled`).
-The hub stores every read it makes for its WebSocket subscribers (:meth:`Renderings.put`); when it has none for the tenant, or its
-rendering is older than a tick, the first poller starts one read and every concurrent poller
-of the tenant awaits that same read (single flight).
+The hub stores every read it makes for its WebSocket subscribers (:meth:`Renderings.put`); when it
+has none for the tenant, or its rendering is older than a tick, the first poller starts one read and
+every concurrent poller of the tenant awaits that same read (single flight).
 
 Bounds: at most ``max_tenants`` renderings of each kind (the full read, with the agents' state
 changes and the waiting calls that only the agents and calls views need, and the lighter one)
