@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full: every event kind (default); base: without rings, holds, callbacks and revenue")
     b.add_argument("--pg-sessions", action="store_true",
                    help="also sample what PostgreSQL's sessions spend each server phase on (costs some CPU itself)")
+    b.add_argument("--rounds", type=_positive_int, default=1,
+                   help="with --batch under 500: run the one-by-one and batched phases this many times, alternated, "
+                        "each round under tenants of its own, and print each round's ratio and their median (default 1)")
     b.set_defaults(func=cmd_bench_ingest)
     b = bench.add_parser("fanout", help="WebSocket fan-out: ingest-to-client latency and deliveries/s against "
                                         "a plain broadcast server (baseline)")

@@ -72,3 +72,27 @@ async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> 
         assert [key async for key in client.scan_iter(match=f"{scratch.group(2)}:*", count=1000)] == []
     finally:
         await client.aclose()
+
+
+async def test_bench_ingest_one_by_one_rounds_print_each_rounds_ratio_and_their_median(backends: Backends) -> None:
+    """One event per request over two rounds: each round's one-by-one and batched phases are printed, under tenants
+    of their own (each accepts every event: a tenant's second pass would find them duplicates and fail), with each
+    round's ratio and their median."""
+    args = [sys.executable, "-m", "server", "bench", "ingest", "--events", "600", "--batch", "1",
+            "--concurrency", "8", "--rounds", "2"]
+    result = await asyncio.to_thread(subprocess.run, args, env=bench_env(backends), cwd=ROOT, capture_output=True,
+                                     text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    speeds = {}
+    for phase in ("server", "batched", "server 2", "batched 2"):
+        row = re.search(rf"^{phase}\s+600\s+([\d,]+)\s", result.stdout, re.MULTILINE)
+        assert row, result.stdout
+        speeds[phase] = float(row.group(1).replace(",", ""))
+        assert speeds[phase] > 0, row.group(0)
+    rounds = re.search(r"^ratio one-by-one/batched by round: ([\d.]+), ([\d.]+)$", result.stdout, re.MULTILINE)
+    median = re.search(r"^ratio one-by-one/batched: ([\d.]+) \(median\)", result.stdout, re.MULTILINE)
+    assert rounds and median, result.stdout
+    first, second = float(rounds.group(1)), float(rounds.group(2))
+    assert abs(first - speeds["server"] / speeds["batched"]) < 0.006, result.stdout
+    assert abs(second - speeds["server 2"] / speeds["batched 2"]) < 0.006, result.stdout
+    assert abs(float(median.group(1)) - (first + second) / 2) < 0.011, result.stdout

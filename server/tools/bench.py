@@ -57,7 +57,8 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
 
     try:
         return run(events=args.events, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds,
-                   mix=getattr(args, "mix", "full"), pg_sessions=getattr(args, "pg_sessions", False))
+                   mix=getattr(args, "mix", "full"), pg_sessions=getattr(args, "pg_sessions", False),
+                   rounds=getattr(args, "rounds", 1))
     except BenchFailed as exc:
         print(f"\nwallboard: bench failed: {exc.message}", file=sys.stderr)
         return 1
