@@ -133,17 +133,17 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
         await scratch.create(settings.app_role)
         simulated = simulate(events, mix)
         batches = encode(simulated, batch)
+        batched = encode(simulated, BATCHED) if batch < BATCHED else []
         phases: list[Phase] = []
-        for n in range(rounds if batch < BATCHED else 1):
+        for n in range(rounds if batched else 1):
             mark = f" {n + 1}" if n else ""  # the first round's names and tenants are those of a run of one
             await scratch.reset_events()
             phases.append(await server_phase("server" + mark, SERVER_TENANT + mark.replace(" ", "-"), local, scratch,
                                              batches, concurrency, seconds, pg_sessions))
-            if batch < BATCHED:
+            if batched:
                 await scratch.reset_events()
                 phases.append(await server_phase("batched" + mark, BATCHED_TENANT + mark.replace(" ", "-"), local,
-                                                 scratch, encode(simulated, BATCHED), min(concurrency, 4), seconds,
-                                                 pg_sessions))
+                                                 scratch, batched, min(concurrency, 4), seconds, pg_sessions))
         await scratch.reset_events()
         phases.append(await baseline_phase(local, batches, concurrency, seconds))
     finally:
