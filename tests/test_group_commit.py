@@ -173,6 +173,25 @@ async def test_requests_are_answered_once_committed_and_at_most_apply_ahead_grou
     await groups.close()
 
 
+async def test_closing_lets_a_group_answered_ahead_of_its_apply_finish_the_apply() -> None:
+    """A server stopping right after answering a group still applies it: close() does not cut the apply short."""
+    applied: list[str] = []
+
+    async def commit(tenant: str, events: Sequence[Event], stored: Callable[[set[str]], None] | None) -> set[str]:
+        ids = [e.event_id for e in events]
+        if stored is not None:
+            stored(set(ids))
+        await asyncio.sleep(0.2)  # the apply to the live state takes a while
+        applied.extend(ids)
+        return set(ids)
+
+    groups = GroupCommit(commit, inflight=1, apply_ahead=1)
+    assert await asyncio.wait_for(groups.store("t", [parsed("first")]), 5) == {"first"}
+    assert applied == []
+    await groups.close()
+    assert applied == ["first"]
+
+
 @pytest.mark.parametrize("ahead", [4, 0])
 async def test_a_post_is_answered_while_redis_holds_writes_and_the_posters_read_still_sees_it(
         server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings, ahead: int) -> None:

@@ -57,6 +57,8 @@ from server.ingest.events import Event
 
 log = logging.getLogger("wallboard.ingest")
 
+CLOSE_GRACE_S = 2.0  # longest close() lets the commits in flight end on their own
+
 # (tenant, events unique by id, stored): stores and applies them, returns the new ids; calls ``stored``
 # (when given) with the new ids once the events are committed, before the apply to the live state.
 Commit = Callable[[str, Sequence[Event], Callable[[set[str]], None] | None], Awaitable[set[str]]]
@@ -93,8 +95,12 @@ class GroupCommit:
         self._closing = False
 
     async def close(self) -> None:
-        """Ends the commits in flight (their requests are answered 503: nothing they held is acknowledged)."""
+        """Lets the commits in flight end on their own for at most ``CLOSE_GRACE_S`` (a group committed and answered
+        ahead of its apply reaches the live state now rather than at the healer's sweep), then ends the rest (their
+        requests are answered 503: nothing they held is acknowledged); the requests still waiting get 503 too."""
         self._closing = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CLOSE_GRACE_S)
         await background.stop(list(self._tasks))
         for lane in self._lanes.values():
             for request in lane.waiting:
