@@ -105,7 +105,7 @@ async def test_a_request_whose_commit_fails_fails_alone() -> None:
         committed.append(ids)
         return set(ids)
 
-    groups = GroupCommit(commit, inflight=1)
+    groups = GroupCommit(commit, inflight=1, apply_ahead=0)
     first = asyncio.create_task(groups.store("t", [parsed("first")]))
     await asyncio.sleep(0)  # the first commit is in flight: the next three wait and share one
     rest = [asyncio.create_task(groups.store("t", [parsed(i)])) for i in ("a", "bad", "b")]

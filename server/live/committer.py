@@ -85,7 +85,7 @@ class _Lane:
 class GroupCommit:
     """Stores the events of concurrent requests of one tenant with one commit (see the module docstring)."""
 
-    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 1, apply_ahead: int = 0) -> None:
+    def __init__(self, commit: Commit, *, max_events: int = 1000, inflight: int = 1, apply_ahead: int) -> None:
         self._commit = commit  # stores and applies a batch of unique events, returns the new ids
         self.max_events = max_events
         self.inflight = max(1, inflight)

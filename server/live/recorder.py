@@ -63,8 +63,7 @@ class Ingestor:
 
     def __init__(self, db: Database, live: LiveState, store: SettingsStore,
                  on_change: Callable[[str], None] | None = None, healer: Healer | None = None, *,
-                 roster: Roster | None = None, group_max_events: int = 1000, group_inflight: int = 1,
-                 apply_ahead: int = 0) -> None:
+                 roster: Roster | None = None, group_max_events: int, group_inflight: int, apply_ahead: int) -> None:
         self.db = db
         self.live = live
         self.store = store

@@ -135,14 +135,14 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
         batches = encode(simulated, batch)
         batched = encode(simulated, BATCHED) if batch < BATCHED else []
         phases: list[Phase] = []
-        for n in range(rounds if batched else 1):
-            mark = f" {n + 1}" if n else ""  # the first round's names and tenants are those of a run of one
+        for n in range(1, (rounds if batched else 1) + 1):
+            nth, tenant = (f" {n}", f"-{n}") if n > 1 else ("", "")  # round 1 is named as a run of one
             await scratch.reset_events()
-            phases.append(await server_phase("server" + mark, SERVER_TENANT + mark.replace(" ", "-"), local, scratch,
-                                             batches, concurrency, seconds, pg_sessions))
+            phases.append(await server_phase(f"server{nth}", SERVER_TENANT + tenant, local,
+                                             scratch, batches, concurrency, seconds, pg_sessions))
             if batched:
                 await scratch.reset_events()
-                phases.append(await server_phase("batched" + mark, BATCHED_TENANT + mark.replace(" ", "-"), local,
+                phases.append(await server_phase(f"batched{nth}", BATCHED_TENANT + tenant, local,
                                                  scratch, batched, min(concurrency, 4), seconds, pg_sessions))
         await scratch.reset_events()
         phases.append(await baseline_phase(local, batches, concurrency, seconds))
