@@ -29,6 +29,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 
+from server.api.context import Services
 from server.app import create_app, uvicorn_options
 from server.core.auth import mint
 from server.core.config import Settings
@@ -145,6 +146,11 @@ class RunningServer:
     settings: Settings
     server: _Server
     task: asyncio.Task[None]
+
+    @property
+    def services(self) -> Services:
+        """The running server's services (uvicorn keeps the lifespan state the app yielded)."""
+        return self.server.lifespan.state["services"]  # type: ignore[no-any-return]
 
     def token(self, tenant: str = "acme", role: str = "supervisor", sub: str | None = None, **kw: Any) -> str:
         return mint(self.settings, tenant=tenant, role=role, sub=sub, **kw)

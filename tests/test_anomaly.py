@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 
 from server.analytics import anomaly, forecast
-from server.api.context import Services
 from server.tools.bench_forecast import Traffic, render, run
 
 from .conftest import RunningServer
@@ -19,10 +18,6 @@ from .test_ws import board
 NORMAL = {"offered": 40, "answered": 38, "abandoned": 2, "short_abandoned": 0, "answered_within_sl": 33,
           "abandoned_within_sl": 0, "handled": 38, "handle_ms": 38 * 240_000}
 
-
-def services_of(server: RunningServer) -> Services:
-    """The running server's services (uvicorn keeps the lifespan state the app yielded)."""
-    return server.server.lifespan.state["services"]  # type: ignore[no-any-return]
 
 
 def test_injected_spikes_are_flagged_in_their_first_interval() -> None:
@@ -61,7 +56,7 @@ async def test_spike_is_stored_pushed_and_listed(server: RunningServer) -> None:
     _, rows = simulated_history(21, queues=1, calls_per_hour=1000)
     assert server.settings.database_url
     await write_history(server.settings.database_url, tenant, rows)
-    svc = services_of(server)
+    svc = server.services
     assert svc.analytics is not None
     now = int(time.time() * 1000)
     target = now - now % forecast.INTERVAL_MS - forecast.INTERVAL_MS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -232,3 +233,41 @@ async def test_two_tenants_posting_one_by_one_on_a_one_connection_pool_both_get_
     server = await server_factory(settings.replace(db_pool_min=1, db_pool_max=1, rate_ingest_tenant=0,
                                                    rate_ingest_token=0, rate_read_tenant=0, rate_read_token=0))
     assert await two_tenants_one_by_one(server, "gp", 200, 100, 8) == [("gp-a", 200, 200), ("gp-b", 100, 100)]
+
+
+async def test_a_read_after_the_answer_waits_for_the_apply_still_on_its_way_to_redis(
+        server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings) -> None:
+    """The answer comes once the event is committed; its apply is held back before it reaches Redis (as when it waits
+    for a pooled connection, or makes a second round trip). The poster's next read through this process waits for that
+    apply (at most a second) and shows the event, instead of the state before it."""
+    server = await server_factory(settings)
+    tenant = "read-barrier"
+    live = server.services.live
+    gate = asyncio.Event()
+    run_apply = live._run_apply
+
+    async def held(*args: Any, **kw: Any) -> list[int]:
+        await gate.wait()
+        return await run_apply(*args, **kw)
+
+    def waiting(reply: httpx.Response) -> list[tuple[str, int]]:
+        return [(q["queue_id"], q["waiting"]) for q in reply.json()["data"]["queues"]]
+
+    async with server.client(server.token(tenant, role="ingest")) as poster, server.client(server.token(tenant)) as board:
+        assert (await poster.post("/api/events", json=[queued(f"{tenant}-0", "c0")])).status_code == 200
+        for _ in range(100):  # the tenant's live state is built (its first event) before the apply is held
+            if waiting(await board.get("/api/metrics/live")) == [("sales", 1)]:
+                break
+            await asyncio.sleep(0.1)
+        live._run_apply = held  # type: ignore[method-assign]
+        try:
+            reply = await asyncio.wait_for(poster.post("/api/events", json=[queued(f"{tenant}-1", "c1")]), 5)
+            assert reply.json()["data"]["accepted"] == 1  # answered while its apply is held
+            read = asyncio.create_task(board.get("/api/metrics/live"))
+            await asyncio.sleep(0.4)
+            assert not read.done()  # the read waits for the apply…
+            gate.set()
+            assert waiting(await asyncio.wait_for(read, 5)) == [("sales", 2)]  # …and then shows the event
+        finally:
+            gate.set()
+            live._run_apply = run_apply  # type: ignore[method-assign]

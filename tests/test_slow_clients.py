@@ -8,7 +8,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import httpx
@@ -23,10 +22,6 @@ def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
-
-def services_of(server: RunningServer) -> Any:
-    """The running server's services, as its lifespan handed them to requests."""
-    return server.server.lifespan.state["services"]
 
 
 async def seed_satisfaction(dsn: str, tenant: str, rows: int) -> None:
@@ -67,7 +62,7 @@ async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
                                                    http_send_timeout_s=15))
     tenant_a, tenant_b = f"slowa-{secrets.token_hex(3)}", f"slowb-{secrets.token_hex(3)}"
     await seed_satisfaction(dsn, tenant_a, 80_000)
-    svc = services_of(server)
+    svc = server.services
     async with server.client(server.token(tenant_b, "ingest")) as b:  # B's first event (its live state, its day) is not what is measured
         warm = {"event_id": "b0", "type": "call.queued", "ts": int(time.time() * 1000), "call_id": "c0", "queue_id": "sales"}
         assert (await b.post("/api/events", json=[warm])).status_code == 200
@@ -187,7 +182,7 @@ async def test_exports_past_the_budget_get_429_and_slots_come_back(server: Runni
     assert third.status_code == 429, third.text
     assert third.json()["error"]["code"] == "rate_limited" and int(third.headers["Retry-After"]) > 0
     assert elsewhere.status_code == 200 and elsewhere.text.startswith("responded_at,")
-    exports = services_of(server).exports
+    exports = server.services.exports
     for _ in range(100):
         if not exports.running.get(tenant):
             break
@@ -197,7 +192,7 @@ async def test_exports_past_the_budget_get_429_and_slots_come_back(server: Runni
 
 async def test_health_answers_while_the_tenant_pool_is_exhausted(server: RunningServer) -> None:
     """With every connection of the tenant pool taken, /api/metrics/health still answers 200 within 100 ms."""
-    pool = services_of(server).db.pool
+    pool = server.services.db.pool
     held = [await pool.acquire() for _ in range(pool.get_max_size())]
     try:
         async with server.client() as client:
