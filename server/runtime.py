@@ -21,12 +21,12 @@ from server.app import close_services, create_app, open_services, uvicorn_option
 from server.core import logs
 from server.core.auth import TokenVerifier, mint
 from server.core.config import Settings
-from server.core.db import migrate
 from server.core.db_roles import serving_role_problems
 from server.core.embedded import EmbeddedServices, signing_secret
 from server.core.errors import ConfigError
 from server.core.heap import Heap
 from server.core.metrics import process_dead
+from server.core.migrations import migrate
 from server.core.workers import Workers, child_env, listening_socket, worker_socket
 
 log = logging.getLogger("wallboard.runtime")

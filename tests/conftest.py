@@ -33,8 +33,8 @@ from server.api.context import Services
 from server.app import create_app, uvicorn_options
 from server.core.auth import mint
 from server.core.config import Settings
-from server.core.db import migrate
 from server.core.embedded import EmbeddedServices
+from server.core.migrations import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -17,9 +17,11 @@ import asyncpg
 import pytest
 
 from server.core.config import Settings
-from server.core.db import Database, migrate
+from server.core.db import Database
 from server.core.db_roles import login_role_sql, serving_role_problems, tenant_proof
 from server.core.errors import ConfigError
+from server.core.migrations import migrate
+from server.core.routines import routine
 from server.history.retention import Retention
 from server.runtime import preflight
 
@@ -265,6 +267,42 @@ async def test_a_tenant_transaction_binds_commits_and_rolls_back(roles: Roles) -
     assert seen == (APP_ROLE, 1, "30s")
     assert [row["agent_id"] for row in agents] == ["kept", "x"]
     assert odd == (0, APP_ROLE)
+
+
+def one_queued(tenant: str, event_id: str) -> tuple[object, ...]:
+    """The ingest routine's arguments before the binding ($1..$13): one call.queued event of ``tenant``."""
+    now = int(time.time() * 1000)
+    return (tenant, [event_id], ["call.queued"], [now], ["sales"], [None], [f"c-{event_id}"], ["{}"], [20_000],
+            [5_000], "UTC", 0, None)
+
+
+async def test_the_ingest_routine_binds_the_proven_tenant_only(roles: Roles) -> None:
+    """The routine called by the login role stores its events for the tenant its proof binds; called for B with
+    A's proof, or with no proof, it stores nothing (row-level security refuses the rows)."""
+    a, b, key = await seeded(roles)
+    db = await Database.connect(roles.login_dsn, min_size=1, max_size=1, app_role=APP_ROLE, owner_dsn=roles.owner_dsn)
+    try:
+        stored = await db.routine(a, "ingest", *one_queued(a, f"{a}-1"))
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(roles.login_dsn)
+    refused = []
+    try:
+        sql = f"SELECT * FROM {routine('ingest').name}({', '.join(f'${n}' for n in range(1, 16))})"
+        for tenant, proof in ((b, tenant_proof(key, conn.get_server_pid(), a)), (b, ""), (a, "")):
+            with pytest.raises(asyncpg.PostgresError) as caught:
+                await conn.fetch(sql, *one_queued(tenant, f"{tenant}-forged"), APP_ROLE, proof)
+            refused.append(type(caught.value).__name__)
+    finally:
+        await conn.close()
+    owner = await asyncpg.connect(roles.owner_dsn)
+    try:
+        rows = await owner.fetch("SELECT client_id, event_id FROM events WHERE client_id = ANY($1) ORDER BY 1", [a, b])
+    finally:
+        await owner.close()
+    assert [r["event_id"] for r in stored] == [f"{a}-1"]
+    assert [tuple(r) for r in rows] == [(a, f"{a}-1")]
+    assert refused == ["InsufficientPrivilegeError"] * 3
 
 
 async def test_every_tenant_policy_uses_the_binding(roles: Roles) -> None:

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from server.core.db import migrate, migrations
+from server.core.migrations import migrate, migrations
+from server.core.routines import routines
 
 
 async def test_migrate_twice_applies_nothing_the_second_time(database_factory: Callable[..., Awaitable[str]]) -> None:
@@ -24,6 +25,27 @@ async def test_migrate_twice_applies_nothing_the_second_time(database_factory: C
     finally:
         await conn.close()
     assert [r["version"] for r in rows] == first
+
+
+async def test_migrate_creates_this_releases_routines_for_the_app_role_only(
+        database_factory: Callable[..., Awaitable[str]]) -> None:
+    """Each routine exists under its versioned name, executable by the application role and not by PUBLIC; a second
+    `migrate` keeps it (the same function, not created again)."""
+    dsn = await database_factory(migrated=False)
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = [await conn.fetchrow("SELECT p.oid, p.xmin::text AS created, has_function_privilege('wallboard_app', p.oid, "
+                                     "'EXECUTE') AS app, coalesce(array_to_string(p.proacl, ','), '') AS acl "
+                                     "FROM pg_proc p WHERE p.oid = to_regproc($1)", r.name) for r in routines()]
+        await migrate(dsn)
+        again = [await conn.fetchval("SELECT xmin::text FROM pg_proc WHERE oid = to_regproc($1)", r.name) for r in routines()]
+    finally:
+        await conn.close()
+    assert [r.base for r in routines()] == ["ingest"]
+    assert all(row is not None and row["app"] for row in found), found
+    assert not any(entry.startswith("=") for row in found for entry in row["acl"].split(",")), found  # PUBLIC: "=X/…"
+    assert again == [row["created"] for row in found]
 
 
 async def test_two_processes_migrating_at_once_both_succeed(database_factory: Callable[..., Awaitable[str]]) -> None:

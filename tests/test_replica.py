@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from server.core.config import Settings
-from server.core.db import migrate
+from server.core.migrations import migrate
 
 from .conftest import RunningServer
 from .test_live_exact import new_tenant

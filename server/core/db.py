@@ -1,10 +1,11 @@
-"""PostgreSQL: the pool, the migrations, named queries and tenant-scoped transactions.
+"""PostgreSQL: the pool, named queries, tenant-scoped transactions and routine calls (migrations.py migrates).
 
 Every transaction that touches tenant data runs through :meth:`Database.tenant`,
 which sets the tenant (``wallboard.tenant``), drops to the application role and
 bounds the transaction (``statement_timeout``, ``idle_in_transaction_session_timeout``)
 with ``set_config(..., true)`` (the ``SET LOCAL`` form), all in the round trip of its
-``BEGIN``. Row-level security on every tenant table compares ``client_id`` with that setting,
+``BEGIN``; or through :meth:`Database.routine`, a transaction one statement long whose
+routine sets the same binding itself. Row-level security on every tenant table compares ``client_id`` with that setting,
 so a query that forgot its ``WHERE client_id = $1`` still sees one tenant only, and a transaction that set no tenant sees nothing. When a
 separate login role serves, a proof binds the tenant to the backend (see
 server/core/db_roles.py): that role cannot switch tenants with a ``SET``.
@@ -14,35 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import asyncpg
 
 from server.core.db_roles import read_tenant_key, tenant_proof
 from server.core.errors import ConfigError, ServiceUnavailable
 from server.core.resources import sql_dir
+from server.core.routines import routine
 
 log = logging.getLogger("wallboard.db")
-
-MIGRATION_RE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
-# pg_advisory_lock key: the first 8 bytes of sha1("wallboard.migrate"), as a signed bigint.
-MIGRATION_LOCK = int.from_bytes(hashlib.sha1(b"wallboard.migrate").digest()[:8], "big", signed=True)
 
 # asyncpg prepares a statement once per connection only up to this size (its default is 15 KiB);
 # events_store.sql is larger, and parsing and planning it again on every batch cost ~3 ms of
 # PostgreSQL CPU per request.
 STATEMENT_CACHE_BYTES = 64 * 1024
-
-# Longest a connection is kept in a begun transaction for its tenant's next one (Database.tenant(chain=...)).
-CHAIN_KEEP_S = 0.5
 
 # Errors that mean "PostgreSQL is not there right now", as opposed to a bug.
 UNAVAILABLE = (
@@ -60,72 +51,6 @@ def query(name: str) -> str:
     """The text of ``sql/queries/<name>.sql`` (read once)."""
     path = sql_dir() / "queries" / f"{name}.sql"
     return path.read_text()
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-def migrations(directory: Path | None = None) -> list[Migration]:
-    """The numbered migration files of ``sql/`` (or ``directory``), in order."""
-    directory = directory or sql_dir()
-    found = []
-    for path in sorted(directory.glob("*.sql")):
-        match = MIGRATION_RE.fullmatch(path.name)
-        if match:
-            found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
-    versions = [m.version for m in found]
-    if len(versions) != len(set(versions)):
-        raise ConfigError(f"two migrations in {directory} share a number: {versions}")
-    return found
-
-
-async def migrate(dsn: str, *, app_role: str = "wallboard_app") -> list[int]:
-    """Apply the migrations not applied yet; return the versions applied now.
-
-    A session-level advisory lock serialises concurrent migrators (several
-    processes starting at once): the second waits, then finds nothing to do.
-    Each migration runs in its own transaction with its row in
-    ``schema_migrations``; a changed file that was already applied is refused.
-    """
-    conn = await connect_once(dsn)
-    applied_now: list[int] = []
-    try:
-        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-        try:
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version integer PRIMARY KEY,
-                       name text NOT NULL,
-                       checksum text NOT NULL,
-                       applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
-            done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
-            for migration in migrations():
-                if migration.version in done:
-                    if done[migration.version] != migration.checksum:
-                        log.warning("migration.changed", extra={"version": migration.version, "migration": migration.name})
-                    continue
-                async with conn.transaction():
-                    await conn.execute(migration.sql.replace(":app_role", app_role))
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        migration.version, migration.name, migration.checksum,
-                    )
-                applied_now.append(migration.version)
-                log.info("migration.applied", extra={"version": migration.version, "migration": migration.name})
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
-    finally:
-        await conn.close()
-    return applied_now
 
 
 async def connect_once(dsn: str, timeout: float = 10) -> asyncpg.Connection:
@@ -195,14 +120,12 @@ class Database:
         # SET LOCAL values (milliseconds) of every tenant transaction: a runaway query or a transaction left
         # idle (a handler stuck on a slow client) is ended by PostgreSQL itself and its connection comes back.
         self.timeouts = (str(max(1, round(statement_timeout_s * 1000))), str(max(1, round(idle_timeout_s * 1000))))
+        self.statement_timeout_s = statement_timeout_s  # a routine's statement, cancelled from here (routine())
         self.slots = TenantSlots(min(tenant_max or pool.get_max_size(), pool.get_max_size()), tenant_wait_s)
         # History reads (reports, figures, exports): the Database of DATABASE_REPLICA_URL when set, else this one.
         # Rows written a moment ago may not be there yet (replication lag); nothing that writes uses it.
         self.reader: Database = self
         self.on_wait: Callable[[float], None] | None = None  # told each tenant transaction's wait for a connection
-        # tenant → a connection kept in a begun, bound transaction for its next one (see tenant(chain=...)), its timer
-        self._chained: dict[str, tuple[asyncpg.Connection, asyncio.TimerHandle]] = {}
-        self._releasing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
@@ -228,12 +151,6 @@ class Database:
             await self.reader.close(timeout_s)
         if self.health is not None:
             self.health.terminate()
-        for tenant in list(self._chained):
-            conn = self._unchain(tenant)
-            if conn is not None:
-                self._release_later(tenant, conn)
-        if self._releasing:
-            await asyncio.wait(list(self._releasing), timeout=timeout_s)
         try:
             await asyncio.wait_for(self.pool.close(), timeout_s)
         except TimeoutError:
@@ -241,52 +158,48 @@ class Database:
             self.pool.terminate()
 
     @asynccontextmanager
-    async def tenant(self, tenant: str, *, chain: Callable[[], bool] | None = None) -> AsyncIterator[asyncpg.Connection]:
+    async def tenant(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the application role with ``wallboard.tenant`` set to ``tenant``.
 
         Raises ServiceUnavailable (503, Retry-After) when PostgreSQL cannot be reached, or
         ``database_busy`` when the tenant holds its share of the pool (:class:`TenantSlots`) too long.
-
-        ``chain`` is asked once the block's work is done: when it answers True (ingest's group commit
-        asks whether the tenant's next group already waits), the COMMIT and the next transaction's
-        BEGIN and binding go in one round trip, and the connection is kept, bound, for the tenant's
-        next transaction (one round trip less for each of a busy tenant's commits), as long as the pool
-        has a connection to spare for the other tenants. A kept connection
-        nobody takes within ``CHAIN_KEEP_S`` is rolled back (its transaction is empty) and released.
-        An error of that COMMIT leaves unknown whether it committed: it is raised, nothing is acknowledged.
         """
-        began = time.perf_counter()
-        conn = self._unchain(tenant)  # keeps the slot it held
-        if conn is None:
-            await self.slots.take(tenant)
-        kept = False
-        try:
+        async with self._connection(tenant) as conn:
+            # BEGIN and the binding in one simple-query round trip (a transaction of asyncpg's would
+            # send BEGIN alone first); COMMIT or ROLLBACK below, as asyncpg's Transaction does them.
+            await conn.execute(self._begin(tenant, conn.get_server_pid()))
             try:
-                if conn is None:
-                    conn = await self.pool.acquire(timeout=5)
-                    if self.on_wait is not None:
-                        self.on_wait(time.perf_counter() - began)
-                    # BEGIN and the binding in one simple-query round trip (a transaction of asyncpg's would
-                    # send BEGIN alone first); COMMIT or ROLLBACK below, as asyncpg's Transaction does them.
-                    await conn.execute(self._begin(tenant, conn.get_server_pid()))
-                try:
-                    yield conn
-                except BaseException:
-                    if not conn.is_closed() and conn.is_in_transaction():
-                        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
-                            # Left to the pool's release (which rolls back, or drops a broken connection)
-                            # when this fails: the exception that ended the transaction is the one to raise.
-                            await conn.execute("ROLLBACK")
-                    raise
-                if chain is not None and tenant not in self._chained and self._spare() and chain():
-                    await conn.execute("COMMIT; " + self._begin(tenant, conn.get_server_pid()))
-                    self._keep(tenant, conn)
-                    kept = True
-                else:
-                    await conn.execute("COMMIT")
-            finally:
-                if conn is not None and not kept:
-                    await self.pool.release(conn)
+                yield conn
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
+                        # Left to the pool's release (which rolls back, or drops a broken connection)
+                        # when this fails: the exception that ended the transaction is the one to raise.
+                        await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def routine(self, tenant: str, base: str, *args: object) -> list[asyncpg.Record]:
+        """``SELECT * FROM`` the routine ``base`` of sql/routines/ over ``args``, then the application role and the
+        tenant's proof: one statement in a transaction of its own, one round trip (BEGIN, the statement and COMMIT
+        in one). The routine binds ``tenant`` itself, as :meth:`tenant` does; its statement is cancelled after the
+        statement timeout. Errors as :meth:`tenant`'s; an error of PostgreSQL's is raised as it is."""
+        name = routine(base).name
+        sql = f"SELECT * FROM {name}({', '.join(f'${n}' for n in range(1, len(args) + 3))})"
+        async with self._connection(tenant) as conn:
+            proof = tenant_proof(self.tenant_key, conn.get_server_pid(), tenant)
+            return await conn.fetch(sql, *args, self.app_role, proof, timeout=self.statement_timeout_s)
+
+    @asynccontextmanager
+    async def _connection(self, tenant: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection within the tenant's share of the pool; PostgreSQL away or slow: ServiceUnavailable."""
+        began = time.perf_counter()
+        await self.slots.take(tenant)
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                if self.on_wait is not None:
+                    self.on_wait(time.perf_counter() - began)
+                yield conn
         except UNAVAILABLE as exc:
             raise ServiceUnavailable(f"PostgreSQL is unreachable ({_one_line(exc)}); retry shortly",
                                      code="database_unavailable") from None
@@ -294,48 +207,7 @@ class Database:
             raise ServiceUnavailable("PostgreSQL did not answer in time; retry shortly",
                                      code="database_unavailable") from None
         finally:
-            if not kept:
-                self.slots.give(tenant)
-
-    def _spare(self) -> bool:
-        """Whether the pool can give a connection at once (nobody waits for one): only then is one kept
-        for a tenant, so that a busy tenant never holds a connection another tenant is waiting for."""
-        return self.pool.get_idle_size() > 0 or self.pool.get_size() < self.pool.get_max_size()
-
-    def _keep(self, tenant: str, conn: asyncpg.Connection) -> None:
-        """Hold ``conn`` (in a begun, bound transaction) and its slot for the tenant's next transaction."""
-        timer = asyncio.get_running_loop().call_later(CHAIN_KEEP_S, self._expire, tenant, conn)
-        self._chained[tenant] = (conn, timer)
-
-    def _unchain(self, tenant: str) -> asyncpg.Connection | None:
-        """The tenant's kept connection (its slot passes on with it), or None."""
-        kept = self._chained.pop(tenant, None)
-        if kept is None:
-            return None
-        conn, timer = kept
-        timer.cancel()
-        if conn.is_closed() or not conn.is_in_transaction():  # PostgreSQL ended it meanwhile: start afresh
-            self._release_later(tenant, conn)
-            return None
-        return conn
-
-    def _expire(self, tenant: str, conn: asyncpg.Connection) -> None:
-        if self._chained.get(tenant, (None,))[0] is conn:
-            del self._chained[tenant]
-            self._release_later(tenant, conn)
-
-    def _release_later(self, tenant: str, conn: asyncpg.Connection) -> None:
-        """Give back a kept connection (the pool's release rolls its empty transaction back) and its slot."""
-        async def release() -> None:
-            try:
-                with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError, TimeoutError):
-                    await self.pool.release(conn)
-            finally:
-                self.slots.give(tenant)
-
-        task = asyncio.get_running_loop().create_task(release(), name=f"db-release:{tenant}")
-        self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+            self.slots.give(tenant)
 
     def _begin(self, tenant: str, pid: int) -> str:
         """``BEGIN`` and the tenant binding of :meth:`tenant` as one simple-query string.

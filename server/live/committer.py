@@ -5,7 +5,8 @@ once; one transaction each costs PostgreSQL a commit, a tenant binding and a
 statement per event, and the pool a connection per request. Here the requests of a
 tenant that arrive while its commit is in flight wait in its lane and are stored
 together by the next commit (one transaction, one ``events_store`` statement, one
-``apply.lua`` call), and each request is answered once that shared commit is done:
+``apply.lua`` call; one round trip to PostgreSQL, through the ``ingest`` routine, see
+recorder.py), and each request is answered once that shared commit is done:
 nothing is acknowledged before it is durable.
 
 - **No added latency when idle**: a request that finds its tenant's lane free is
@@ -120,11 +121,6 @@ class GroupCommit:
         lane.waiting.append(request)
         self._start(tenant, lane)
         return await asyncio.shield(request.answer)
-
-    def waiting(self, tenant: str) -> bool:
-        """Whether requests of the tenant wait for a commit (its next group is there already)."""
-        lane = self._lanes.get(tenant)
-        return lane is not None and bool(lane.waiting) and not self._closing
 
     def _start(self, tenant: str, lane: _Lane) -> None:
         """A commit for the lane's waiting requests when fewer than ``inflight`` of its commits are storing.

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
 
 import asyncpg
 import orjson
@@ -37,6 +36,8 @@ COLUMNS = frozenset({"event_id", "type", "ts", "queue_id", "agent_id", "call_id"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Conflicts between concurrent transactions that a retry resolves.
 TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# SQLSTATE of the ingest routine when a batch needs statements of their own (sql/routines/ingest.sql).
+STEPS = "WB001"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Ingestor:
         self.healer = healer  # keeps a marker of each batch from its commit to its apply (heal.py)
         self.roster = roster  # refuses events that would pass the tenant's live size budget (roster.py)
         self._partitions: set[date] = set()
+        self._routine = True  # False once the database turned out to lack this release's ingest routine
         # Concurrent small requests of a tenant share one commit (committer.py).
         self.groups = GroupCommit(self.commit, max_events=group_max_events, inflight=group_inflight,
                                   apply_ahead=apply_ahead)
@@ -126,9 +128,8 @@ class Ingestor:
         settings = await self.store.get(tenant)
         cal = Calendar(settings)  # one per batch: history and the live state resolve days and thresholds once
         batch = self.healer.new_batch() if self.healer is not None else None
-        # A group's transaction chains into the next one when the tenant's next group already waits (db.py).
-        chain = partial(self.groups.waiting, tenant) if stored is not None else None
-        fresh = await self.store_events(tenant, events, cal, batch=batch, chain=chain)
+        # A group of small requests in one round trip (sql/routines/ingest.sql); a batch alone in a transaction.
+        fresh = await self.store_events(tenant, events, cal, batch=batch, small=stored is not None)
         if stored is not None:
             stored(fresh)
         applied = True
@@ -142,12 +143,14 @@ class Ingestor:
         return fresh
 
     async def store_events(self, tenant: str, events: Sequence[Event], cal: Calendar, *, batch: int | None = None,
-                           chain: Callable[[], bool] | None = None) -> set[str]:
+                           small: bool = False) -> set[str]:
         """Insert the batch and apply the new events to the history tables, in one statement
         (events_store.sql); return the ids that were new. 503 when PostgreSQL is away.
 
         ``batch``: the id of the batch's pending-apply marker, written by the same statement.
-        ``chain``: asked before the COMMIT whether the tenant's next transaction follows at once (Database.tenant)."""
+        ``small``: a group of small requests (committer.py), stored in one round trip by the ``ingest`` routine,
+        which binds the tenant and commits in the same statement; when it finds work for statements of their
+        own (see sql/routines/ingest.sql), it changes nothing and the batch is stored in a transaction here."""
         days = {date.fromordinal(EPOCH_ORDINAL + e.ts_ms // 86_400_000) for e in events}
         missing = days - self._partitions
         ids, types, stamps, queues, agents, calls, bodies, service_level, short_abandon = columns = (
@@ -164,9 +167,15 @@ class Ingestor:
             sl_ms, sa_ms = cal.thresholds_ms(e.queue_id) if e.queue_id else (0, 0)
             service_level.append(sl_ms)
             short_abandon.append(sa_ms)
-        for attempt in range(5):
+        routine = small and not missing and self._routine
+        retries = 0
+        while True:
             try:
-                async with self.db.tenant(tenant, chain=chain) as conn:
+                if routine:
+                    rows = await self.db.routine(tenant, "ingest", tenant, *columns, cal.settings.timezone,
+                                                 cal.settings.day_start_minutes, batch)
+                    break
+                async with self.db.tenant(tenant) as conn:
                     if missing:
                         await conn.execute("SELECT ensure_partitions($1)", sorted(missing))
                     rows = await conn.fetch(query("events_store"), tenant, *columns, cal.settings.timezone,
@@ -186,11 +195,22 @@ class Ingestor:
             except UNAVAILABLE as exc:
                 raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
                                          code="database_unavailable") from None
-            except TRANSIENT:
-                if attempt == 4:
+            except asyncpg.PostgresError as exc:
+                if routine and exc.sqlstate == STEPS:  # the batch needs statements of their own: a transaction
+                    routine = False
+                    continue
+                if routine and isinstance(exc, asyncpg.UndefinedFunctionError):
+                    # A database migrated by another release: transactions from now on (`wallboard migrate` creates it).
+                    self._routine = routine = False
+                    log.warning("ingest.routine_missing", extra={"routine": "ingest"})
+                    continue
+                if not isinstance(exc, TRANSIENT):
+                    raise
+                if retries == 4:
                     raise ServiceUnavailable("PostgreSQL is too busy to store the batch now; nothing was stored: retry",
                                              code="database_busy") from None
-                await asyncio.sleep(0.01 * 2 ** attempt)
+                await asyncio.sleep(0.01 * 2 ** retries)
+                retries += 1
         self._partitions |= missing
         return {row["event_id"] for row in rows if row["event_id"] is not None}
 

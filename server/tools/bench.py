@@ -31,8 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import psutil
 
-from server.core.db import migrate
 from server.core.errors import WallboardError
+from server.core.migrations import migrate
 from server.core.redis_client import redis_client
 
 T = TypeVar("T")

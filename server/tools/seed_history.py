@@ -129,7 +129,7 @@ async def _copy(conn: Any, model: HistoryModel, report: SeedReport, progress: Pr
 
 def cmd_seed_history(args: argparse.Namespace) -> int:
     """``wallboard seed-history``: bad arguments end with one line (exit 2) before any server starts."""
-    from server.core.db import migrate
+    from server.core.migrations import migrate
     from server.runtime import with_runtime
     from server.tools.bench import run_async
 

@@ -1,0 +1,38 @@
+-- A small ingest batch in one round trip: the tenant binding, events_store.sql and the commit in one statement
+-- (server/live/recorder.py, Ingestor.store_events). Called on its own, outside any transaction, by the login
+-- role: it binds the tenant as Database.tenant's BEGIN does (the application role, wallboard.tenant and its
+-- proof, all transaction-local: row-level security checks them as for any tenant transaction), runs the
+-- statement, and the statement's implicit transaction commits when it returns. Its result: the event_ids that
+-- were new.
+--
+-- When the statement leaves work to statements of their own (agents whose agent.state events
+-- agent_states_store.sql must split, completed legs whose hold time agent_metrics_holds.sql corrects, marks
+-- agent_states_unmark.sql deletes), the routine raises SQLSTATE WB001 and everything it did is rolled back: the
+-- caller stores the batch again in a transaction of its own, step by step (rare: a late event, an agent's first).
+--
+-- $1..$13 are events_store.sql's; $14 the application role, $15 the tenant's proof (server/core/db_roles.py).
+CREATE FUNCTION :routine(text, text[], text[], bigint[], text[], text[], text[], text[], integer[], integer[], text,
+                         integer, bigint, text, text)
+    RETURNS TABLE (event_id text)
+    LANGUAGE plpgsql AS $routine$
+#variable_conflict use_column
+DECLARE
+    out_row record;
+BEGIN
+    PERFORM set_config('role', $14, true), set_config('wallboard.tenant', $1, true),
+            set_config('wallboard.tenant_proof', $15, true);
+    FOR out_row IN
+-- include: queries/events_store.sql
+    LOOP
+        IF out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL OR out_row.unmarked_event IS NOT NULL THEN
+            RAISE EXCEPTION 'the batch needs statements of its own: store it in a transaction' USING ERRCODE = 'WB001';
+        END IF;
+        IF out_row.event_id IS NOT NULL THEN
+            event_id := out_row.event_id;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$routine$;
+REVOKE ALL ON FUNCTION :routine FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION :routine TO :app_role;
