@@ -15,7 +15,6 @@ from server.tools.simulate import SimulationConfig, generate
 
 from .conftest import RunningServer
 from .live_reference import ms, recompute
-from .test_anomaly import services_of
 from .test_live_exact import delivery, live_documents, new_tenant, post_all, put_settings
 
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "answered_within_sl", "abandoned_within_sl", "handled")
@@ -295,7 +294,7 @@ async def test_row_level_security_hides_every_row_without_a_tenant(server: Runni
 async def test_pooled_connections_carry_no_tenant_past_their_transaction(server: RunningServer) -> None:
     """After ingest and after a failed transaction, every pooled connection is back to the login role
     with no tenant set: nothing of one tenant's transaction leaks into the next one's."""
-    db = services_of(server).db
+    db = server.services.db
     tenant = new_tenant("pool")
     events = generate(SimulationConfig(agents=4, queues=1, calls_per_hour=600, seed=5),
                       datetime.now(UTC) - timedelta(minutes=30), timedelta(minutes=10))
