@@ -288,7 +288,7 @@ async def test_the_ingest_routine_binds_the_proven_tenant_only(roles: Roles) -> 
     conn = await asyncpg.connect(roles.login_dsn)
     refused = []
     try:
-        sql = f"SELECT * FROM {routine('ingest').name}({', '.join(f'${n}' for n in range(1, 16))})"
+        sql = routine("ingest").call(15)
         for tenant, proof in ((b, tenant_proof(key, conn.get_server_pid(), a)), (b, ""), (a, "")):
             with pytest.raises(asyncpg.PostgresError) as caught:
                 await conn.fetch(sql, *one_queued(tenant, f"{tenant}-forged"), APP_ROLE, proof)

@@ -126,6 +126,7 @@ class Database:
         # Rows written a moment ago may not be there yet (replication lag); nothing that writes uses it.
         self.reader: Database = self
         self.on_wait: Callable[[float], None] | None = None  # told each tenant transaction's wait for a connection
+        self._calls: dict[tuple[str, int], str] = {}  # (routine, arguments) → its SELECT
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, app_role: str = "wallboard_app",
@@ -184,8 +185,9 @@ class Database:
         tenant's proof: one statement in a transaction of its own, one round trip (BEGIN, the statement and COMMIT
         in one). The routine binds ``tenant`` itself, as :meth:`tenant` does; its statement is cancelled after the
         statement timeout. Errors as :meth:`tenant`'s; an error of PostgreSQL's is raised as it is."""
-        name = routine(base).name
-        sql = f"SELECT * FROM {name}({', '.join(f'${n}' for n in range(1, len(args) + 3))})"
+        sql = self._calls.get((base, len(args)))
+        if sql is None:
+            sql = self._calls[base, len(args)] = routine(base).call(len(args) + 2)
         async with self._connection(tenant) as conn:
             proof = tenant_proof(self.tenant_key, conn.get_server_pid(), tenant)
             return await conn.fetch(sql, *args, self.app_role, proof, timeout=self.statement_timeout_s)

@@ -20,6 +20,7 @@ MIGRATION_RE = re.compile(r"(\d{3})_([a-z0-9_]+)\.sql")
 # pg_advisory_lock key: the first 8 bytes of sha1("wallboard.migrate"), as a signed bigint.
 MIGRATION_LOCK = int.from_bytes(hashlib.sha1(b"wallboard.migrate").digest()[:8], "big", signed=True)
 
+
 @dataclass(frozen=True)
 class Migration:
     version: int

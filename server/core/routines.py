@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from server.core.errors import ConfigError
 from server.core.resources import sql_dir
@@ -26,13 +26,17 @@ class Routine:
     base: str
     sql: str
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The function's name: its base and the first 12 hex digits of its text's SHA-256."""
         return f"{self.base}_{hashlib.sha256(self.sql.encode()).hexdigest()[:12]}"
 
     def create(self, app_role: str) -> str:
         return self.sql.replace(":routine", self.name).replace(":app_role", app_role)
+
+    def call(self, arguments: int) -> str:
+        """``SELECT * FROM`` the function over ``$1`` … ``$arguments``."""
+        return f"SELECT * FROM {self.name}({', '.join(f'${n}' for n in range(1, arguments + 1))})"
 
 
 @cache
