@@ -92,6 +92,6 @@ async def test_bench_ingest_one_by_one_rounds_print_each_rounds_ratio_and_their_
     median = re.search(r"^ratio one-by-one/batched: ([\d.]+) \(median\)", result.stdout, re.MULTILINE)
     assert rounds and median, result.stdout
     first, second = float(rounds.group(1)), float(rounds.group(2))
-    assert abs(first - speeds["server"] / speeds["batched"]) < 0.006, result.stdout
-    assert abs(second - speeds["server 2"] / speeds["batched 2"]) < 0.006, result.stdout
-    assert abs(float(median.group(1)) - (first + second) / 2) < 0.011, result.stdout
+    assert abs(first - speeds["server"] / speeds["batched"]) < 0.002, result.stdout
+    assert abs(second - speeds["server 2"] / speeds["batched 2"]) < 0.002, result.stdout
+    assert abs(float(median.group(1)) - (first + second) / 2) < 0.0011, result.stdout

@@ -356,9 +356,9 @@ def report(phases: list[Phase], *, events: int, batch: int, concurrency: int, ve
     shares = [one.events_s / batched.events_s if batched.events_s else 0.0
               for one, batched in zip(phases[:-1:2], phases[1:-1:2], strict=True)] if len(phases) > 2 else []
     if len(shares) > 1:
-        lines.append("ratio one-by-one/batched by round: " + ", ".join(f"{share:.2f}" for share in shares))
+        lines.append("ratio one-by-one/batched by round: " + ", ".join(f"{share:.3f}" for share in shares))
     if shares:
-        lines.append(f"ratio one-by-one/batched: {statistics.median(shares):.2f}"
+        lines.append(f"ratio one-by-one/batched: {statistics.median(shares):.3f}"  # three places: 0.247 is not 0.25
                      f"{' (median)' if len(shares) > 1 else ''}   (target: ≥ {TARGET_BATCHED_RATIO}, "
                      f"POST p99 < {TARGET_P99_MS:.0f} ms)")
     for p in phases:
