@@ -87,6 +87,11 @@ async def test_one_event_sent_by_concurrent_requests_is_accepted_by_exactly_one(
     assert overview["queues"][0]["waiting"] == 1
 
 
+def waiting(reply: httpx.Response) -> list[tuple[str, int]]:
+    """Calls waiting per queue in a ``/api/metrics/live`` answer."""
+    return [(q["queue_id"], q["waiting"]) for q in reply.json()["data"]["queues"]]
+
+
 def parsed(event_id: str) -> Event:
     return parse_event(queued(event_id, "c-" + event_id))
 
@@ -203,9 +208,6 @@ async def test_a_post_is_answered_while_redis_holds_writes_and_the_posters_read_
     server = await server_factory(settings.replace(ingest_apply_ahead=ahead))
     tenant = f"ahead-{ahead}"
 
-    def waiting(reply: httpx.Response) -> list[tuple[str, int]]:
-        return [(q["queue_id"], q["waiting"]) for q in reply.json()["data"]["queues"]]
-
     admin = aioredis.from_url(settings.redis_url)
     async with server.client(server.token(tenant, role="ingest")) as poster, server.client(server.token(tenant)) as board:
         assert (await poster.post("/api/events", json=[queued(f"{tenant}-0", "c0")])).status_code == 200
@@ -249,9 +251,6 @@ async def test_a_read_after_the_answer_waits_for_the_apply_still_on_its_way_to_r
     async def held(*args: Any, **kw: Any) -> list[int]:
         await gate.wait()
         return await run_apply(*args, **kw)
-
-    def waiting(reply: httpx.Response) -> list[tuple[str, int]]:
-        return [(q["queue_id"], q["waiting"]) for q in reply.json()["data"]["queues"]]
 
     async with server.client(server.token(tenant, role="ingest")) as poster, server.client(server.token(tenant)) as board:
         assert (await poster.post("/api/events", json=[queued(f"{tenant}-0", "c0")])).status_code == 200
