@@ -146,7 +146,7 @@ WITH input AS (
       ) AS (
     -- offered, on the queued ts
     SELECT 'queue', queue_id, queued_at,
-           -- counters: store queued first
+           -- counters: store queued
            1, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
            0, 0, 0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
@@ -154,92 +154,96 @@ WITH input AS (
     UNION ALL  -- answered (and its wait once both ends are known), on the answered ts
     SELECT 'queue', queue_id, answered_at,
            -- counters: store answered
-           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
-           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0
+           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0::bigint, 0::bigint,
+           0::bigint, 0::bigint, CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0::bigint, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & (2 | 16) <> 0
     UNION ALL
     SELECT 'agent', answered_by, answered_at,
            -- counters: store answered
-           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
-           CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0
+           0, (news & 2 <> 0)::int, 0, 0, (news & 16 <> 0 AND wait_a <= sl_ms)::int, 0, 0, 0::bigint, 0::bigint,
+           0::bigint, 0::bigint, CASE WHEN news & 16 <> 0 THEN wait_a ELSE 0 END, 0::bigint, 0, 0, 0, 0, 0, 0, 0, 0,
+           0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & (2 | 16) <> 0 AND answered_by IS NOT NULL
     UNION ALL  -- abandoned (and its wait), on the abandoned ts
     SELECT 'queue', queue_id, abandoned_at,
            -- counters: store abandoned
            0, 0, (news & 4 <> 0)::int, (news & 32 <> 0 AND wait_b < short_abandon_ms)::int, 0,
-           (news & 32 <> 0 AND wait_b <= sl_ms)::int, 0, 0, 0, 0, 0, 0,
-           CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0
+           (news & 32 <> 0 AND wait_b <= sl_ms)::int, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint,
+           CASE WHEN news & 32 <> 0 THEN wait_b ELSE 0 END, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0::bigint, 0, 0,
+           0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & (4 | 32) <> 0
     UNION ALL  -- handled, on the completed ts, for the queue and the agent who completed it
     SELECT 'queue', queue_id, completed_at,
            -- counters: store completed
-           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
-           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
+           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0::bigint, 0::bigint,
+           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0,
+           0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, coalesce(revenue_cents, 0),
+           coalesce(revenue_cents >= 1, false)::int
            -- end counters
     FROM waits WHERE news & 8 <> 0
     UNION ALL
     SELECT 'agent', completed_by, completed_at,
            -- counters: store completed
-           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0, 0,
-           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0, 0, 0, 0, coalesce(revenue_cents, 0), coalesce(revenue_cents >= 1, false)::int
+           0, 0, 0, 0, 0, 0, 1, talk_ms + hold_ms + wrap_ms, talk_ms, hold_ms, wrap_ms, 0::bigint, 0::bigint,
+           coalesce(resolved::int, 0), (resolved IS NOT NULL)::int, transferred::int, 0, 0, 0, 0, 0, 0, 0,
+           0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, coalesce(revenue_cents, 0),
+           coalesce(revenue_cents >= 1, false)::int
            -- end counters
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
     UNION ALL  -- a hold or unhold after its leg's completion: the change of its hold time, on the completed ts
     SELECT 'queue', queue_id, completed_at,
            -- counters: store hold_change
-           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0, 0
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0::bigint, hold_news, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & 8 = 0 AND hold_news <> 0
     UNION ALL
     SELECT 'agent', completed_by, completed_at,
            -- counters: store hold_change
-           0, 0, 0, 0, 0, 0, 0, hold_news, 0, hold_news, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           0, 0, 0
+           0, 0, 0, 0, 0, 0, 0, hold_news, 0::bigint, hold_news, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & 8 = 0 AND hold_news <> 0 AND completed_by IS NOT NULL
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
     SELECT 'tenant', '', at,
            -- counters: store feedback
-           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
-           coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
-           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0), 0, 0, 0, 0, 0, 0, 0, 0,
-           0
+           0, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0,
+           (csat IS NOT NULL)::int, coalesce(csat, 0), coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int,
+           coalesce(nps >= 9, false)::int, coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int,
+           coalesce(quality, 0), 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM feedback
     UNION ALL
     SELECT 'agent', agent_id, at,
            -- counters: store feedback
-           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (csat IS NOT NULL)::int, coalesce(csat, 0),
-           coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int, coalesce(nps >= 9, false)::int,
-           coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int, coalesce(quality, 0), 0, 0, 0, 0, 0, 0, 0, 0,
-           0
+           0, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0,
+           (csat IS NOT NULL)::int, coalesce(csat, 0), coalesce(csat >= 4, false)::int, (nps IS NOT NULL)::int,
+           coalesce(nps >= 9, false)::int, coalesce(nps <= 6, false)::int, (quality IS NOT NULL)::int,
+           coalesce(quality, 0), 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM feedback WHERE agent_id IS NOT NULL
     UNION ALL  -- rings, misses, holds and callbacks, for the queue and the agent the event names
     SELECT 'queue', queue_id, at,
            -- counters: store activity
-           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (type = 'call.offered')::int,
-           (type = 'call.missed')::int, CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END,
-           (type = 'call.hold')::int, (type = 'callback.requested')::int, (type = 'callback.completed')::int,
-           (type = 'callback.completed' AND outcome = 'reached')::int, 0, 0
+           0, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0::bigint, (type = 'call.offered')::int, (type = 'call.missed')::int,
+           CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END, (type = 'call.hold')::int,
+           (type = 'callback.requested')::int, (type = 'callback.completed')::int,
+           (type = 'callback.completed' AND outcome = 'reached')::int, 0::bigint, 0
            -- end counters
     FROM activity WHERE queue_id IS NOT NULL
     UNION ALL
     SELECT 'agent', agent_id, at,
            -- counters: store activity
-           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (type = 'call.offered')::int,
-           (type = 'call.missed')::int, CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END,
-           (type = 'call.hold')::int, (type = 'callback.requested')::int, (type = 'callback.completed')::int,
-           (type = 'callback.completed' AND outcome = 'reached')::int, 0, 0
+           0, 0, 0, 0, 0, 0, 0, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0, 0, 0, 0, 0, 0,
+           0, 0, 0, 0, 0::bigint, (type = 'call.offered')::int, (type = 'call.missed')::int,
+           CASE WHEN type = 'call.missed' THEN ring_ms ELSE 0 END, (type = 'call.hold')::int,
+           (type = 'callback.requested')::int, (type = 'callback.completed')::int,
+           (type = 'callback.completed' AND outcome = 'reached')::int, 0::bigint, 0
            -- end counters
     FROM activity WHERE agent_id IS NOT NULL
 ), rolled AS (
@@ -253,14 +257,17 @@ WITH input AS (
         -- end counters
     )
     SELECT $1, dimension, key, date_bin('15 minutes', at, timestamptz '2000-01-01 00:00Z'),
-           -- counters: sum
-           sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
-           sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
-           sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
-           sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
-           sum(quality_n), sum(quality_milli), sum(rings), sum(missed), sum(missed_ring_ms), sum(holds),
-           sum(callbacks_requested), sum(callbacks_completed), sum(callbacks_reached), sum(revenue_cents),
-           sum(converted)
+           -- counters: typed
+           sum(offered)::integer, sum(answered)::integer, sum(abandoned)::integer, sum(short_abandoned)::integer,
+           sum(answered_within_sl)::integer, sum(abandoned_within_sl)::integer, sum(handled)::integer,
+           sum(handle_ms)::bigint, sum(talk_ms)::bigint, sum(hold_ms)::bigint, sum(wrap_ms)::bigint,
+           sum(wait_answered_ms)::bigint, sum(wait_abandoned_ms)::bigint, sum(resolved)::integer,
+           sum(resolved_given)::integer, sum(transferred)::integer, sum(csat_n)::integer, sum(csat_sum)::integer,
+           sum(csat_satisfied)::integer, sum(nps_n)::integer, sum(nps_promoters)::integer,
+           sum(nps_detractors)::integer, sum(quality_n)::integer, sum(quality_milli)::bigint, sum(rings)::integer,
+           sum(missed)::integer, sum(missed_ring_ms)::bigint, sum(holds)::integer,
+           sum(callbacks_requested)::integer, sum(callbacks_completed)::integer, sum(callbacks_reached)::integer,
+           sum(revenue_cents)::bigint, sum(converted)::integer
            -- end counters
     FROM facts
     GROUP BY 2, 3, 4
@@ -303,20 +310,25 @@ WITH input AS (
         -- end counters
 ), per_day AS MATERIALIZED (  -- the new facts per tenant day, once for the daily and the monthly rows
     SELECT dimension, key, ((at AT TIME ZONE $11) - make_interval(mins => $12))::date AS day,
-           -- counters: sum as
-           sum(offered) AS offered, sum(answered) AS answered, sum(abandoned) AS abandoned,
-           sum(short_abandoned) AS short_abandoned, sum(answered_within_sl) AS answered_within_sl,
-           sum(abandoned_within_sl) AS abandoned_within_sl, sum(handled) AS handled, sum(handle_ms) AS handle_ms,
-           sum(talk_ms) AS talk_ms, sum(hold_ms) AS hold_ms, sum(wrap_ms) AS wrap_ms,
-           sum(wait_answered_ms) AS wait_answered_ms, sum(wait_abandoned_ms) AS wait_abandoned_ms,
-           sum(resolved) AS resolved, sum(resolved_given) AS resolved_given, sum(transferred) AS transferred,
-           sum(csat_n) AS csat_n, sum(csat_sum) AS csat_sum, sum(csat_satisfied) AS csat_satisfied,
-           sum(nps_n) AS nps_n, sum(nps_promoters) AS nps_promoters, sum(nps_detractors) AS nps_detractors,
-           sum(quality_n) AS quality_n, sum(quality_milli) AS quality_milli, sum(rings) AS rings,
-           sum(missed) AS missed, sum(missed_ring_ms) AS missed_ring_ms, sum(holds) AS holds,
-           sum(callbacks_requested) AS callbacks_requested, sum(callbacks_completed) AS callbacks_completed,
-           sum(callbacks_reached) AS callbacks_reached, sum(revenue_cents) AS revenue_cents,
-           sum(converted) AS converted
+           -- counters: typed as
+           sum(offered)::integer AS offered, sum(answered)::integer AS answered,
+           sum(abandoned)::integer AS abandoned, sum(short_abandoned)::integer AS short_abandoned,
+           sum(answered_within_sl)::integer AS answered_within_sl,
+           sum(abandoned_within_sl)::integer AS abandoned_within_sl, sum(handled)::integer AS handled,
+           sum(handle_ms)::bigint AS handle_ms, sum(talk_ms)::bigint AS talk_ms, sum(hold_ms)::bigint AS hold_ms,
+           sum(wrap_ms)::bigint AS wrap_ms, sum(wait_answered_ms)::bigint AS wait_answered_ms,
+           sum(wait_abandoned_ms)::bigint AS wait_abandoned_ms, sum(resolved)::integer AS resolved,
+           sum(resolved_given)::integer AS resolved_given, sum(transferred)::integer AS transferred,
+           sum(csat_n)::integer AS csat_n, sum(csat_sum)::integer AS csat_sum,
+           sum(csat_satisfied)::integer AS csat_satisfied, sum(nps_n)::integer AS nps_n,
+           sum(nps_promoters)::integer AS nps_promoters, sum(nps_detractors)::integer AS nps_detractors,
+           sum(quality_n)::integer AS quality_n, sum(quality_milli)::bigint AS quality_milli,
+           sum(rings)::integer AS rings, sum(missed)::integer AS missed,
+           sum(missed_ring_ms)::bigint AS missed_ring_ms, sum(holds)::integer AS holds,
+           sum(callbacks_requested)::integer AS callbacks_requested,
+           sum(callbacks_completed)::integer AS callbacks_completed,
+           sum(callbacks_reached)::integer AS callbacks_reached, sum(revenue_cents)::bigint AS revenue_cents,
+           sum(converted)::integer AS converted
            -- end counters
     FROM facts
     GROUP BY 1, 2, 3
@@ -387,14 +399,17 @@ WITH input AS (
         -- end counters
     )
     SELECT $1, dimension, key, date_trunc('month', day)::date,
-           -- counters: sum
-           sum(offered), sum(answered), sum(abandoned), sum(short_abandoned), sum(answered_within_sl),
-           sum(abandoned_within_sl), sum(handled), sum(handle_ms), sum(talk_ms), sum(hold_ms), sum(wrap_ms),
-           sum(wait_answered_ms), sum(wait_abandoned_ms), sum(resolved), sum(resolved_given), sum(transferred),
-           sum(csat_n), sum(csat_sum), sum(csat_satisfied), sum(nps_n), sum(nps_promoters), sum(nps_detractors),
-           sum(quality_n), sum(quality_milli), sum(rings), sum(missed), sum(missed_ring_ms), sum(holds),
-           sum(callbacks_requested), sum(callbacks_completed), sum(callbacks_reached), sum(revenue_cents),
-           sum(converted)
+           -- counters: typed
+           sum(offered)::integer, sum(answered)::integer, sum(abandoned)::integer, sum(short_abandoned)::integer,
+           sum(answered_within_sl)::integer, sum(abandoned_within_sl)::integer, sum(handled)::integer,
+           sum(handle_ms)::bigint, sum(talk_ms)::bigint, sum(hold_ms)::bigint, sum(wrap_ms)::bigint,
+           sum(wait_answered_ms)::bigint, sum(wait_abandoned_ms)::bigint, sum(resolved)::integer,
+           sum(resolved_given)::integer, sum(transferred)::integer, sum(csat_n)::integer, sum(csat_sum)::integer,
+           sum(csat_satisfied)::integer, sum(nps_n)::integer, sum(nps_promoters)::integer,
+           sum(nps_detractors)::integer, sum(quality_n)::integer, sum(quality_milli)::bigint, sum(rings)::integer,
+           sum(missed)::integer, sum(missed_ring_ms)::bigint, sum(holds)::integer,
+           sum(callbacks_requested)::integer, sum(callbacks_completed)::integer, sum(callbacks_reached)::integer,
+           sum(revenue_cents)::bigint, sum(converted)::integer
            -- end counters
     FROM per_day
     GROUP BY 2, 3, 4
