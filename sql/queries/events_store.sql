@@ -15,6 +15,10 @@
 -- (performance_monthly).
 -- The lines between `-- counters: …` and `-- end counters` are written from server/ingest/schema.py by
 -- `python -m server.ingest.schema_sql`: edit the declaration, not them.
+-- The lines between `-- family: NAME` and `-- end family` are the CTEs (and result rows) of one family of event
+-- types: the ingest routine (sql/routines/ingest.sql) runs the statement without the families a batch has no
+-- events of. Such a family's CTEs read none of the batch's events and write nothing, but PostgreSQL sets up every
+-- CTE of a statement at each execution.
 WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
                          $9::integer[], $10::integer[])
@@ -33,6 +37,7 @@ WITH input AS (
     RETURNING event_id
 ), pending AS (  -- the batch's pending-apply marker (server/live/heal.py), when it has one
     INSERT INTO live_pending (client_id, batch) SELECT $1, $13::bigint WHERE $13::bigint IS NOT NULL
+-- family: calls (legs, feedback, activity and the rollups: every event but agent.state)
 ), legs_in AS (
     SELECT call_id, queue_id,
            to_timestamp(min(ts_ms) FILTER (WHERE type = 'call.queued') / 1000.0) AS queued_at,
@@ -123,6 +128,7 @@ WITH input AS (
            greatest(0, round(extract(epoch FROM answered_at - queued_at) * 1000))::bigint AS wait_a,
            greatest(0, round(extract(epoch FROM abandoned_at - queued_at) * 1000))::bigint AS wait_b
     FROM legs
+-- family: feedback (csat.response, quality.scored)
 ), feedback AS (
     SELECT to_timestamp(ts_ms / 1000.0) AS at, agent_id,
            CASE WHEN type = 'csat.response' THEN (doc->>'csat')::integer END AS csat,
@@ -130,6 +136,7 @@ WITH input AS (
            CASE WHEN type = 'quality.scored' THEN round((doc->>'score')::numeric * 1000)::bigint END AS quality
     FROM e
     WHERE type IN ('csat.response', 'quality.scored')
+-- end family
 ), activity AS (  -- rings, misses, holds and callbacks: each new event is its own fact
     SELECT to_timestamp(ts_ms / 1000.0) AS at, type, queue_id, agent_id,
            coalesce(round((doc->>'ring_s')::float8 * 1000)::bigint, 0) AS ring_ms, doc->>'outcome' AS outcome
@@ -208,6 +215,7 @@ WITH input AS (
            0, 0, 0, 0, 0::bigint, 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM waits WHERE news & 8 = 0 AND hold_news <> 0 AND completed_by IS NOT NULL
+    -- family: feedback
     UNION ALL  -- CSAT, NPS and quality, for the tenant and the agent when one is named
     SELECT 'tenant', '', at,
            -- counters: store feedback
@@ -226,6 +234,7 @@ WITH input AS (
            coalesce(quality, 0), 0, 0, 0::bigint, 0, 0, 0, 0, 0::bigint, 0
            -- end counters
     FROM feedback WHERE agent_id IS NOT NULL
+    -- end family
     UNION ALL  -- rings, misses, holds and callbacks, for the queue and the agent the event names
     SELECT 'queue', queue_id, at,
            -- counters: store activity
@@ -457,6 +466,7 @@ WITH input AS (
            hold_ms / 1000.0, wrap_ms / 1000.0, (talk_ms + hold_ms + wrap_ms) / 1000.0, resolved, transferred,
            disposition
     FROM waits WHERE news & 8 <> 0 AND completed_by IS NOT NULL
+-- family: feedback
 ), responses AS (
     INSERT INTO customer_satisfaction (client_id, event_id, call_id, agent_id, csat, nps, comment, responded_at)
     SELECT $1, event_id, call_id, agent_id, (doc->>'csat')::smallint, (doc->>'nps')::smallint,
@@ -468,6 +478,9 @@ WITH input AS (
     SELECT $1, event_id, call_id, agent_id, (doc->>'score')::numeric, doc->'criteria',
            doc->>'reviewer', CASE WHEN event_id LIKE 'api:%' THEN 'api' ELSE 'event' END, to_timestamp(ts_ms / 1000.0)
     FROM e WHERE type = 'quality.scored'
+-- end family
+-- end family
+-- family: state (agent.state)
 ), st_batch AS (  -- per agent: its new agent.state events' first and last (by ts, then event_id), one row
     SELECT DISTINCT ON (agent_id) agent_id, doc->>'name' AS name, doc->>'team' AS team, ts_ms, event_id,
            doc->>'state' AS state,
@@ -574,13 +587,20 @@ WITH input AS (
     INSERT INTO agent_state_marks (client_id, agent_id, event_id, at, kind)
     SELECT $1, agent_id, event_id, to_timestamp(a / 1000.0), kind FROM st_marks WHERE change > 0
     ON CONFLICT DO NOTHING
+-- end family
 )
 SELECT event_id, NULL::text AS slow_agent, NULL::text AS held_call, NULL::text AS held_queue,
        NULL::text AS unmarked_agent, NULL::text AS unmarked_event FROM stored
+-- family: state
 UNION ALL  -- the agents whose new agent.state events agent_states_store.sql splits: a late event, or no head
 SELECT NULL, agent_id, NULL, NULL, NULL, NULL FROM directory WHERE next_ms IS NULL
+-- end family
+-- family: calls
 UNION ALL  -- the completed legs whose hold time a late hold or unhold changed: agent_metrics_holds.sql
 SELECT NULL, NULL, call_id, queue_id, NULL, NULL FROM waits WHERE news & 8 = 0 AND hold_news <> 0
+-- end family
+-- family: state
 UNION ALL  -- the marks an event's new predecessor unmade: agent_states_unmark.sql deletes them (this statement's
            -- snapshot may not hold them: the batch that wrote them may have committed while this one waited for it)
 SELECT NULL, NULL, NULL, NULL, agent_id, event_id FROM st_marks WHERE change < 0
+-- end family

@@ -10,6 +10,10 @@
 -- agent_states_unmark.sql deletes), the routine raises SQLSTATE WB001 and everything it did is rolled back: the
 -- caller stores the batch again in a transaction of its own, step by step (rare: a late event, an agent's first).
 --
+-- The statement runs without the families of CTEs the batch has no events of (events_store.sql, `-- family:`): a
+-- lone agent.state event skips the legs, feedback, activity and every rollup, a batch of calls the agent states,
+-- a batch without CSAT or quality scores those two. The type lists below are the ones those CTEs read.
+--
 -- $1..$13 are events_store.sql's; $14 the application role, $15 the tenant's proof (server/core/db_roles.py).
 CREATE FUNCTION :routine(text, text[], text[], bigint[], text[], text[], text[], text[], integer[], integer[], text,
                          integer, bigint, text, text)
@@ -18,20 +22,50 @@ CREATE FUNCTION :routine(text, text[], text[], bigint[], text[], text[], text[],
 #variable_conflict use_column
 DECLARE
     out_row record;
+    steps boolean := false;  -- a row asks for statements of their own (slow_agent, held_call, unmarked_event)
 BEGIN
     PERFORM set_config('role', $14, true), set_config('wallboard.tenant', $1, true),
             set_config('wallboard.tenant_proof', $15, true);
-    FOR out_row IN
--- include: queries/events_store.sql
-    LOOP
-        IF out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL OR out_row.unmarked_event IS NOT NULL THEN
-            RAISE EXCEPTION 'the batch needs statements of its own: store it in a transaction' USING ERRCODE = 'WB001';
-        END IF;
-        IF out_row.event_id IS NOT NULL THEN
+    IF $3 <@ ARRAY['agent.state'] THEN
+        FOR out_row IN
+-- include: queries/events_store.sql without calls
+        LOOP
+            steps := steps OR out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL
+                     OR out_row.unmarked_event IS NOT NULL;
             event_id := out_row.event_id;
             RETURN NEXT;
-        END IF;
-    END LOOP;
+        END LOOP;
+    ELSIF NOT $3 && ARRAY['agent.state', 'csat.response', 'quality.scored'] THEN
+        FOR out_row IN
+-- include: queries/events_store.sql without state feedback
+        LOOP
+            steps := steps OR out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL
+                     OR out_row.unmarked_event IS NOT NULL;
+            event_id := out_row.event_id;
+            RETURN NEXT;
+        END LOOP;
+    ELSIF NOT $3 && ARRAY['csat.response', 'quality.scored'] THEN
+        FOR out_row IN
+-- include: queries/events_store.sql without feedback
+        LOOP
+            steps := steps OR out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL
+                     OR out_row.unmarked_event IS NOT NULL;
+            event_id := out_row.event_id;
+            RETURN NEXT;
+        END LOOP;
+    ELSE
+        FOR out_row IN
+-- include: queries/events_store.sql
+        LOOP
+            steps := steps OR out_row.slow_agent IS NOT NULL OR out_row.held_call IS NOT NULL
+                     OR out_row.unmarked_event IS NOT NULL;
+            event_id := out_row.event_id;
+            RETURN NEXT;
+        END LOOP;
+    END IF;
+    IF steps THEN
+        RAISE EXCEPTION 'the batch needs statements of its own: store it in a transaction' USING ERRCODE = 'WB001';
+    END IF;
 END
 $routine$;
 REVOKE ALL ON FUNCTION :routine FROM PUBLIC;
