@@ -258,7 +258,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             "lifespan": "on", "server_header": False,
             "http": protocol_class(settings.http_header_timeout_s, settings.http_send_timeout_s),
             "limit_concurrency": settings.http_limit_concurrency or None,
-            "timeout_keep_alive": settings.http_keepalive_timeout_s}
+            "timeout_keep_alive": settings.http_keepalive_timeout_s,
+            # uvicorn's access line is logged at INFO; below that level it would still build each line's arguments
+            # (the quoted path, the client's address) for the logger to drop.
+            "access_log": settings.log_level in ("DEBUG", "INFO")}
 
 
 class WallboardApp(Starlette):
