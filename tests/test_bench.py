@@ -76,7 +76,8 @@ async def test_bench_ingest_prints_figures_and_cleans_up(backends: Backends) -> 
 
 async def test_bench_ingest_one_by_one_rounds_print_each_rounds_ratio_and_their_median(backends: Backends) -> None:
     """One event per request over two rounds: each round's one-by-one and batched phases are printed (every reply
-    accepted every event), with each round's ratio and their median."""
+    accepted every event), with each round's ratio and their median; the server/baseline ratio takes the median of
+    the rounds' one-by-one phases."""
     args = [sys.executable, "-m", "server", "bench", "ingest", "--events", "600", "--batch", "1",
             "--concurrency", "8", "--rounds", "2"]
     result = await asyncio.to_thread(subprocess.run, args, env=bench_env(backends), cwd=ROOT, capture_output=True,
@@ -95,3 +96,8 @@ async def test_bench_ingest_one_by_one_rounds_print_each_rounds_ratio_and_their_
     assert abs(first - speeds["server"] / speeds["batched"]) < 0.002, result.stdout
     assert abs(second - speeds["server 2"] / speeds["batched 2"]) < 0.002, result.stdout
     assert abs(float(median.group(1)) - (first + second) / 2) < 0.0011, result.stdout
+    baseline = re.search(r"^baseline\s+600\s+([\d,]+)\s", result.stdout, re.MULTILINE)
+    ratio = re.search(r"^ratio server/baseline: ([\d.]+) \(median server round\)", result.stdout, re.MULTILINE)
+    assert baseline and ratio, result.stdout
+    expected = (speeds["server"] + speeds["server 2"]) / 2 / float(baseline.group(1).replace(",", ""))
+    assert abs(float(ratio.group(1)) - expected) < 0.01 + expected * 0.01, result.stdout
