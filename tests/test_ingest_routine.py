@@ -6,6 +6,7 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,8 +15,10 @@ import pytest
 
 from server.api.context import Services
 from server.app import close_services, open_services
+from server.core import routines as routines_module
 from server.core.config import Settings
-from server.core.routines import routine
+from server.core.errors import ConfigError
+from server.core.routines import routine, routines
 from server.ingest.events import Event, parse_body
 from server.live.recorder import STEPS
 from server.live.state import Calendar
@@ -144,3 +147,38 @@ async def test_a_database_without_the_routine_gets_transactions(
         await close_services(svc)
     assert sum(stored) == count == 100
     assert [r.getMessage() for r in caplog.records].count("ingest.routine_missing") == 1
+
+
+def test_each_version_of_the_statement_leaves_out_its_families_and_a_bad_template_stops_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The routine's four versions of events_store.sql leave out exactly their families' tables; a template that
+    leaves out a family its query lacks, or a query whose family is never closed, stops the build (and so
+    `wallboard migrate`) with a message naming the family, rather than a function running more or less than meant."""
+    body = routine("ingest").sql
+    versions = body.split("FOR out_row IN")[1:]
+    assert len(versions) == 4
+    tables = ("call_legs", "performance_daily", "customer_satisfaction", "call_quality_scores", "agent_state_time",
+              "agents AS a", "events (client_id")
+    held = [{t for t in tables if f"INSERT INTO {t}" in version} for version in versions]
+    assert held == [{"agent_state_time", "agents AS a", "events (client_id"},  # agent.state alone
+                    {"call_legs", "performance_daily", "events (client_id"},  # no agent states, no feedback
+                    set(tables) - {"customer_satisfaction", "call_quality_scores"},  # no feedback
+                    set(tables)]
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "routines").mkdir()
+    monkeypatch.setattr(routines_module, "sql_dir", lambda: tmp_path)
+    routines.cache_clear()
+    try:
+        (tmp_path / "queries" / "q.sql").write_text("SELECT 1\n-- family: extra\nUNION ALL SELECT 2\n-- end family\n")
+        (tmp_path / "routines" / "r.sql").write_text("-- include: queries/q.sql without extra\n")
+        assert routines()[0].sql == "SELECT 1\n"
+        for template, query, named in (("-- include: queries/q.sql without other\n", None, "other"),
+                                       ("-- include: queries/q.sql\n", "SELECT 1\n-- family: extra\n", "extra")):
+            (tmp_path / "routines" / "r.sql").write_text(template)
+            if query is not None:
+                (tmp_path / "queries" / "q.sql").write_text(query)
+            routines.cache_clear()
+            with pytest.raises(ConfigError, match=f"sql/queries/q.sql: families \\['{named}'\\]"):
+                routines()
+    finally:
+        routines.cache_clear()
