@@ -20,6 +20,7 @@ from server.core.config import Settings
 from server.core.errors import ConfigError
 from server.core.routines import routine, routines
 from server.ingest.events import Event, parse_body
+from server.ingest.schema import EVENT_TYPES
 from server.live.recorder import STEPS
 from server.live.state import Calendar
 from server.tools.bench_ingest import simulate
@@ -46,13 +47,17 @@ def groups_of(events: Sequence[dict[str, Any]], size: int, seed: int) -> list[li
     return out
 
 
-def with_feedback(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events, and a CSAT response and a quality score for each of their first three completed calls."""
+def with_rare_kinds(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events, and for each of their first three completed calls a CSAT response, a quality score and a
+    callback requested and completed (kinds a short simulation may lack)."""
     extra: list[dict[str, Any]] = []
     for n, done in enumerate([e for e in events if e["type"] == "call.completed"][:3]):
         about = {"ts": done["ts"], "call_id": done["call_id"], "agent_id": done["agent_id"]}
         extra.append({"event_id": f"csat-{n}", "type": "csat.response", **about, "csat": 4, "nps": 9})
         extra.append({"event_id": f"qa-{n}", "type": "quality.scored", **about, "score": 4.5, "criteria": {"tone": 5}})
+        callback = {"ts": done["ts"], "callback_id": f"cb-{n}", "queue_id": done["queue_id"]}
+        extra.append({"event_id": f"cb-asked-{n}", "type": "callback.requested", **callback})
+        extra.append({"event_id": f"cb-done-{n}", "type": "callback.completed", **callback, "outcome": "reached"})
     return [*events, *extra]
 
 
@@ -98,13 +103,13 @@ async def services(settings: Settings) -> Any:
 @pytest.mark.parametrize(("size", "count"), [(8, 2000), (1, 700)])
 async def test_groups_stored_by_the_routine_equal_the_same_groups_stored_in_transactions(
         services: Services, settings: Settings, size: int, count: int) -> None:
-    """Simulated events of every kind (CSAT and quality scores added), shuffled with 5 % duplicates, in groups of 8 (then one by one, as a quiet
-    tenant sends them): stored once through the routine (falling back to a transaction where a group needs
-    statements of its own: an agent's first or late state, a late hold) and once in transactions only, under two
-    tenants. Every row of every history table is the same, and the routine stored most groups itself. One by one,
-    every statement of the routine runs (it leaves out the families of CTEs a group has no events of), each for
-    the event types it is chosen for."""
-    events = with_feedback(simulate(count))
+    """Simulated events of every kind (CSAT, quality scores and callbacks added), shuffled with 5 % duplicates, in
+    groups of 8 (then one by one, as a quiet tenant sends them): stored once through the routine (falling back to a
+    transaction where a group needs statements of its own: an agent's first or late state, a late hold) and once in
+    transactions only, under two tenants. Every row of every history table is the same, and the routine stored most
+    groups itself. One by one, every declared event kind is stored alone, through the version of the statement the
+    routine chooses for it (it leaves out the families of CTEs a group has no events of)."""
+    events = with_rare_kinds(simulate(count))
     groups = groups_of(events, size, seed=7)
     routed, plain = f"routine-{secrets.token_hex(3)}", f"plain-{secrets.token_hex(3)}"
     counted = Counted(services)
@@ -122,8 +127,9 @@ async def test_groups_stored_by_the_routine_equal_the_same_groups_stored_in_tran
     for table in TABLES:
         assert got[table] == expected[table], table
     kinds = {frozenset(e.type for e in group) for group in groups}
-    alone = {frozenset({kind}) for kind in ("agent.state", "call.queued", "csat.response", "quality.scored")}
-    assert size > 1 or alone <= kinds
+    # One by one, every declared kind was stored alone: a new kind whose CTEs sit in a family the routine leaves
+    # out for it fails the comparison above.
+    assert size > 1 or {frozenset({kind}) for kind in EVENT_TYPES} <= kinds, set(EVENT_TYPES) - set().union(*kinds)
 
 
 async def test_a_database_without_the_routine_gets_transactions(
