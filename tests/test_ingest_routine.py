@@ -6,6 +6,7 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,10 @@ async def test_groups_stored_by_the_routine_equal_the_same_groups_stored_in_tran
     transactions only, under two tenants. Every row of every history table is the same, and the routine stored most
     groups itself. One by one, every declared event kind is stored alone, through the version of the statement the
     routine chooses for it (it leaves out the families of CTEs a group has no events of)."""
-    events = with_rare_kinds(simulate(count))
+    # Yesterday's afternoon, whatever the time now: the share of groups needing statements of their own (an agent's
+    # first or late state) depends on the hour of the simulated day (at night most events are agents' states).
+    afternoon = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(14), UTC)
+    events = with_rare_kinds(simulate(count, end=afternoon))
     groups = groups_of(events, size, seed=7)
     routed, plain = f"routine-{secrets.token_hex(3)}", f"plain-{secrets.token_hex(3)}"
     counted = Counted(services)

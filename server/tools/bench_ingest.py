@@ -155,14 +155,14 @@ async def bench(settings: Settings, *, events: int, batch: int, concurrency: int
 # -- the events ----------------------------------------------------------------
 
 
-def simulate(total: int, mix: str = "full") -> list[dict[str, Any]]:
-    """The ``total`` most recent events of a simulated center, ending now, in ``ts`` order (``mix`` "base": without
-    the offers, ring-no-answers, holds, callbacks and revenue: the mix before those kinds existed).
+def simulate(total: int, mix: str = "full", end: datetime | None = None) -> list[dict[str, Any]]:
+    """The ``total`` most recent events of a simulated center, ending now (or at ``end``), in ``ts`` order (``mix``
+    "base": without the offers, ring-no-answers, holds, callbacks and revenue: the mix before those kinds existed).
 
     Windows are simulated backwards from now until there are enough, each with
     its own seed and id prefix, so no two events share an id.
     """
-    end = datetime.now(UTC)
+    end = datetime.now(UTC) if end is None else end
     hours = min(6.0, max(0.1, total / 40_000))
     windows: list[list[dict[str, Any]]] = []
     have = 0
