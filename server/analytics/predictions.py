@@ -15,7 +15,9 @@ Every minute the other loop writes the current and the next interval's required 
 into those intervals' live counters in Redis (field ``fc_required_agents``): the live
 overview reads them in the same round trip as everything else, at every process, and
 shows ``required_agents`` and ``agents_gap`` per queue. A Redis ``SET NX`` marker lets
-one process do it per tenant and five minutes.
+one process do it per tenant and five minutes. A rebuild of a tenant's live state (a repair, a
+Redis that came back empty, ``wallboard rebuild-live``) replays events, which carry no forecast:
+the rebuild has the staffing written again before it declares the state complete.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from server.live.view import FORECAST_FIELD
 if TYPE_CHECKING:
     from server.core.config import Settings
     from server.live.activity import TenantActivity
+    from server.live.state import LiveState
 
 log = logging.getLogger("wallboard.predictions")
 
@@ -122,12 +125,13 @@ class Forecaster:
     """Refreshes stored forecasts and publishes the live staffing; owns both loops (``start``/``close``)."""
 
     def __init__(self, db: Database, redis: aioredis.Redis, keys: Keys, store: SettingsStore, settings: Settings,
-                 activity: TenantActivity) -> None:
+                 activity: TenantActivity, live: LiveState) -> None:
         self.db, self.redis, self.keys, self.store, self.activity = db, redis, keys, store, activity
         self.every_s = settings.forecast_every_s
         self.days = settings.forecast_days
         self.target_sl = settings.forecast_target_sl
         self._tasks: list[asyncio.Task[None]] = []
+        live.restorers.append(self.restore_staffing)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._refresh_loop(), name="forecast-refresh"),
@@ -135,6 +139,13 @@ class Forecaster:
 
     async def close(self) -> None:
         await background.stop(self._tasks)
+
+    async def restore_staffing(self, tenant: str) -> None:
+        """Write the tenant's staffing into its rebuilt live state (a rebuild awaits it before it completes)."""
+        try:
+            await self.publish_staffing(tenant, force=True)
+        except Exception as exc:  # noqa: BLE001 - the staffing loop writes it within a minute
+            log.warning("forecast.restore_failed", extra={"tenant": tenant, "error": f"{type(exc).__name__}: {exc}"})
 
     async def refresh(self, tenant: str, *, force: bool = False, now_ms: int | None = None) -> list[QueueForecast] | None:
         """Refit and store the tenant's forecast; None when another process holds the lock, or (unless

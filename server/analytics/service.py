@@ -35,7 +35,7 @@ class Analytics:
     def __init__(self, settings: Settings, db: Database, redis: aioredis.Redis, keys: Keys, store: SettingsStore,
                  hub: Hub) -> None:
         self.activity = TenantActivity(redis, keys)
-        self.forecaster = Forecaster(db, redis, keys, store, settings, self.activity)
+        self.forecaster = Forecaster(db, redis, keys, store, settings, self.activity, hub.live)
         self.detector = AnomalyDetector(db, redis, keys, store, hub, self.activity)
         self.outbound = Outbound(allow_private=settings.webhook_allow_private, timeout_s=settings.webhook_timeout_s,
                                  per_tenant=settings.webhook_per_tenant, attempts=settings.delivery_attempts,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,9 @@ class LiveState:
         # tells the tenant's boards `stale`, then sends a snapshot; the healer clears its markers.
         self.listeners: list[Callable[[str, bool], None]] = []
         self.hooks: list[Callable[[str, bool], None]] = []  # told of every rebuild, a first touch's too
+        # Awaited after a rebuild's replay, before the state is declared complete: they write again what the
+        # events do not carry (the forecast staffing), so no board sees the state without it.
+        self.restorers: list[Callable[[str], Awaitable[None]]] = []
 
     # -- lifecycle -------------------------------------------------------
 
@@ -220,6 +223,8 @@ class LiveState:
             await self.redis.set(self.keys.ready(tenant), "rebuilding")
             settings = await self.store.get(tenant)
             count = await self._replay(tenant, settings)
+            for restore in self.restorers:
+                await restore(tenant)
             await self.redis.set(self.keys.ready(tenant), "1")
             # An apply that failed after this replay began may hold events the replay did not see.
             if self._failed_at.get(tenant, 0.0) < started:
