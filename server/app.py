@@ -124,7 +124,8 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
     refresher = ScorecardRefresher(db, settings.scorecard_refresh_s)
     retention = Retention(db, every_s=settings.retention_every_s, batch_rows=settings.retention_batch_rows,
                           claim=lambda: _claim(client, keys.retention_claim, settings.retention_every_s))
-    analytics = Analytics(settings, db, client, keys, store, hub)
+    exports = ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process)
+    analytics = Analytics(settings, db, client, keys, store, hub, exports.turn)
     roster = Roster(client, keys, max_queues=settings.live_queues_max, max_agents=settings.live_agents_max)
     ingestor = Ingestor(db, live, store, analytics.activity.touch, healer, roster=roster,
                         group_max_events=settings.ingest_group_max_events, group_inflight=settings.ingest_group_inflight,
@@ -144,7 +145,7 @@ async def open_services(settings: Settings, *, background: bool = True, metrics:
                     settings_store=store, live=live, ingestor=ingestor, metrics=metrics,
                     hub=hub, scorecards=refresher, analytics=analytics, healer=healer, retention=retention,
                     budgets=Budgets(settings, client, keys),
-                    exports=ExportSlots(settings.export_max_per_tenant, settings.export_max_per_process))
+                    exports=exports)
 
 
 async def _claim(client: aioredis.Redis, key: str, every_s: int) -> bool:

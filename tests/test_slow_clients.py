@@ -56,7 +56,8 @@ async def stalled_reader(server: RunningServer, path: str, token: str) -> socket
 async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
         server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings,
         database_factory: Callable[..., Awaitable[str]]) -> None:
-    """Ten stalled readers of A's CSV export for 60 s: B's ingest p99 < 200 ms, health 200, exports cut off, connections back."""
+    """Ten stalled readers of A's CSV export for 60 s: B's ingest p99 < 200 ms and none over 400 ms (while the ten
+    exports fill their sockets' buffers too), health 200, exports cut off, connections back."""
     dsn = await database_factory()
     server = await server_factory(settings.replace(database_url=dsn, export_max_per_tenant=10, export_max_per_process=10,
                                                    http_send_timeout_s=15))
@@ -105,6 +106,7 @@ async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
           f"p99={p99(ingest) * 1000:.1f} ms max={max(ingest) * 1000:.1f} ms (request {ingest.index(max(ingest)) + 1}); health {len(health)} probes, "
           f"statuses {sorted(set(health))}; exports cut off after {cut_at} s; busy PostgreSQL connections max {max(held)}")
     assert p99(ingest) < 0.2
+    assert max(ingest) < 0.4  # the exports format in turns, one slice per turn of the loop (ExportSlots.turn)
     assert set(health) == {200}
     assert cut_at is not None and cut_at < 30  # the send timeout (15 s) ended every export
     assert svc.exports.running == {}

@@ -47,8 +47,10 @@ MAX_REPORT_BYTES = 25 * 1024 * 1024  # a scheduled CSV larger than this is not s
 class Scheduler:
     """This process's share of the report schedules; owns its loop and its runs (``start``/``close``)."""
 
-    def __init__(self, settings: Settings, db: Database, store: SettingsStore, outbound: Outbound) -> None:
+    def __init__(self, settings: Settings, db: Database, store: SettingsStore, outbound: Outbound,
+                 turn: asyncio.Lock) -> None:
         self.settings, self.db, self.store, self.outbound = settings, db, store, outbound
+        self.turn = turn  # the process's exports format in turns (ExportSlots.turn): so do scheduled reports
         self._task: asyncio.Task[None] | None = None
         self._runs: set[asyncio.Task[None]] = set()
 
@@ -142,7 +144,7 @@ class Scheduler:
     async def _render(self, scope: Any, spec: Any) -> bytes | None:
         chunks: list[bytes] = []
         size = 0
-        async for chunk in stream(scope, spec):
+        async for chunk in stream(scope, spec, turn=self.turn):
             size += len(chunk)
             if size > MAX_REPORT_BYTES:
                 return None

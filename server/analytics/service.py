@@ -8,6 +8,7 @@ an :class:`Analytics` and starts it; ``close_services`` cancels and awaits every
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
@@ -33,7 +34,7 @@ class Analytics:
     """Activity, forecasts, anomalies and alerts of one process; ``start`` and ``close`` them together."""
 
     def __init__(self, settings: Settings, db: Database, redis: aioredis.Redis, keys: Keys, store: SettingsStore,
-                 hub: Hub) -> None:
+                 hub: Hub, turn: asyncio.Lock) -> None:
         self.activity = TenantActivity(redis, keys)
         self.forecaster = Forecaster(db, redis, keys, store, settings, self.activity, hub.live)
         self.detector = AnomalyDetector(db, redis, keys, store, hub, self.activity)
@@ -44,7 +45,7 @@ class Analytics:
         self.alerts = AlertEvaluator(redis, store, db, keys, hub, self.activity, every_s=settings.alerts_every_s,
                                      on_alerts=self.alert_hooks.notify)
         self.schedules = ScheduleBook(db, store, settings)
-        self.scheduler = Scheduler(settings, db, store, self.outbound)
+        self.scheduler = Scheduler(settings, db, store, self.outbound, turn)
 
     def start(self) -> None:
         self.activity.start()

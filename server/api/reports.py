@@ -71,7 +71,7 @@ async def report(request: Request) -> Response:
     except BaseException:
         slots.give(scope.who.tenant)
         raise
-    return Export(stream(scope, spec), lambda: slots.give(scope.who.tenant), media_type="text/csv; charset=utf-8",
+    return Export(stream(scope, spec, turn=slots.turn), lambda: slots.give(scope.who.tenant), media_type="text/csv; charset=utf-8",
                   headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 
