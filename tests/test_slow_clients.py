@@ -56,11 +56,12 @@ async def stalled_reader(server: RunningServer, path: str, token: str) -> socket
 async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
         server_factory: Callable[[Settings], Awaitable[RunningServer]], settings: Settings,
         database_factory: Callable[..., Awaitable[str]]) -> None:
-    """Ten stalled readers of A's CSV export for 60 s: B's ingest p99 < 200 ms and none over 400 ms (while the ten
-    exports fill their sockets' buffers too), health 200, exports cut off, connections back."""
+    """Ten stalled readers of A's CSV export, cut off by the 10 s send timeout, while B ingests for 30 s: B's ingest
+    p99 < 200 ms and none over 400 ms (while the ten exports fill their sockets' buffers too), health 200, exports
+    cut off, connections back."""
     dsn = await database_factory()
     server = await server_factory(settings.replace(database_url=dsn, export_max_per_tenant=10, export_max_per_process=10,
-                                                   http_send_timeout_s=15))
+                                                   http_send_timeout_s=10))
     tenant_a, tenant_b = f"slowa-{secrets.token_hex(3)}", f"slowb-{secrets.token_hex(3)}"
     await seed_satisfaction(dsn, tenant_a, 80_000)
     svc = server.services
@@ -81,7 +82,7 @@ async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
     try:
         async with server.client(server.token(tenant_b, "ingest")) as b, server.client() as probe:
             n = 0
-            while time.monotonic() - started < 60:
+            while time.monotonic() - started < 30:
                 n += 1
                 event = {"event_id": f"b{n}", "type": "call.queued", "ts": int(time.time() * 1000), "call_id": f"c{n}",
                          "queue_id": "sales"}
@@ -102,13 +103,13 @@ async def test_ten_stalled_csv_readers_do_not_slow_another_tenant(
         await monitor.close()
         for sock in readers:
             sock.close()
-    print(f"\n10 stalled CSV readers for 60 s: tenant B ingest n={len(ingest)} p50={sorted(ingest)[len(ingest) // 2] * 1000:.1f} ms "
+    print(f"\n10 stalled CSV readers (cut off after 10 s), 30 s: B ingest n={len(ingest)} p50={sorted(ingest)[len(ingest) // 2] * 1000:.1f} ms "
           f"p99={p99(ingest) * 1000:.1f} ms max={max(ingest) * 1000:.1f} ms (request {ingest.index(max(ingest)) + 1}); health {len(health)} probes, "
           f"statuses {sorted(set(health))}; exports cut off after {cut_at} s; busy PostgreSQL connections max {max(held)}")
     assert p99(ingest) < 0.2
     assert max(ingest) < 0.4  # the exports format in turns, one slice per turn of the loop (ExportSlots.turn)
     assert set(health) == {200}
-    assert cut_at is not None and cut_at < 30  # the send timeout (15 s) ended every export
+    assert cut_at is not None and cut_at < 20  # the send timeout (10 s) ended every export
     assert svc.exports.running == {}
     assert svc.db.pool.get_idle_size() == svc.db.pool.get_size()
     assert max(held) <= 2  # never the pool: pages are read in short transactions
