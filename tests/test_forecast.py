@@ -191,15 +191,11 @@ async def test_overview_shows_required_agents_and_gap(server: RunningServer, for
     tenant = forecast_tenant["tenant"]
     agents = [agent_state(f"a{i}", "available" if i else "break", ["sales", "support"]) for i in range(3)]
     await post(server, tenant, agents + [agent_state("a9", "logged_out", ["sales"])] + queued("sales") + queued("walkins"))
-    assert server.settings.database_url
-    conn = await asyncpg.connect(server.settings.database_url)
-    try:
-        now = int(time.time() * 1000)
-        expected = await conn.fetchval(
-            "SELECT required_agents FROM predictive_analytics WHERE client_id = $1 AND queue_id = 'sales' AND interval_start = $2",
-            tenant, datetime.fromtimestamp((now - now % forecast.INTERVAL_MS) / 1000, UTC))
-    finally:
-        await conn.close()
+    now = int(time.time() * 1000)
+    rows = await fetch_rows(server, "SELECT required_agents FROM predictive_analytics "
+                                    "WHERE client_id = $1 AND queue_id = 'sales' AND interval_start = $2",
+                            tenant, datetime.fromtimestamp((now - now % forecast.INTERVAL_MS) / 1000, UTC))
+    expected = rows[0]["required_agents"] if rows else None
     body = await api(server, tenant, "GET", "/api/metrics/live")
     queues = {q["queue_id"]: q for q in body["data"]["queues"]}
     assert expected is not None and queues["sales"]["required_agents"] == expected

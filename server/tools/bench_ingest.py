@@ -159,7 +159,7 @@ def simulate(total: int, mix: str = "full", end: datetime | None = None) -> list
     """The ``total`` most recent events of a simulated center, ending now (or at ``end``), in ``ts`` order (``mix``
     "base": without the offers, ring-no-answers, holds, callbacks and revenue: the mix before those kinds existed).
 
-    Windows are simulated backwards from now until there are enough, each with
+    Windows are simulated backwards from the end until there are enough, each with
     its own seed and id prefix, so no two events share an id.
     """
     end = datetime.now(UTC) if end is None else end
@@ -356,7 +356,7 @@ def report(phases: list[Phase], *, events: int, batch: int, concurrency: int, ve
         f"(target: ≥ {TARGET_EVENTS_S:,} events/s and ≥ {TARGET_RATIO})",
     ]
     shares = [one.events_s / batched.events_s if batched.events_s else 0.0
-              for one, batched in zip(phases[:-1:2], phases[1:-1:2], strict=True)] if len(phases) > 2 else []
+              for one, batched in zip(servers, phases[1:-1:2], strict=True)] if len(phases) > 2 else []
     if len(shares) > 1:
         lines.append("ratio one-by-one/batched by round: " + ", ".join(f"{share:.3f}" for share in shares))
     if shares:
