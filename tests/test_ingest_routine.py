@@ -192,3 +192,24 @@ def test_each_version_of_the_statement_leaves_out_its_families_and_a_bad_templat
                 routines()
     finally:
         routines.cache_clear()
+
+
+async def test_the_routine_plans_for_its_own_transaction_only(settings: Settings) -> None:
+    """The routine plans its statement generically and without JIT from a connection's first call on, for its own
+    transaction only: the next statement on the same pooled connection (a report that needs custom plans, say) finds
+    the settings as they were, and the group is stored."""
+    svc = await open_services(settings.replace(db_pool_min=1, db_pool_max=1, db_tenant_max=1), background=False)
+    try:
+        async with svc.db.pool.acquire() as conn:
+            before = await conn.fetchrow("SELECT current_setting('plan_cache_mode') AS plans, current_setting('jit') AS jit")
+        tenant = f"plans-{secrets.token_hex(3)}"
+        cal = Calendar(await svc.settings_store.get(tenant))
+        stored = sum([len(await svc.ingestor.store_events(tenant, group, cal, small=True))
+                      for group in groups_of(simulate(40), 1, seed=5)])
+        async with svc.db.pool.acquire() as conn:
+            after = await conn.fetchrow("SELECT current_setting('plan_cache_mode') AS plans, current_setting('jit') AS jit")
+            count = await conn.fetchval("SELECT count(*) FROM events WHERE client_id = $1", tenant)
+    finally:
+        await close_services(svc)
+    assert stored == count == 40
+    assert dict(after) == dict(before) and before["plans"] == "auto", (dict(before), dict(after))

@@ -16,6 +16,10 @@
 -- has a loop of its own: one cursor opened for whichever ran (OPEN … FOR, then FETCH) cost 70-100 µs more of
 -- PostgreSQL's CPU per one-event batch.
 --
+-- The statement runs with its generic plan from the first call on (the plan PostgreSQL settles on after five
+-- custom ones; planning one costs 4-5 ms, so a connection's first calls cost 20-25 ms more without this) and
+-- without JIT (compiling costs far more than running it), both for this transaction only.
+--
 -- $1..$13 are events_store.sql's; $14 the application role, $15 the tenant's proof (server/core/db_roles.py).
 CREATE FUNCTION :routine(text, text[], text[], bigint[], text[], text[], text[], text[], integer[], integer[], text,
                          integer, bigint, text, text)
@@ -27,7 +31,8 @@ DECLARE
     steps boolean := false;  -- a row asks for statements of their own (slow_agent, held_call, unmarked_event)
 BEGIN
     PERFORM set_config('role', $14, true), set_config('wallboard.tenant', $1, true),
-            set_config('wallboard.tenant_proof', $15, true);
+            set_config('wallboard.tenant_proof', $15, true),
+            set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true);
     IF $3 <@ ARRAY['agent.state'] THEN
         FOR out_row IN
 -- include: queries/events_store.sql without calls
