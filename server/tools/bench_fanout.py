@@ -6,7 +6,9 @@ each subscribed to ``overview``:
 - **server**: one ``wallboard serve`` subprocess on a scratch database. Every 50 ms the events
   then due (``call.queued`` → ``answered`` → ``completed`` per call, round-robin over tenants,
   ``ts`` = due time) are posted, one request in flight per tenant: a slow server delays ingest,
-  never the schedule, so the delay shows in the latency (no coordinated omission).
+  never the schedule, so the delay shows in the latency (no coordinated omission). Before the
+  clients connect, each tenant posts an agent and one call (:func:`warm_up`): the ingest process's
+  new PostgreSQL connections are not measured planning their first statements.
 - **baseline**: the least a fan-out does, in its own process: ``websockets`` connections kept by
   tenant, one Redis subscription, per message one fixed document as large as the server's, sent
   with ``broadcast``. The driver follows the same schedule and publishes every tenant that had
@@ -50,7 +52,7 @@ from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
-from server.tools.bench_feed import Batch, Feed, Ingest
+from server.tools.bench_feed import KINDS, Batch, Feed, Ingest
 from server.tools.bench_quiet import Quiet
 from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_healthy
 from server.tools.fanout_report import report, warnings
@@ -58,6 +60,7 @@ from server.tools.fanout_report import report, warnings
 TICK_S = 0.05  # the driver's schedule step
 FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick
 IDLE_S = 5.0  # all connected and quiet this long before the idle RSS is read
+WARM_UP_COUNTED = 2  # offered + answered of each tenant's warm-up call (warm_up)
 GRACE_S = 5.0  # after the schedule, time for the last updates to arrive (the server refreshes every 5 s)
 
 
@@ -261,10 +264,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                         raise BenchFailed(f"wallboard serve exited with status {up.returncode}: {tail(log)}")
                 ingest.check()
 
-            for i, tenant in enumerate(tenants):
-                await mark_ready(settings, tenant)
-                await ingest.post(i, [{"event_id": "agent-a1", "type": "agent.state", "ts": int(time.time() * 1000),
-                                       "agent_id": "a1", "state": "available", "queues": ["sales"]}])
+            await warm_up(settings, tenants, ingest, round(rate * TICK_S))
             tokens = [mint(settings, tenant=t, role="supervisor", sub="bench", ttl_s=86_400) for t in tenants]
             hello = orjson.dumps({"type": "subscribe", "views": ["overview"]})
             specs: list[Spec] = [(i % len(tenants), ["wallboard.v1", f"bearer.{tokens[i % len(tenants)]}"], hello)
@@ -277,7 +277,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             quieting = asyncio.create_task(quiet.run())
             try:
                 ingest_before = cpu_of(procs_up[-1].pid)
-                phase = await measure("server", fleet, Feed(len(tenants), rate), seconds, proc.pid, alive,
+                phase = await measure("server", fleet, Feed(len(tenants), rate, WARM_UP_COUNTED), seconds, proc.pid, alive,
                                       ingest.send)
                 if ingest_apart:
                     phase = replace(phase, ingest_cpu_s=cpu_of(procs_up[-1].pid) - ingest_before)
@@ -294,6 +294,23 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             ingest.close()
             for up in procs_up:
                 stop(up)
+
+
+async def warm_up(settings: Settings, tenants: list[str], ingest: Ingest, at_once: int) -> None:
+    """Before the boards connect: each tenant's agent, then one call of it, ``at_once`` tenants at a time (as the
+    schedule's steps post them). The ingest process's PostgreSQL connections plan the ingest routine on their first
+    calls (30-50 ms each, more while the others do the same): a start-up cost, not fan-out's, which would otherwise
+    fall in the first second measured."""
+    ts = int(time.time() * 1000)
+    for i, tenant in enumerate(tenants):
+        await mark_ready(settings, tenant)
+        await ingest.post(i, [{"event_id": "agent-a1", "type": "agent.state", "ts": ts, "agent_id": "a1",
+                               "state": "available", "queues": ["sales"]}])
+    for kind in range(len(KINDS)):
+        for first in range(0, len(tenants), max(1, at_once)):
+            await asyncio.gather(*(ingest.post(i, [{"event_id": f"warm.{kind}", "ts": ts, "call_id": "warm",
+                                                    "queue_id": "sales", **KINDS[kind]}])
+                                   for i in range(first, min(len(tenants), first + max(1, at_once)))))
 
 
 async def baseline_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,

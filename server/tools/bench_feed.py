@@ -27,9 +27,10 @@ class Feed:
     posts that raised that count: what the clients' messages are joined with.
     """
 
-    def __init__(self, tenants: int, rate: float) -> None:
+    def __init__(self, tenants: int, rate: float, counted: int = 0) -> None:
+        """``counted``: offered + answered each tenant holds before the schedule (its warm-up calls)."""
         self.rate, self.sent, self.next = rate, 0, 0
-        self.steps, self.counts = [0] * tenants, [0] * tenants
+        self.steps, self.counts = [0] * tenants, [counted] * tenants
         self.posts: list[list[tuple[int, float]]] = [[] for _ in range(tenants)]
 
     def due(self, elapsed_s: float, now_ms: float) -> Batch:
