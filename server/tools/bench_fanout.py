@@ -271,7 +271,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
                                  for i in range(clients)]
             await mark_ready(settings, "quiet")
             quiet = Quiet(port, mint(settings, tenant="quiet", role="ingest", ttl_s=86_400),
-                          mint(settings, tenant="quiet", role="supervisor", sub="bench", ttl_s=86_400))
+                          mint(settings, tenant="quiet", role="supervisor", sub="bench", ttl_s=86_400), ingest_port)
             await asyncio.sleep(1.0)  # let the start-up settle before the empty server's RSS is read
             fleet = Fleet(f"ws://127.0.0.1:{port}/ws", specs, procs)
             quieting = asyncio.create_task(quiet.run())
@@ -306,11 +306,12 @@ async def warm_up(settings: Settings, tenants: list[str], ingest: Ingest, at_onc
         await mark_ready(settings, tenant)
         await ingest.post(i, [{"event_id": "agent-a1", "type": "agent.state", "ts": ts, "agent_id": "a1",
                                "state": "available", "queues": ["sales"]}])
-    for kind in range(len(KINDS)):
-        for first in range(0, len(tenants), max(1, at_once)):
-            await asyncio.gather(*(ingest.post(i, [{"event_id": f"warm.{kind}", "ts": ts, "call_id": "warm",
-                                                    "queue_id": "sales", **KINDS[kind]}])
-                                   for i in range(first, min(len(tenants), first + max(1, at_once)))))
+    step = max(1, at_once)
+    for kind in KINDS:
+        for first in range(0, len(tenants), step):
+            await asyncio.gather(*(ingest.post(i, [{"event_id": f"warm.{kind['type']}", "ts": ts, "call_id": "warm",
+                                                    "queue_id": "sales", **kind}])
+                                   for i in range(first, min(len(tenants), first + step))))
 
 
 async def baseline_phase(settings: Settings, clients: int, tenants: list[str], rate: float, seconds: float,

@@ -1,6 +1,7 @@
 """A quiet tenant beside the load of ``wallboard bench fanout``: one board, one event every few seconds.
 
-Each event is one ``call.queued`` posted on its own; its latency runs from the POST being sent
+Each event is one ``call.queued`` posted on its own (to another server process than the board's, when
+``post_port`` names one: the update then reaches the board through Redis); its latency runs from the POST being sent
 to the arrival, at the board, of the first ``overview`` update that counts it. With the hub's
 leading edge (a tenant quiet for a tick is sent at once) this is the ingest and fan-out path
 alone; waiting for a fixed tick would add up to one tick (250 ms).
@@ -27,9 +28,10 @@ EVERY_S = 2.0  # mean pause between the quiet tenant's events (±25 %, so they f
 class Quiet:
     """The quiet tenant's board and poster, run beside a phase; ``latencies_ms`` once stopped."""
 
-    port: int
+    port: int  # the board's server
     ingest_token: str
     board_token: str
+    post_port: int | None = None  # where the events go, when not to the board's server (another process)
     latencies_ms: list[float] = field(default_factory=list)
     posted_ms: list[float] = field(default_factory=list)  # when each measured event was posted (epoch ms)
     error: str = ""
@@ -51,7 +53,7 @@ class Quiet:
                            open_timeout=30) as ws:
             await ws.send(orjson.dumps({"type": "subscribe", "views": ["overview"]}).decode())
             offered = await self._snapshot(ws)
-            poster = await Connection.open("127.0.0.1", self.port, self.ingest_token)
+            poster = await Connection.open("127.0.0.1", self.post_port or self.port, self.ingest_token)
             try:
                 while not self._stop.is_set():
                     try:
