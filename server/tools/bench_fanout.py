@@ -52,7 +52,7 @@ from server.runtime import as_owner, with_runtime
 from server.tools.bench import NO_BUDGETS, BenchFailed, CpuSample, CpuUsed, Scratch, cpu_of, run_async, say
 from server.tools.bench_baseline import baseline_process
 from server.tools.bench_clients import RECEIVED, Fleet, Held, Spec, raise_fd_limit
-from server.tools.bench_feed import KINDS, Batch, Feed, Ingest
+from server.tools.bench_feed import COUNTED, KINDS, Batch, Feed, Ingest
 from server.tools.bench_quiet import Quiet
 from server.tools.bench_server import free_port, mark_ready, stop, tail, wait_healthy
 from server.tools.fanout_report import report, warnings
@@ -60,7 +60,6 @@ from server.tools.fanout_report import report, warnings
 TICK_S = 0.05  # the driver's schedule step
 FLUSH_TICKS = 5  # the baseline publishes every 5 ticks: the server's 250 ms coalescing tick
 IDLE_S = 5.0  # all connected and quiet this long before the idle RSS is read
-WARM_UP_COUNTED = 2  # offered + answered of each tenant's warm-up call (warm_up)
 GRACE_S = 5.0  # after the schedule, time for the last updates to arrive (the server refreshes every 5 s)
 
 
@@ -277,7 +276,7 @@ async def server_phase(settings: Settings, clients: int, tenants: list[str], rat
             quieting = asyncio.create_task(quiet.run())
             try:
                 ingest_before = cpu_of(procs_up[-1].pid)
-                phase = await measure("server", fleet, Feed(len(tenants), rate, WARM_UP_COUNTED), seconds, proc.pid, alive,
+                phase = await measure("server", fleet, Feed(len(tenants), rate, COUNTED), seconds, proc.pid, alive,
                                       ingest.send)
                 if ingest_apart:
                     phase = replace(phase, ingest_cpu_s=cpu_of(procs_up[-1].pid) - ingest_before)

@@ -17,6 +17,7 @@ from server.tools.bench_server import Connection, tail
 
 KINDS = ({"type": "call.queued"}, {"type": "call.answered", "agent_id": "a1"},
          {"type": "call.completed", "agent_id": "a1", "talk_s": 60.0, "hold_s": 0.0, "wrap_s": 5.0})
+COUNTED = 2  # a call's first KINDS raise the boards' offered + answered, one each; completed does not
 Batch = dict[int, list[dict[str, Any]]]  # events by tenant index
 
 
@@ -28,7 +29,7 @@ class Feed:
     """
 
     def __init__(self, tenants: int, rate: float, counted: int = 0) -> None:
-        """``counted``: offered + answered each tenant holds before the schedule (its warm-up calls)."""
+        """``counted``: offered + answered each tenant holds before the schedule (``COUNTED`` per warm-up call)."""
         self.rate, self.sent, self.next = rate, 0, 0
         self.steps, self.counts = [0] * tenants, [counted] * tenants
         self.posts: list[list[tuple[int, float]]] = [[] for _ in range(tenants)]
@@ -40,7 +41,7 @@ class Feed:
             i, self.next = self.next, (self.next + 1) % len(self.steps)
             call, kind = divmod(self.steps[i], 3)
             self.steps[i] += 1
-            self.counts[i] += kind < 2
+            self.counts[i] += kind < COUNTED
             batch.setdefault(i, []).append({"event_id": f"e{call}.{kind}", "ts": int(now_ms), "call_id": f"c{call}",
                                             "queue_id": "sales", **KINDS[kind]})
             self.sent += 1
