@@ -193,7 +193,10 @@ class Ingestor:
                         await conn.execute(query("agent_metrics_holds"), tenant, *map(list, zip(*held, strict=True)))
                 break
             except UNAVAILABLE as exc:
-                raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); nothing was stored: retry",
+                # Lost while its commit was under way, the batch may be stored all the same (PostgreSQL committed, its
+                # answer never came): sending it again is safe, the events stored already come back as duplicates.
+                raise ServiceUnavailable(f"PostgreSQL is unreachable ({type(exc).__name__}); the batch may not have been "
+                                         "stored: send it again (events already stored are answered as duplicates)",
                                          code="database_unavailable") from None
             except asyncpg.PostgresError as exc:
                 if routine and exc.sqlstate == STEPS:  # the batch needs statements of their own: a transaction
