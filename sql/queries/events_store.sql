@@ -533,29 +533,33 @@ WITH input AS (
                                         > (a.state_ms, a.state_event_id COLLATE "C"), false) AS follows) AS f) AS m)
     RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.next_ms, a.after_ms,
               a.after_event_id, a.after_state
-), st_known AS MATERIALIZED (  -- the agents split here: their new events follow the head (or they are new), or
-                               -- all fall between prev and the old next (after_ms set)
-    SELECT * FROM directory WHERE next_ms IS NOT NULL
-), st_chain AS (  -- the stored event before (its span was open, or ran to after), the new events, the one after
+), st_chain AS (  -- per agent of the batch: the stored event before its new ones (its span was open, or ran to
+                  -- after; ts NULL when there is none), the new events, the one after; `known`: split here
     SELECT agent_id, prev_ms AS ts_ms, prev_event_id AS event_id, prev_state AS state, prev_reason AS reason,
-           0 AS role, NULL::text AS was_before
-    FROM st_known WHERE prev_ms IS NOT NULL
+           0 AS role, NULL::text AS was_before, next_ms IS NOT NULL AS known
+    FROM directory
     UNION ALL
-    SELECT e.agent_id, e.ts_ms, e.event_id, e.doc->>'state',
-           CASE WHEN e.doc->>'state' IN ('break', 'other') THEN coalesce(e.doc->>'reason', '') ELSE '' END, 1, NULL
-    FROM e JOIN st_known USING (agent_id) WHERE e.type = 'agent.state'
+    SELECT agent_id, ts_ms, event_id, doc->>'state',
+           CASE WHEN doc->>'state' IN ('break', 'other') THEN coalesce(doc->>'reason', '') ELSE '' END, 1, NULL, NULL
+    FROM e WHERE type = 'agent.state'
     UNION ALL
-    SELECT agent_id, after_ms, after_event_id, after_state, '', 2, prev_state
-    FROM st_known WHERE after_ms IS NOT NULL
-), st_spans AS MATERIALIZED (  -- each state's span [a, b), ver 1; the last one stays open (b NULL); and, ver -1,
-                               -- the span from prev to after that the new events split
-    SELECT agent_id, event_id, state, reason, role, was_before, 1 AS ver, ts_ms AS a, lead(ts_ms) OVER w AS b,
-           lag(state) OVER w AS before
-    FROM st_chain
-    WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms, event_id COLLATE "C")
+    SELECT agent_id, after_ms, after_event_id, after_state, '', 2, prev_state, NULL
+    FROM directory WHERE next_ms IS NOT NULL AND after_ms IS NOT NULL
+), st_spans AS MATERIALIZED (  -- of the agents split here (their new events follow the head, or they are new, or all
+                               -- fall between prev and the old next: after_ms set): each state's span [a, b), ver 1;
+                               -- the last one stays open (b NULL); and, ver -1, the span from prev to after that the
+                               -- new events split. The agents are told apart by a window, not a join: this statement's
+                               -- plan is generic, its estimates a row or two, and a join of the batch's events with
+                               -- its agents would be a nested loop (events × agents).
+    SELECT agent_id, event_id, state, reason, role, was_before, ver, a, b, before
+    FROM (SELECT agent_id, event_id, state, reason, role, was_before, 1 AS ver, ts_ms AS a, lead(ts_ms) OVER w AS b,
+                 lag(state) OVER w AS before, bool_or(known) OVER (PARTITION BY agent_id) AS known
+          FROM st_chain
+          WINDOW w AS (PARTITION BY agent_id ORDER BY ts_ms NULLS FIRST, event_id COLLATE "C")) AS s
+    WHERE known AND a IS NOT NULL
     UNION ALL
     SELECT agent_id, prev_event_id, prev_state, prev_reason, 0, NULL, -1, prev_ms, after_ms, NULL
-    FROM st_known WHERE after_ms IS NOT NULL AND prev_ms IS NOT NULL
+    FROM directory WHERE next_ms IS NOT NULL AND after_ms IS NOT NULL AND prev_ms IS NOT NULL
 ), st_rolled AS (  -- the closed spans of logged-in states, cut at the 15-minute grid and at tenant day starts
     INSERT INTO agent_state_time AS r (client_id, agent_id, interval_start, state, reason, ms)
     SELECT $1, agent_id, to_timestamp(lo / 1000.0), state, reason, sum(ms)
