@@ -1,6 +1,7 @@
 -- agent_state_pieces (012_agent_states.sql) with the common case apart: a tenant whose day starts on the 15-minute
 -- grid (day_start % 15 = 0) has its pieces in the grid's cells, one generate_series row each, without the per-cell
--- look for a day start inside the cell (two time-zone conversions and a VALUES pair per cell, about 7 µs a piece).
+-- look for a day start inside the cell (two time-zone conversions and a VALUES pair per cell: 2.7 ms of a batch of
+-- 500 events, 370 pieces, in its plan timed by auto_explain; 0.4 ms this way).
 -- The pieces are the same; a tenant day starting off the grid is cut as before. Still one SQL statement the planner
 -- inlines (a UNION ALL whose other branch a constant day_start, or a day start on the grid, leaves empty).
 CREATE OR REPLACE FUNCTION agent_state_pieces(a bigint, b bigint, zone text, day_start integer)

@@ -534,7 +534,8 @@ WITH input AS (
     RETURNING a.agent_id, a.prev_ms, a.prev_event_id, a.prev_state, a.prev_reason, a.next_ms, a.after_ms,
               a.after_event_id, a.after_state
 ), st_chain AS (  -- per agent of the batch: the stored event before its new ones (its span was open, or ran to
-                  -- after; ts NULL when there is none), the new events, the one after; `known`: split here
+                  -- after; ts NULL when there is none, a row that only carries `known`: split here), the new
+                  -- events, the one after
     SELECT agent_id, prev_ms AS ts_ms, prev_event_id AS event_id, prev_state AS state, prev_reason AS reason,
            0 AS role, NULL::text AS was_before, next_ms IS NOT NULL AS known
     FROM directory
