@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
-import orjson
-import redis.asyncio as aioredis
-
-from server.live.keys import Keys
 from server.live.view import iso_ms
 
 from .conftest import RunningServer
@@ -31,19 +28,22 @@ async def seed(server: RunningServer, tenant: str) -> dict[str, int]:
 
 
 async def add_callbacks(server: RunningServer, tenant: str, *callbacks: dict[str, Any]) -> None:
-    """Pending callbacks, written where the callback events keep them (``Keys.callbacks``)."""
-    client = aioredis.Redis.from_url(server.settings.redis_url)
-    try:
-        await client.hset(Keys(server.settings.key_prefix).callbacks(tenant),
-                          mapping={c["callback_id"]: orjson.dumps(c) for c in callbacks})
-    finally:
-        await client.aclose()
+    """Pending callbacks, from the callback.requested events that make them (stored, so the live state's
+    consistency check, which compares it with PostgreSQL, keeps them)."""
+    await post_events(server, tenant, [
+        event("callback.requested", round(datetime.fromisoformat(c["requested_at"]).timestamp() * 1000),
+              callback_id=c["callback_id"], queue_id=c["queue_id"], due_ts=c["due_ts"]) for c in callbacks])
 
 
-CALLBACK = {"callback_id": "cb1", "queue_id": "sales", "requested_at": "2026-11-30T10:00:00.000Z",
-            "due_ts": "2026-11-30T11:00:00.000Z"}
-OTHER_CALLBACK = {"callback_id": "cb2", "queue_id": "support", "requested_at": "2026-11-30T10:05:00.000Z",
-                  "due_ts": "2026-11-30T10:30:00.000Z"}
+def _callback(callback_id: str, queue_id: str, requested_s: float, due_s: float) -> dict[str, Any]:
+    """A callback as the calls view lists it, requested and due ``requested_s`` and ``due_s`` from now."""
+    return {"callback_id": callback_id, "queue_id": queue_id, "requested_at": iso_ms(now_ms(requested_s)),
+            "due_ts": iso_ms(now_ms(due_s))}
+
+
+# OTHER_CALLBACK is due first.
+CALLBACK = _callback("cb1", "sales", -1200, 2400)
+OTHER_CALLBACK = _callback("cb2", "support", -900, 600)
 
 
 async def test_rest_lists_waiting_calls_with_positions_and_callbacks(server: RunningServer) -> None:
