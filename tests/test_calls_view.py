@@ -42,8 +42,8 @@ def _callback(callback_id: str, queue_id: str, requested_s: float, due_s: float)
 
 
 # OTHER_CALLBACK is due first.
-CALLBACK = _callback("cb1", "sales", -1200, 2400)
-OTHER_CALLBACK = _callback("cb2", "support", -900, 600)
+CALLBACK = _callback("cb1", "sales", -120, 2400)
+OTHER_CALLBACK = _callback("cb2", "support", -90, 600)
 
 
 async def test_rest_lists_waiting_calls_with_positions_and_callbacks(server: RunningServer) -> None:
