@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import RunningServer
 from .pages import ARTIFACTS, api_get, event, new_tenant, now_ms, playwright_or_skip, post_events, wait_for_badge
-from .test_calls_view import CALLBACK, OTHER_CALLBACK, add_callbacks
+from .test_calls_view import add_callbacks, two_callbacks
 from .test_forecast import simulated_history, write_history
 
 playwright_or_skip()
@@ -46,7 +46,7 @@ async def test_wallboard_lists_longest_waits_ticking_and_staffing(server: Runnin
     queued = {f"c{i}": now_ms(-(100 - 10 * i)) for i in range(8)}
     await post_events(server, tenant, [event("call.queued", ts, call_id=c, queue_id="sales" if i % 2 else "support")
                                        for i, (c, ts) in enumerate(queued.items())])
-    await add_callbacks(server, tenant, CALLBACK, OTHER_CALLBACK)
+    await add_callbacks(server, tenant, *two_callbacks())
     await page.goto(f"{server.url}/wallboard.html#token={server.token(tenant)}&top=5&lang=de")
     await wait_for_badge(page, "live")
     await page.wait_for_function("() => document.querySelectorAll('#wait-list li').length === 5", timeout=5000)
@@ -81,7 +81,8 @@ async def test_console_calls_forecast_and_erlang(server: RunningServer, page: An
         assert (await client.post("/api/analytics/predictions/refresh")).status_code == 200
     queued_at = now_ms(-42)
     await post_events(server, tenant, [event("call.queued", queued_at, call_id="w1", queue_id="sales")])
-    await add_callbacks(server, tenant, CALLBACK)
+    requested = two_callbacks()[0]
+    await add_callbacks(server, tenant, requested)
     await page.goto(f"{server.url}/supervisor.html#token={server.token(tenant)}&tab=calls")
     await wait_for_badge(page, "live")
     row = page.locator('#calls-rows tr[data-call-id="w1"]')
@@ -90,7 +91,7 @@ async def test_console_calls_forecast_and_erlang(server: RunningServer, page: An
     assert abs(wait - (time.time() * 1000 - queued_at) / 1000) <= 1.0
     callback = page.locator('#callbacks-rows tr[data-callback-id="cb1"]')
     assert await callback.locator('[data-metric="queue_id"]').text_content() == "sales"
-    assert await callback.locator('[data-metric="due_ts"]').get_attribute("data-value") == CALLBACK["due_ts"]
+    assert await callback.locator('[data-metric="due_ts"]').get_attribute("data-value") == requested["due_ts"]
 
     # The call waiting past the longest-wait amber level (30 s) raises a threshold alert: the Anomalies tab lists it.
     day = (await api_get(server, tenant, "/api/metrics/live"))["data"]["day"]

@@ -35,22 +35,21 @@ async def add_callbacks(server: RunningServer, tenant: str, *callbacks: dict[str
               callback_id=c["callback_id"], queue_id=c["queue_id"], due_ts=c["due_ts"]) for c in callbacks])
 
 
-def _callback(callback_id: str, queue_id: str, requested_s: float, due_s: float) -> dict[str, Any]:
-    """A callback as the calls view lists it, requested and due ``requested_s`` and ``due_s`` from now."""
-    return {"callback_id": callback_id, "queue_id": queue_id, "requested_at": iso_ms(now_ms(requested_s)),
-            "due_ts": iso_ms(now_ms(due_s))}
-
-
-# OTHER_CALLBACK is due first.
-CALLBACK = _callback("cb1", "sales", -120, 2400)
-OTHER_CALLBACK = _callback("cb2", "support", -90, 600)
+def two_callbacks() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two callbacks as the calls view lists them, requested a minute or two before now (in or next to the
+    interval of the test's calls): cb1 in `sales`, and cb2 in `support`, which is due first."""
+    return ({"callback_id": "cb1", "queue_id": "sales", "requested_at": iso_ms(now_ms(-120)),
+             "due_ts": iso_ms(now_ms(2400))},
+            {"callback_id": "cb2", "queue_id": "support", "requested_at": iso_ms(now_ms(-90)),
+             "due_ts": iso_ms(now_ms(600))})
 
 
 async def test_rest_lists_waiting_calls_with_positions_and_callbacks(server: RunningServer) -> None:
     """GET /api/metrics/calls/waiting lists each waiting call oldest first with its place in its queue, and each callback."""
     tenant = new_tenant("calls")
     queued = await seed(server, tenant)
-    await add_callbacks(server, tenant, CALLBACK, OTHER_CALLBACK)
+    callback, other_callback = two_callbacks()
+    await add_callbacks(server, tenant, callback, other_callback)
     async with server.client(server.token(tenant, "supervisor")) as client:
         first = await client.get(PATH)
         assert first.status_code == 200, first.text
@@ -61,11 +60,11 @@ async def test_rest_lists_waiting_calls_with_positions_and_callbacks(server: Run
             {"call_id": "p1", "queue_id": "support", "queued_at": iso_ms(queued["p1"]), "position": 1},
             {"call_id": "s3", "queue_id": "sales", "queued_at": iso_ms(queued["s3"]), "position": 3},
         ]
-        assert data["callbacks"] == [OTHER_CALLBACK, CALLBACK]  # soonest due first
+        assert data["callbacks"] == [other_callback, callback]  # soonest due first
         again = await client.get(PATH, headers={"If-None-Match": first.headers["ETag"]})
         assert again.status_code == 304
         only = (await client.get(PATH, params={"queue_id": "support"})).json()["data"]
-        assert [c["call_id"] for c in only["waiting"]] == ["p1"] and only["callbacks"] == [OTHER_CALLBACK]
+        assert [c["call_id"] for c in only["waiting"]] == ["p1"] and only["callbacks"] == [other_callback]
         bad = await client.get(PATH, params={"queue_id": "x" * 129})
         assert bad.status_code == 400 and "queue_id" in bad.json()["error"]["message"]
     await post_events(server, tenant, [event("call.abandoned", now_ms(), call_id="s1", queue_id="sales")])
@@ -79,7 +78,7 @@ async def test_rest_is_per_tenant_and_refuses_agents(server: RunningServer) -> N
     """Another tenant sees none of a tenant's waiting calls or callbacks; an agent token is refused (403)."""
     tenant, other = new_tenant("calls"), new_tenant("calls")
     await seed(server, tenant)
-    await add_callbacks(server, tenant, CALLBACK)
+    await add_callbacks(server, tenant, two_callbacks()[0])
     await post_events(server, other, [event("call.queued", now_ms(-3), call_id="o1", queue_id="sales")])
     async with server.client(server.token(other, "supervisor")) as client:
         data = (await client.get(PATH)).json()["data"]
