@@ -66,7 +66,7 @@ class Channels:
 
     async def listen(self, on_change: Callable[[str], None], on_alert: Callable[[bytes], None],
                      subscribed: Callable[[], None]) -> None:
-        """Subscribe, call ``subscribed``, then hand every message on until the connection fails (raises)."""
+        """Subscribe, call ``subscribed``, then hand every message on until the subscription fails or ends (raises)."""
         if self.sharded:
             await self._listen_sharded(on_change, on_alert, subscribed)
             return
@@ -82,6 +82,7 @@ class Channels:
                     on_change(message["data"].decode())
                 else:
                     on_alert(message["data"])
+            raise ConnectionError("the subscription ended")
         finally:
             await close(pubsub)
 

@@ -92,6 +92,7 @@ class Hub:
         self.clients: dict[str, set[Outbox]] = {}
         self.dirty: set[str] = set()
         self.live_ok = True
+        self._listening = False  # the subscription is up: changes of other processes reach this one
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -279,6 +280,8 @@ class Hub:
                 swept = now
                 self.sweep(now)
             if not self.live_ok:
+                if not self._listening:  # `ok` only once other processes' changes reach this one again
+                    continue
                 try:
                     await self._recover()
                 except (RedisError, OSError, ServiceUnavailable):
@@ -325,7 +328,11 @@ class Hub:
     # -- Redis -----------------------------------------------------------
 
     async def _listen(self) -> None:
-        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off."""
+        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off.
+
+        Clients hear `ok` again (:meth:`_recover`, at a tick) only once the subscription is back: before, Redis may
+        answer reads while other processes' changes would reach this one only at the next refresh.
+        """
         self._attempt = 0
         while True:
             try:
@@ -333,6 +340,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, ServiceUnavailable) as exc:
+                self._listening = False
                 if self.live_ok:
                     log.warning("hub.redis_lost", extra={"error": f"{type(exc).__name__}: {exc}"})
                 self._set_live(False)
@@ -343,6 +351,7 @@ class Hub:
     def _subscribed(self) -> None:
         """Subscribed (again): settings changes announced while unsubscribed were missed, so drop every cached one."""
         self._attempt = 0
+        self._listening = True
         self.store.invalidate()
 
     async def _recover(self) -> None:
