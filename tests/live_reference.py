@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 
 def ms(ts: Any) -> int:
     if isinstance(ts, int):
         return ts
+    return _parsed_ms(ts)
+
+
+@lru_cache(maxsize=1 << 18)
+def _parsed_ms(ts: str) -> int:
+    """An ISO timestamp in epoch ms. A recount reads each event's time many times, and a scenario is recounted
+    per bucket: parsed once each, a day's recount per hour takes seconds instead of half a minute."""
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000 + 0.5)
 
 
