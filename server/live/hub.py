@@ -1,16 +1,14 @@
 """Fan-out: one Redis subscription per process, per-tenant coalescing, bounded client outboxes.
 
-How an event reaches a wallboard: the apply script publishes the tenant id on
-one channel; every server process holds ONE subscription to it and marks the
-tenant dirty. A tick (250 ms by default) reads each dirty tenant's live state once (the reads
-due together in one Redis pipeline: :mod:`server.live.reads`), renders each distinct stream
-(tenant × view × queue filter × agent) once, serialises it once with orjson, frames it once, and
-offers the same bytes to every subscriber. The tick is per tenant: a change of a tenant last sent
-more than a tick ago is sent at once (leading edge); changes within the tick after a send are
-coalesced into one send at its end (trailing edge). So a quiet board sees an event in milliseconds
-and each stream carries at most one update per tick. A tenant whose render takes more than
-``ws_render_share`` of its tick has its tick stretched to match (big tenants update less often
-rather than holding up everyone's event loop). Every read is also kept for REST polls.
+How an event reaches a wallboard: the apply script publishes the tenant id on one channel; every server process
+holds ONE subscription to it and marks the tenant dirty. A tick (250 ms by default) reads each dirty tenant's live
+state once (the reads due together in one Redis pipeline: :mod:`server.live.reads`), renders each distinct stream
+(tenant × view × queue filter × agent) once, serialises it once with orjson, frames it once, and offers the same
+bytes to every subscriber. The tick is per tenant: a change of a tenant last sent more than a tick ago is sent at
+once (leading edge); changes within the tick after a send are coalesced into one send at its end (trailing edge). So
+a quiet board sees an event in milliseconds and each stream carries at most one update per tick. A tenant whose
+render takes more than ``ws_render_share`` of its tick has its tick stretched to match (big tenants update less
+often rather than holding up everyone's event loop). Every read is also kept for REST polls.
 
 Trade-offs, stated plainly:
 
@@ -29,9 +27,9 @@ Trade-offs, stated plainly:
   right again with the next. A stream is re-sent at least every
   ``ws_refresh_s`` even when nothing changed: the heartbeat that tells a quiet
   tenant from a dead connection, and fresh time-derived fields.
-- When Redis is away every client is told ``status: stale``; on return every
-  stream is sent again as a ``snapshot`` (the live state is rebuilt first if
-  Redis lost it).
+- When Redis is away every client is told ``status: stale``; once subscribed
+  again, every stream is sent again as a ``snapshot`` (the live state rebuilt
+  first if Redis lost it), then ``ok``.
 - Alerts (:meth:`Hub.publish_alert`) ride the same subscription on a second
   channel and are delivered as soon as they arrive, never coalesced: each is a
   control message, in order. Pub/sub is at most once: a process cut off from
@@ -41,6 +39,7 @@ Trade-offs, stated plainly:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -280,12 +279,9 @@ class Hub:
                 swept = now
                 self.sweep(now)
             if not self.live_ok:
-                if not self._listening:  # `ok` only once other processes' changes reach this one again
-                    continue
-                try:
-                    await self._recover()
-                except (RedisError, OSError, ServiceUnavailable):
-                    pass
+                if self._listening:  # `ok` only once other processes' changes reach this one again
+                    with contextlib.suppress(RedisError, OSError, ServiceUnavailable):
+                        await self._recover()
                 continue
             self.dirty.update(k.tenant for k, s in self.streams.items() if now - s.sent_at >= self.refresh_s)
             self.dirty &= self.by_tenant.keys()
@@ -328,11 +324,7 @@ class Hub:
     # -- Redis -----------------------------------------------------------
 
     async def _listen(self) -> None:
-        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off.
-
-        Clients hear `ok` again (:meth:`_recover`, at a tick) only once the subscription is back: before, Redis may
-        answer reads while other processes' changes would reach this one only at the next refresh.
-        """
+        """Hold the one subscription; on failure tell clients `stale` and resubscribe with jittered back-off."""
         self._attempt = 0
         while True:
             try:
@@ -350,8 +342,7 @@ class Hub:
 
     def _subscribed(self) -> None:
         """Subscribed (again): settings changes announced while unsubscribed were missed, so drop every cached one."""
-        self._attempt = 0
-        self._listening = True
+        self._attempt, self._listening = 0, True
         self.store.invalidate()
 
     async def _recover(self) -> None:
