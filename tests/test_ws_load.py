@@ -121,9 +121,11 @@ async def test_stuck_client_is_evicted_and_costs_nothing(server_factory: Factory
     rng = random.Random(5)
     dropped_at: float | None = None
     peak_rss = rss_before
-    until = paused_at + 12
+    # 12 s of traffic, longer on a slow machine until the stuck client was offered 72 MB (the last assertion needs
+    # 60 MB past the few MB its sockets hold, to tell a bounded outbox from an unbounded one); at most 30 s.
+    until, enough, cap = paused_at + 12, 72 * MB, paused_at + 30
     n = 0
-    while time.monotonic() < until:
+    while (time.monotonic() < until or mirror.bytes - offered_from < enough) and time.monotonic() < cap:
         n += 1
         batch = [{"event_id": f"d-{n}-{i}", "type": "agent.state", "ts": int(time.time() * 1000), "agent_id": a,
                   "state": rng.choice(states), "reason": "r" * 100, "queues": queues}
