@@ -70,8 +70,8 @@ def _keys(scope: Scope) -> tuple[Any, ...]:
 
 
 def _calls_row(r: asyncpg.Record, _: Scope) -> Sequence[Any]:
-    return (r["call_id"], r["queue_id"], r["agent_id"], _ts(r["queued_at"]), _ts(r["answered_at"]),
-            _ts(r["completed_at"]), r["talk_s"], r["hold_s"], r["wrap_s"], r["handle_s"],
+    return (r["call_id"], r["queue_id"], r["agent_id"], r["queued_at_iso"] or "", r["answered_at_iso"] or "",
+            r["completed_at_iso"], r["talk_s"], r["hold_s"], r["wrap_s"], r["handle_s"],
             "" if r["resolved"] is None else str(r["resolved"]).lower(), str(r["transferred"]).lower(),
             r["disposition"] or "")
 
