@@ -69,9 +69,20 @@ def tenant_total(ref: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+POSTED: dict[str, dict[str, Any]] = {}  # the history scenario posted to the run's server, by its URL
+
+
 @pytest.fixture(scope="module")
 async def history(server: RunningServer) -> dict[str, Any]:
-    """Two and a half simulated days in New York with days starting at 06:00, posted out of order with duplicates."""
+    """Two and a half simulated days in New York with days starting at 06:00, posted out of order with duplicates.
+
+    Posted once to the run's server (tests/test_reports.py reads the same tenant); no test writes to its tenant."""
+    if server.url not in POSTED:
+        POSTED[server.url] = await post_history(server)
+    return POSTED[server.url]
+
+
+async def post_history(server: RunningServer) -> dict[str, Any]:
     tenant = new_tenant("hist")
     await put_settings(server, tenant, timezone="America/New_York", day_starts_at="06:00")
     now = datetime.now(UTC).replace(microsecond=0)
